@@ -1,0 +1,16 @@
+//! What the proxy side and the collector agree on, in one crate that builds for both
+//! `wasm32-wasip2` (the filter) and native targets (host, collector).
+//!
+//! - [`head`]: the packed buffer in which the host hands a request's strings and headers to the
+//!   filter in one piece (one guest allocation instead of one per string).
+//! - [`event`]: the event schema (v1), encoded as MessagePack by the filter and decoded by the
+//!   collector, with the dotted names of the schema as nested maps.
+//! - [`frame`]: how events travel on the unix socket: a stream hello, then length-prefixed frames.
+//! - [`sampling`]: the consistent-by-request-id sampling decision shared by filter and collector.
+
+pub mod event;
+pub mod frame;
+pub mod head;
+pub mod sampling;
+
+pub use event::{Event, SCHEMA_VERSION};
