@@ -1,1 +1,17 @@
-//! placeholder
+//! The collector daemon's library: everything `sentinel-collector` runs, as parts that read in
+//! the order data flows through them.
+//!
+//! - [`ingest`]: listeners that receive frames from proxies (the unix socket).
+//! - [`pipeline`]: what happens to each event between ingest and sinks (decode, validate, stamp).
+//! - [`sink`]: where events end up (rotating NDJSON files).
+//! - [`metrics`] and [`admin`]: the daemon's own counters and its HTTP endpoint.
+//! - [`daemon`]: assembles the parts and runs them until SIGTERM/SIGINT.
+
+pub mod admin;
+pub mod daemon;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod sink;
+
+pub use daemon::{Daemon, DaemonConfig, Summary};

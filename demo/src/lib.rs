@@ -1,1 +1,8 @@
-//! placeholder
+//! Runs the whole stack on loopback, for `make demo` and for the end-to-end tests alike: a demo
+//! upstream, the collector and the reference proxy (as real child processes, with the real filter
+//! .wasm), varied generated traffic, and the scraping of each part's `/metrics`.
+
+pub mod metrics;
+pub mod stack;
+pub mod traffic;
+pub mod upstream;

@@ -106,6 +106,24 @@ fn mask(value: &[u8]) -> Cow<'static, str> {
     }
 }
 
+/// The host part of an authority: `example.com:8080` → `example.com`, `[::1]:80` → `::1`.
+fn host_of(authority: &[u8]) -> &[u8] {
+    let a = match authority.iter().rposition(|&b| b == b'@') {
+        Some(i) => &authority[i + 1..],
+        None => authority,
+    };
+    if a.first() == Some(&b'[') {
+        return match a.iter().position(|&b| b == b']') {
+            Some(end) => &a[1..end],
+            None => a,
+        };
+    }
+    match a.iter().rposition(|&b| b == b':') {
+        Some(i) if a[i + 1..].iter().all(u8::is_ascii_digit) => &a[..i],
+        _ => a,
+    }
+}
+
 fn push_header<'a>(headers: &mut Headers<'a>, name: &'a [u8], value: Cow<'a, str>) {
     if let Some((_, v)) = headers.0.iter_mut().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)) {
         let joined = format!("{v}, {value}");
@@ -194,7 +212,7 @@ impl Shaper {
                 Entry::Field(tag, v) => match tag {
                     Tag::Method => ev.http.request.method = text(v),
                     Tag::Scheme => ev.url.scheme = Some(text(v)),
-                    Tag::Authority => ev.url.domain = Some(text(v)),
+                    Tag::Authority => ev.url.domain = Some(text(host_of(v))),
                     Tag::Path => ev.url.path = text(v),
                     Tag::Query => ev.url.query = Some(text(v)),
                     Tag::Route => ev.http.route = Some(text(v)),
@@ -346,6 +364,14 @@ mod tests {
         let v = shape(Settings::default(), &exchange("r", 200, &[])).unwrap();
         assert!(v["http"]["request"]["body"].get("content").is_none());
         assert_eq!(v["http"]["request"]["body"]["size"], 11);
+    }
+
+    #[test]
+    fn domain_drops_the_port() {
+        assert_eq!(host_of(b"shop.example:8443"), b"shop.example");
+        assert_eq!(host_of(b"[2001:db8::1]:80"), b"2001:db8::1");
+        assert_eq!(host_of(b"shop.example"), b"shop.example");
+        assert_eq!(host_of(b"user@h:1"), b"h");
     }
 
     #[test]

@@ -1,1 +1,26 @@
-//! placeholder
+//! What a proxy embeds to run the telemetry filter: one wasmtime engine, the filter component
+//! compiled once (and cached on disk), an instance per worker thread with a CPU deadline and a
+//! memory limit, hot reload of the `.wasm`, and the bounded non-blocking channel to the collector.
+//!
+//! The proxy builds an [`Exchange`] per finished request and calls
+//! [`TelemetryHost::on_request`]. That call never fails and never blocks: a filter that traps,
+//! loops or runs out of memory is contained and counted (fail-open), and a full queue drops the
+//! event with a counter rather than wait.
+
+mod bindings {
+    wasmtime::component::bindgen!({ world: "filter", path: "../wit" });
+}
+mod channel;
+mod compile;
+mod config;
+mod metrics;
+mod reload;
+mod runtime;
+mod host;
+
+pub use bindings::sentinel::telemetry::types::{Exchange, FilterConfig, Outcome};
+pub use channel::ChannelConfig;
+pub use config::{FilterSettings, HostConfig};
+pub use host::{HostError, TelemetryHost};
+pub use metrics::{DropReason, Metrics};
+pub use sentinel_wire::head::{HeadWriter, Tag};

@@ -1,1 +1,115 @@
-fn main(){}
+//! `sentinel-proxy`: the reference reverse proxy. Plain HTTP on Pingora, one upstream, and the
+//! telemetry filter run from the logging phase of every request. It exists so the whole path runs
+//! and is measured for real, and as the example an integrator copies (see `exchange.rs`).
+
+mod admin;
+mod exchange;
+mod proxy;
+
+use anyhow::Context;
+use clap::Parser;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use sentinel_host::{FilterSettings, HostConfig, TelemetryHost};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Reference reverse proxy with the Sentinel telemetry filter.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to accept client connections on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The upstream every request is proxied to (host:port, plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    upstream: String,
+    /// The telemetry filter component (.wasm). Without it, telemetry is off.
+    #[arg(long)]
+    filter: Option<PathBuf>,
+    /// The collector's unix socket.
+    #[arg(long, default_value = "/run/sentinel/telemetry.sock")]
+    collector: PathBuf,
+    /// Serve the telemetry counters at http://ADDR/metrics (Prometheus text).
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Head-sampling rate in [0, 1], consistent by request id.
+    #[arg(long, default_value_t = 1.0)]
+    sample_rate: f64,
+    /// Keep every 4xx whatever the rate (5xx always are).
+    #[arg(long)]
+    keep_client_errors: bool,
+    /// Header names kept in events (comma separated); default: the filter's allowlist.
+    #[arg(long, value_delimiter = ',')]
+    header_allow: Vec<String>,
+    /// Extra header names whose values are masked (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    mask_header: Vec<String>,
+    /// Most body bytes captured per request and response (0: off).
+    #[arg(long, default_value_t = 0)]
+    body_capture_bytes: u32,
+    /// CPU time one filter call may take, in milliseconds.
+    #[arg(long, default_value_t = 2)]
+    call_deadline_ms: u64,
+    /// Most bytes of events held in memory while the collector is slow or away.
+    #[arg(long, default_value_t = 64 << 20)]
+    queue_bytes: usize,
+    /// Directory for precompiled filters.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Directory for Pingora's pid file and upgrade socket.
+    #[arg(long, default_value = "/tmp")]
+    runtime_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,sentinel_host=info")).init();
+    let args = Args::parse();
+
+    let telemetry = match &args.filter {
+        None => None,
+        Some(filter) => {
+            let mut cfg = HostConfig::new(filter, &args.collector);
+            cfg.cache_dir = args.cache_dir.clone();
+            cfg.call_deadline = Duration::from_millis(args.call_deadline_ms);
+            cfg.channel.capacity_bytes = args.queue_bytes;
+            cfg.filter = FilterSettings {
+                header_allowlist: args.header_allow.clone(),
+                masked_headers: args.mask_header.clone(),
+                sample_rate: args.sample_rate,
+                always_keep_server_errors: true,
+                always_keep_client_errors: args.keep_client_errors,
+                body_capture_bytes: args.body_capture_bytes,
+            };
+            let host = TelemetryHost::start(cfg).context("starting telemetry")?;
+            log::info!("telemetry filter {} loaded from {}", host.active_version(), filter.display());
+            Some(host)
+        }
+    };
+
+    let conf = ServerConf {
+        threads: args.threads,
+        pid_file: args.runtime_dir.join(format!("sentinel-proxy-{}.pid", std::process::id())).display().to_string(),
+        upgrade_sock: args.runtime_dir.join(format!("sentinel-proxy-{}.upgrade", std::process::id())).display().to_string(),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(2),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let app = proxy::ReferenceProxy::new(args.upstream.clone(), telemetry.clone(), args.body_capture_bytes as usize);
+    let mut service = pingora::proxy::http_proxy_service(&server.configuration, app);
+    service.add_tcp(&args.listen);
+    server.add_service(service);
+    if let Some(addr) = &args.admin_listen {
+        server.add_service(admin::service(addr, telemetry.clone()));
+    }
+    if let Some(host) = telemetry {
+        server.add_service(pingora::services::background::background_service("telemetry-flush", admin::FlushOnShutdown(host)));
+    }
+    eprintln!("sentinel-proxy listening on {} -> {}", args.listen, args.upstream);
+    server.run_forever()
+}

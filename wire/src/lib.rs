@@ -6,11 +6,13 @@
 //! - [`event`]: the event schema (v1), encoded as MessagePack by the filter and decoded by the
 //!   collector, with the dotted names of the schema as nested maps.
 //! - [`frame`]: how events travel on the unix socket: a stream hello, then length-prefixed frames.
+//! - [`prometheus`]: the metrics text format every component serves.
 //! - [`sampling`]: the consistent-by-request-id sampling decision shared by filter and collector.
 
 pub mod event;
 pub mod frame;
 pub mod head;
+pub mod prometheus;
 pub mod sampling;
 
 pub use event::{Event, SCHEMA_VERSION};

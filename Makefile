@@ -1,0 +1,54 @@
+# Sentinel Telemetry. `make demo` runs the whole path on embedded defaults; `make test` runs every
+# test. Both install what they need first (rustup target, apt packages).
+
+CARGO      ?= cargo
+FILTERS    := target/filters
+WASM       := filter-wasm/target/wasm32-wasip2/release/sentinel_filter.wasm
+FILTER_BUILD = cd filter-wasm && $(CARGO) build --release --target wasm32-wasip2 --quiet
+
+.PHONY: setup filters test-filters build demo test bench wrk clean
+
+## setup: the wasm target and the C tools some crates build with (cmake for Pingora's zlib-ng).
+setup:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake; }
+
+## filters: the production filter component.
+filters: setup
+	$(FILTER_BUILD)
+	@mkdir -p $(FILTERS) && cp $(WASM) $(FILTERS)/sentinel_filter.wasm
+	@ls -l $(FILTERS)/sentinel_filter.wasm
+
+## test-filters: builds used only by tests (another version string; filters that loop, trap or
+## exhaust memory on purpose). Never ship these.
+test-filters: filters
+	SENTINEL_FILTER_VERSION=0.1.0-next $(FILTER_BUILD) && cp $(WASM) $(FILTERS)/filter-next.wasm
+	$(FILTER_BUILD) --features fault-loop && cp $(WASM) $(FILTERS)/filter-fault-loop.wasm
+	$(FILTER_BUILD) --features fault-trap && cp $(WASM) $(FILTERS)/filter-fault-trap.wasm
+	$(FILTER_BUILD) --features fault-memory && cp $(WASM) $(FILTERS)/filter-fault-memory.wasm
+	$(FILTER_BUILD) && cp $(WASM) $(FILTERS)/sentinel_filter.wasm
+
+## build: the native binaries (release).
+build: setup filters
+	$(CARGO) build --release --workspace --bins
+
+## demo: reference proxy + filter + collector writing local files, traffic generated, summary.
+demo: build
+	./target/release/sentinel-demo run
+
+## test: unit tests (filter natively, workspace) and end-to-end tests against the real binaries.
+test: build test-filters
+	cd filter-wasm && $(CARGO) test --quiet
+	$(CARGO) test --release --workspace
+
+## bench: criterion benchmark of the request-path cost (host call + guest + encode + queue push).
+bench: filters
+	$(CARGO) bench -p sentinel-host --bench request_path
+
+## wrk: proxy throughput with telemetry off and on, in one run (needs wrk: apt-get install wrk).
+wrk: build
+	bench/wrk.sh
+
+clean:
+	$(CARGO) clean
+	cd filter-wasm && $(CARGO) clean

@@ -1,0 +1,208 @@
+//! The unix-socket listener proxies connect to. Each connection is read by its own task: the
+//! hello is checked, frames are parsed, valid events go through the pipeline and on to the sink
+//! in one batch per read. A peer that breaks the framing is disconnected; an invalid event or an
+//! oversized frame is counted and skipped. One bad peer never disturbs another.
+
+use super::Batch;
+use crate::metrics::{Malformed, Metrics};
+use crate::pipeline::Pipeline;
+use sentinel_wire::frame::{self, HEADER_LEN};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch};
+
+/// Settings of the unix-socket listener.
+#[derive(Debug, Clone)]
+pub struct UnixIngestConfig {
+    pub path: PathBuf,
+    /// File mode of the socket; 0660 lets the proxy's group connect and nobody else.
+    pub mode: u32,
+    pub max_frame_bytes: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error("socket path {0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("another collector is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Bind { path: PathBuf, source: std::io::Error },
+}
+
+/// Binds the socket, replacing a stale one left by a dead collector, and sets its mode.
+pub fn bind(cfg: &UnixIngestConfig) -> Result<UnixListener, IngestError> {
+    let path = &cfg.path;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(IngestError::NotASocket(path.clone()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(IngestError::InUse(path.clone()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let bind_err = |source| IngestError::Bind { path: path.clone(), source };
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.mode)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Accepts connections until `shutdown` turns true, then removes the socket file.
+pub async fn serve(
+    listener: UnixListener,
+    cfg: UnixIngestConfig,
+    pipeline: Pipeline,
+    tx: mpsc::Sender<Batch>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    metrics.connections.fetch_add(1, Relaxed);
+                    let conn = Connection {
+                        pipeline: pipeline.clone(),
+                        tx: tx.clone(),
+                        metrics: metrics.clone(),
+                        max_frame: cfg.max_frame_bytes,
+                    };
+                    tasks.spawn(conn.run(stream, shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("accept on {} failed: {e}", cfg.path.display());
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(listener);
+    remove_socket(&cfg.path);
+    while tasks.join_next().await.is_some() {}
+}
+
+fn remove_socket(path: &Path) {
+    if std::fs::symlink_metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+struct Connection {
+    pipeline: Pipeline,
+    tx: mpsc::Sender<Batch>,
+    metrics: Arc<Metrics>,
+    max_frame: usize,
+}
+
+/// Where the parser is in the stream.
+enum State {
+    Hello,
+    Frames,
+    /// Throwing away the rest of an oversized frame.
+    Skipping(usize),
+}
+
+impl Connection {
+    async fn run(self, mut stream: UnixStream, mut shutdown: watch::Receiver<bool>) {
+        self.metrics.connections_active.fetch_add(1, Relaxed);
+        let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+        let mut state = State::Hello;
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let n = tokio::select! {
+                _ = shutdown.changed() => break,
+                r = stream.read(&mut chunk) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                },
+            };
+            self.metrics.bytes_received.fetch_add(n as u64, Relaxed);
+            buf.extend_from_slice(&chunk[..n]);
+            let mut batch = Batch::default();
+            let keep_going = self.parse(&mut buf, &mut state, &mut batch);
+            if batch.events > 0 {
+                self.metrics.events_received.fetch_add(batch.events, Relaxed);
+                if self.tx.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            if !keep_going {
+                break;
+            }
+        }
+        self.metrics.connections_active.fetch_sub(1, Relaxed);
+    }
+
+    /// Consumes every complete unit in `buf`. False when the peer must be disconnected.
+    fn parse(&self, buf: &mut Vec<u8>, state: &mut State, batch: &mut Batch) -> bool {
+        let mut pos = 0;
+        let ok = loop {
+            let rest = &buf[pos..];
+            match state {
+                State::Hello => {
+                    let Some(hello) = rest.get(..5) else { break true };
+                    let hello: [u8; 5] = hello.try_into().unwrap_or_default();
+                    if let Err(e) = frame::check_hello(&hello) {
+                        tracing::warn!("disconnecting peer: {e}");
+                        self.metrics.malformed(Malformed::BadHello);
+                        break false;
+                    }
+                    pos += 5;
+                    *state = State::Frames;
+                }
+                State::Skipping(left) => {
+                    let n = (*left).min(rest.len());
+                    pos += n;
+                    *left -= n;
+                    if *left > 0 {
+                        break true;
+                    }
+                    *state = State::Frames;
+                }
+                State::Frames => {
+                    let Some(h) = rest.get(..HEADER_LEN) else { break true };
+                    let h: [u8; HEADER_LEN] = h.try_into().unwrap_or_default();
+                    let header = match frame::read_header(&h) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            tracing::warn!("disconnecting peer: {e}");
+                            self.metrics.malformed(Malformed::BadFrame);
+                            break false;
+                        }
+                    };
+                    if header.len > self.max_frame {
+                        self.metrics.oversized.fetch_add(1, Relaxed);
+                        self.metrics.frames_received.fetch_add(1, Relaxed);
+                        pos += HEADER_LEN;
+                        *state = State::Skipping(header.len);
+                        continue;
+                    }
+                    let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + header.len) else { break true };
+                    self.metrics.frames_received.fetch_add(1, Relaxed);
+                    match self.pipeline.process(payload, &mut batch.lines) {
+                        Ok(()) => batch.events += 1,
+                        Err(e) => {
+                            tracing::debug!("skipping frame: {e}");
+                            self.metrics.malformed(Malformed::BadEvent);
+                        }
+                    }
+                    pos += HEADER_LEN + header.len;
+                }
+            }
+        };
+        buf.drain(..pos);
+        ok
+    }
+}

@@ -1,0 +1,79 @@
+//! The collector's counters, shared by every part and rendered at `/metrics`.
+
+use sentinel_wire::prometheus::Exposition;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a frame or connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// The connection did not open with the STEL hello.
+    BadHello,
+    /// A frame header named an unknown kind or was empty: the framing is lost, the peer is cut.
+    BadFrame,
+    /// The frame's payload was not a valid event.
+    BadEvent,
+}
+
+impl Malformed {
+    pub const ALL: [Malformed; 3] = [Malformed::BadHello, Malformed::BadFrame, Malformed::BadEvent];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::BadHello => "bad_hello",
+            Malformed::BadFrame => "bad_frame",
+            Malformed::BadEvent => "bad_event",
+        }
+    }
+}
+
+/// All counters of one collector.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections: AtomicU64,
+    pub connections_active: AtomicU64,
+    pub frames_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    /// Events decoded and accepted into the pipeline.
+    pub events_received: AtomicU64,
+    malformed: [AtomicU64; 3],
+    pub oversized: AtomicU64,
+    pub events_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    /// Events accepted but lost because the sink could not write them.
+    pub events_dropped: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub files_rotated: AtomicU64,
+}
+
+impl Metrics {
+    pub fn malformed(&self, why: Malformed) {
+        self.malformed[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn malformed_count(&self, why: Malformed) -> u64 {
+        self.malformed[why as usize].load(Relaxed)
+    }
+
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().map(|m| m.load(Relaxed)).sum()
+    }
+
+    pub fn render_prometheus(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        let malformed: Vec<(&str, u64)> = Malformed::ALL.iter().map(|m| (m.as_str(), self.malformed_count(*m))).collect();
+        let mut e = Exposition::new();
+        e.counter("sentinel_collector_connections_total", "Proxy connections accepted.", g(&self.connections))
+            .gauge("sentinel_collector_connections_active", "Proxy connections open now.", g(&self.connections_active))
+            .counter("sentinel_collector_frames_received_total", "Frames read from proxies.", g(&self.frames_received))
+            .counter("sentinel_collector_received_bytes_total", "Bytes read from proxies.", g(&self.bytes_received))
+            .counter("sentinel_collector_events_received_total", "Events decoded and accepted.", g(&self.events_received))
+            .labelled("sentinel_collector_malformed_total", "Frames or connections refused, by reason.", "counter", "reason", &malformed)
+            .counter("sentinel_collector_oversized_frames_total", "Frames over the size limit, skipped.", g(&self.oversized))
+            .labelled("sentinel_collector_events_written_total", "Events written, by sink.", "counter", "sink", &[("file", g(&self.events_written))])
+            .labelled("sentinel_collector_written_bytes_total", "Bytes written, by sink.", "counter", "sink", &[("file", g(&self.bytes_written))])
+            .labelled("sentinel_collector_events_dropped_total", "Accepted events lost, by sink.", "counter", "sink", &[("file", g(&self.events_dropped))])
+            .counter("sentinel_collector_write_errors_total", "Failed sink writes.", g(&self.write_errors))
+            .counter("sentinel_collector_files_rotated_total", "Output files rotated.", g(&self.files_rotated));
+        e.finish()
+    }
+}

@@ -1,0 +1,71 @@
+//! The host's settings: where the filter is, what it is told, and the limits it runs under.
+
+use crate::channel::ChannelConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the filter is configured with (handed to its `configure` export once per instance).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterSettings {
+    /// Header names kept in events; empty means the filter's default allowlist.
+    pub header_allowlist: Vec<String>,
+    /// Extra header names whose values are masked (the credential defaults always are).
+    pub masked_headers: Vec<String>,
+    /// Head-sampling rate in [0, 1].
+    pub sample_rate: f64,
+    pub always_keep_server_errors: bool,
+    pub always_keep_client_errors: bool,
+    /// Most body bytes captured into an event; 0 disables body capture.
+    pub body_capture_bytes: u32,
+}
+
+impl Default for FilterSettings {
+    fn default() -> Self {
+        FilterSettings {
+            header_allowlist: Vec::new(),
+            masked_headers: Vec::new(),
+            sample_rate: 1.0,
+            always_keep_server_errors: true,
+            always_keep_client_errors: false,
+            body_capture_bytes: 0,
+        }
+    }
+}
+
+/// Everything [`crate::TelemetryHost::start`] needs.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The filter component (`.wasm`). Watched for changes when `watch_interval` is set.
+    pub filter_path: PathBuf,
+    /// Where precompiled components are cached; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+    pub filter: FilterSettings,
+    /// CPU time a single filter call may take before it is interrupted.
+    pub call_deadline: Duration,
+    /// Linear-memory cap of one filter instance.
+    pub memory_limit_bytes: usize,
+    /// How often the filter file is checked for changes; `None` disables watching.
+    pub watch_interval: Option<Duration>,
+    /// An instance is rebuilt after this many calls, so guest heap fragmentation cannot build up.
+    pub recycle_after_calls: u64,
+    /// Consecutive faults after which calls are skipped for a while (doubling up to 30 s).
+    pub fault_backoff_after: u32,
+    pub channel: ChannelConfig,
+}
+
+impl HostConfig {
+    /// Settings with production defaults for a filter file and a collector socket.
+    pub fn new(filter_path: impl Into<PathBuf>, socket_path: impl Into<PathBuf>) -> Self {
+        HostConfig {
+            filter_path: filter_path.into(),
+            cache_dir: None,
+            filter: FilterSettings::default(),
+            call_deadline: Duration::from_millis(2),
+            memory_limit_bytes: 16 << 20,
+            watch_interval: Some(Duration::from_millis(100)),
+            recycle_after_calls: 1_000_000,
+            fault_backoff_after: 5,
+            channel: ChannelConfig::new(socket_path),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Counters of the filter runtime and the channel, readable by the proxy and rendered in the
+//! Prometheus text format (names in Prometheus conventions: `_total`, `_bytes`).
+
+use sentinel_wire::prometheus::Exposition;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Why an event did not reach the collector socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The queue was at its byte or frame bound.
+    QueueFull,
+    /// The event was larger than the largest frame the collector accepts.
+    Oversized,
+    /// The socket write failed (the collector went away mid-batch).
+    WriteFailed,
+    /// The host was shutting down and could not flush it in time.
+    Shutdown,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] =
+        [DropReason::QueueFull, DropReason::Oversized, DropReason::WriteFailed, DropReason::Shutdown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Oversized => "oversized",
+            DropReason::WriteFailed => "write_failed",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// All counters of one [`crate::TelemetryHost`]. Relaxed atomics: each is independent.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub calls: AtomicU64,
+    pub emitted: AtomicU64,
+    pub sampled_out: AtomicU64,
+    /// Calls skipped because the filter kept faulting (backoff).
+    pub skipped: AtomicU64,
+    pub traps: AtomicU64,
+    pub deadline_hits: AtomicU64,
+    pub instantiate_failures: AtomicU64,
+    pub instances_created: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    drops: [AtomicU64; 4],
+    pub sent_frames: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub queue_bytes: AtomicU64,
+    pub queue_frames: AtomicU64,
+    pub connected: AtomicU64,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+    active_version: Mutex<String>,
+}
+
+impl Metrics {
+    pub fn drop_event(&self, reason: DropReason, n: u64) {
+        self.drops[reason as usize].fetch_add(n, Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Relaxed)
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().map(|d| d.load(Relaxed)).sum()
+    }
+
+    pub(crate) fn set_active_version(&self, v: &str) {
+        if let Ok(mut g) = self.active_version.lock() {
+            v.clone_into(&mut g);
+        }
+    }
+
+    /// The version string of the filter currently serving.
+    pub fn active_version(&self) -> String {
+        self.active_version.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// The counters in the Prometheus text exposition format.
+    pub fn render_prometheus(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        let mut e = Exposition::new();
+        e.counter("sentinel_filter_calls_total", "Filter calls made (one per finished request).", g(&self.calls))
+            .labelled(
+                "sentinel_filter_outcomes_total",
+                "What the filter did with each call.",
+                "counter",
+                "outcome",
+                &[("emitted", g(&self.emitted)), ("sampled_out", g(&self.sampled_out))],
+            )
+            .labelled(
+                "sentinel_filter_faults_total",
+                "Filter calls that failed; the request was untouched (fail-open).",
+                "counter",
+                "kind",
+                &[("trap", g(&self.traps)), ("deadline", g(&self.deadline_hits)), ("instantiate", g(&self.instantiate_failures))],
+            )
+            .counter("sentinel_filter_skipped_total", "Calls skipped while a faulting filter backs off.", g(&self.skipped))
+            .counter("sentinel_filter_instances_created_total", "Filter instances built.", g(&self.instances_created))
+            .labelled(
+                "sentinel_filter_reloads_total",
+                "Filter reloads by result.",
+                "counter",
+                "result",
+                &[("ok", g(&self.reloads_ok)), ("failed", g(&self.reloads_failed))],
+            )
+            .labelled("sentinel_filter_info", "The filter version serving.", "gauge", "version", &[(&self.active_version(), 1)]);
+        let drops: Vec<(&str, u64)> = DropReason::ALL.iter().map(|r| (r.as_str(), self.dropped(*r))).collect();
+        e.labelled("sentinel_channel_dropped_total", "Events that did not reach the collector, by reason.", "counter", "reason", &drops)
+            .counter("sentinel_channel_sent_frames_total", "Frames written to the collector socket.", g(&self.sent_frames))
+            .counter("sentinel_channel_sent_bytes_total", "Bytes written to the collector socket.", g(&self.sent_bytes))
+            .gauge("sentinel_channel_queue_bytes", "Bytes waiting in the queue.", g(&self.queue_bytes))
+            .gauge("sentinel_channel_queue_frames", "Frames waiting in the queue.", g(&self.queue_frames))
+            .gauge("sentinel_channel_connected", "1 while connected to the collector.", g(&self.connected))
+            .counter("sentinel_channel_connects_total", "Successful connections to the collector.", g(&self.connects))
+            .counter("sentinel_channel_connect_failures_total", "Failed attempts to connect to the collector.", g(&self.connect_failures));
+        e.finish()
+    }
+}

@@ -1,0 +1,120 @@
+//! A loaded filter and the per-thread instance that runs it.
+//!
+//! A [`LoadedFilter`] is one compiled, linked and validated build (an `InstancePre`): cheap to
+//! instantiate. A [`Worker`] is one thread's store and instance of it; it is rebuilt when the
+//! filter is reloaded, after a fault (a trapped instance cannot be reused) and every N calls.
+
+use crate::bindings::{Filter, FilterImports, FilterPre};
+use crate::channel::Producer;
+use crate::{compile, Exchange, FilterConfig, Outcome};
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+
+/// What a filter instance can reach: its memory limit and the queue.
+pub(crate) struct HostState {
+    limits: StoreLimits,
+    producer: Option<Producer>,
+}
+
+impl FilterImports for HostState {
+    fn emit(&mut self, event: Vec<u8>) -> bool {
+        match &self.producer {
+            Some(p) => p.push(event),
+            None => true,
+        }
+    }
+}
+
+impl crate::bindings::sentinel::telemetry::types::Host for HostState {}
+
+/// One compiled, linked and validated filter build.
+pub(crate) struct LoadedFilter {
+    pub generation: u64,
+    pub version: String,
+    pub digest: String,
+    pre: FilterPre<HostState>,
+}
+
+/// Limits every instance runs under.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    pub memory_bytes: usize,
+    pub deadline_ticks: u64,
+}
+
+impl LoadedFilter {
+    /// Compiles (or loads from cache), links and validates a filter: it must instantiate, accept
+    /// its config and say its version within the limits. Nothing here runs on the request path.
+    pub fn load(
+        engine: &Engine,
+        wasm: &[u8],
+        cache_dir: Option<&Path>,
+        config: &FilterConfig,
+        limits: Limits,
+        generation: u64,
+    ) -> wasmtime::Result<LoadedFilter> {
+        let digest = compile::digest(wasm);
+        let component = compile::component(engine, wasm, &digest, cache_dir)?;
+        let mut linker: Linker<HostState> = Linker::new(engine);
+        Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // The guest's std imports WASI interfaces it never calls on this path; calling one traps.
+        linker.define_unknown_imports_as_traps(&component)?;
+        let pre = FilterPre::new(linker.instantiate_pre(&component)?)?;
+        let (mut store, bindings) = instantiate(engine, &pre, config, None, limits)?;
+        let version = bindings.call_version(&mut store)?;
+        Ok(LoadedFilter { generation, version, digest, pre })
+    }
+}
+
+/// A fresh store and instance of `pre`, configured. Instantiation and `configure` run under a
+/// generous deadline: they happen once per instance, off the hot path.
+fn instantiate(
+    engine: &Engine,
+    pre: &FilterPre<HostState>,
+    config: &FilterConfig,
+    producer: Option<Producer>,
+    limits: Limits,
+) -> wasmtime::Result<(Store<HostState>, Filter)> {
+    let state = HostState {
+        limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+        producer,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(limits.deadline_ticks.max(50));
+    let bindings = pre.instantiate(&mut store)?;
+    bindings
+        .call_configure(&mut store, config)?
+        .map_err(|msg| wasmtime::Error::msg(format!("filter refused its configuration: {msg}")))?;
+    Ok((store, bindings))
+}
+
+/// One thread's instance of a filter.
+pub(crate) struct Worker {
+    pub filter: Arc<LoadedFilter>,
+    store: Store<HostState>,
+    bindings: Filter,
+    pub calls: u64,
+}
+
+impl Worker {
+    pub fn new(
+        engine: &Engine,
+        filter: Arc<LoadedFilter>,
+        config: &FilterConfig,
+        producer: Option<Producer>,
+        limits: Limits,
+    ) -> wasmtime::Result<Worker> {
+        let (store, bindings) = instantiate(engine, &filter.pre, config, producer, limits)?;
+        Ok(Worker { filter, store, bindings, calls: 0 })
+    }
+
+    /// Runs the filter on one exchange under the per-call deadline.
+    pub fn call(&mut self, ex: &Exchange, deadline_ticks: u64) -> wasmtime::Result<Outcome> {
+        self.calls += 1;
+        self.store.set_epoch_deadline(deadline_ticks);
+        self.bindings.call_on_request(&mut self.store, ex)
+    }
+}

@@ -1,0 +1,140 @@
+//! The Pingora `ProxyHttp` implementation: forwards every request to one upstream and stamps the
+//! times and facts telemetry needs (Pingora does not keep them) in the per-request context.
+
+use crate::exchange;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::prelude::*;
+use pingora::protocols::Digest;
+use pingora::upstreams::peer::Peer;
+use pingora::http::ResponseHeader;
+use sentinel_host::TelemetryHost;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub struct ReferenceProxy {
+    upstream: String,
+    telemetry: Option<TelemetryHost>,
+    body_capture_bytes: usize,
+}
+
+impl ReferenceProxy {
+    pub fn new(upstream: String, telemetry: Option<TelemetryHost>, body_capture_bytes: usize) -> Self {
+        ReferenceProxy { upstream, telemetry, body_capture_bytes }
+    }
+}
+
+/// What one request has seen so far.
+pub struct RequestContext {
+    pub request_id: String,
+    pub start_ns: u64,
+    pub start: Instant,
+    pub upstream_start: Option<Instant>,
+    pub upstream_connect: Option<Duration>,
+    pub upstream_ttfb: Option<Duration>,
+    pub upstream_end: Option<Duration>,
+    pub upstream_address: Option<String>,
+    pub upstream_attempts: u32,
+    pub upstream_status: Option<u16>,
+    pub request_body: Vec<u8>,
+    pub response_body: Vec<u8>,
+}
+
+fn capture(into: &mut Vec<u8>, body: &Option<Bytes>, cap: usize) {
+    if let Some(b) = body {
+        let room = cap.saturating_sub(into.len());
+        into.extend_from_slice(&b[..b.len().min(room)]);
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for ReferenceProxy {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> RequestContext {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        RequestContext {
+            request_id: uuid::Uuid::now_v7().simple().to_string(),
+            start_ns: now.as_nanos() as u64,
+            start: Instant::now(),
+            upstream_start: None,
+            upstream_connect: None,
+            upstream_ttfb: None,
+            upstream_end: None,
+            upstream_address: None,
+            upstream_attempts: 0,
+            upstream_status: None,
+            request_body: Vec::new(),
+            response_body: Vec::new(),
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
+        ctx.upstream_attempts += 1;
+        ctx.upstream_start = Some(Instant::now());
+        Ok(Box::new(HttpPeer::new(self.upstream.as_str(), false, String::new())))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&Digest>,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if !reused {
+            ctx.upstream_connect = ctx.upstream_start.map(|s| s.elapsed());
+        }
+        if ctx.upstream_address.is_none() {
+            ctx.upstream_address = Some(peer.address().to_string());
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end: bool,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if self.body_capture_bytes > 0 {
+            capture(&mut ctx.request_body, body, self.body_capture_bytes);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        ctx.upstream_ttfb = Some(ctx.start.elapsed());
+        ctx.upstream_status = Some(resp.status.as_u16());
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> Result<Option<Duration>> {
+        if self.body_capture_bytes > 0 {
+            capture(&mut ctx.response_body, body, self.body_capture_bytes);
+        }
+        if end_of_stream {
+            ctx.upstream_end = ctx.upstream_start.map(|s| s.elapsed());
+        }
+        Ok(None)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestContext) {
+        if let Some(host) = &self.telemetry {
+            host.on_request(&exchange::from_session(session, ctx));
+        }
+    }
+}
