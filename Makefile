@@ -4,7 +4,7 @@
 CARGO      ?= cargo
 FILTERS    := target/filters
 WASM       := filter-wasm/target/wasm32-wasip2/release/sentinel_filter.wasm
-FILTER_BUILD = cd filter-wasm && $(CARGO) build --release --target wasm32-wasip2 --quiet
+FILTER_BUILD = cd filter-wasm && $(2) $(CARGO) build --release --target wasm32-wasip2 --quiet $(1) && cd .. && cp $(WASM) $(FILTERS)/$(3)
 
 .PHONY: setup filters test-filters build demo test bench wrk clean
 
@@ -15,18 +15,18 @@ setup:
 
 ## filters: the production filter component.
 filters: setup
-	$(FILTER_BUILD)
-	@mkdir -p $(FILTERS) && cp $(WASM) $(FILTERS)/sentinel_filter.wasm
+	@mkdir -p $(FILTERS)
+	$(call FILTER_BUILD,,,sentinel_filter.wasm)
 	@ls -l $(FILTERS)/sentinel_filter.wasm
 
 ## test-filters: builds used only by tests (another version string; filters that loop, trap or
 ## exhaust memory on purpose). Never ship these.
 test-filters: filters
-	SENTINEL_FILTER_VERSION=0.1.0-next $(FILTER_BUILD) && cp $(WASM) $(FILTERS)/filter-next.wasm
-	$(FILTER_BUILD) --features fault-loop && cp $(WASM) $(FILTERS)/filter-fault-loop.wasm
-	$(FILTER_BUILD) --features fault-trap && cp $(WASM) $(FILTERS)/filter-fault-trap.wasm
-	$(FILTER_BUILD) --features fault-memory && cp $(WASM) $(FILTERS)/filter-fault-memory.wasm
-	$(FILTER_BUILD) && cp $(WASM) $(FILTERS)/sentinel_filter.wasm
+	$(call FILTER_BUILD,,env SENTINEL_FILTER_VERSION=0.1.0-next,filter-next.wasm)
+	$(call FILTER_BUILD,--features fault-loop,,filter-fault-loop.wasm)
+	$(call FILTER_BUILD,--features fault-trap,,filter-fault-trap.wasm)
+	$(call FILTER_BUILD,--features fault-memory,,filter-fault-memory.wasm)
+	$(call FILTER_BUILD,,,sentinel_filter.wasm)
 
 ## build: the native binaries (release).
 build: setup filters

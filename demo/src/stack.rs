@@ -66,11 +66,13 @@ pub struct StackConfig {
     /// Extra `collector run` arguments.
     pub collector_args: Vec<String>,
     pub proxy_threads: usize,
+    /// The socket the proxy sends to, when it is not the collector's own (a relay in between).
+    pub proxy_collector_socket: Option<PathBuf>,
 }
 
 impl StackConfig {
     pub fn new(dir: impl Into<PathBuf>, filter: impl Into<PathBuf>) -> Self {
-        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2 }
+        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None }
     }
 }
 
@@ -142,7 +144,7 @@ impl Stack {
         let mut cmd = Command::new(self.paths.bin_dir.join("sentinel-proxy"));
         cmd.args(["--listen", &self.proxy_addr, "--upstream", &self.upstream_addr, "--admin-listen", &self.proxy_admin])
             .arg("--collector")
-            .arg(&self.socket)
+            .arg(self.config.proxy_collector_socket.as_ref().unwrap_or(&self.socket))
             .arg("--runtime-dir")
             .arg(&self.config.dir)
             .arg("--cache-dir")

@@ -127,13 +127,25 @@ impl Report {
 /// Sends `n` planned requests to `addr` over `concurrency` keep-alive connections. `progress` is
 /// called with the number done, at most about every 1%.
 pub async fn run(addr: &str, seed: u64, n: u64, concurrency: usize, progress: impl Fn(u64) + Send + Sync + 'static) -> Report {
+    run_until(addr, seed, n, None, concurrency, progress).await
+}
+
+/// As [`run`], but stops early at `deadline` if one is given (`sent` says how many went out).
+pub async fn run_until(
+    addr: &str,
+    seed: u64,
+    n: u64,
+    deadline: Option<Instant>,
+    concurrency: usize,
+    progress: impl Fn(u64) + Send + Sync + 'static,
+) -> Report {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(concurrency).build_http();
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let server_errors = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(n as usize)));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(n.min(1 << 20) as usize)));
     let progress = Arc::new(progress);
     let step = (n / 100).max(1);
     let start = Instant::now();
@@ -153,6 +165,9 @@ pub async fn run(addr: &str, seed: u64, n: u64, concurrency: usize, progress: im
         tasks.spawn(async move {
             let mut mine = Vec::new();
             loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
                 let i = next.fetch_add(1, Relaxed);
                 if i >= n {
                     break;
@@ -201,7 +216,7 @@ pub async fn run(addr: &str, seed: u64, n: u64, concurrency: usize, progress: im
     let mut latencies = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     latencies.sort();
     Report {
-        sent: n,
+        sent: done.load(Relaxed),
         ok: ok.load(Relaxed),
         failed: failed.load(Relaxed),
         server_errors: server_errors.load(Relaxed),

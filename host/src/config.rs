@@ -40,7 +40,8 @@ pub struct HostConfig {
     /// Where precompiled components are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
     pub filter: FilterSettings,
-    /// CPU time a single filter call may take before it is interrupted.
+    /// Wall-clock time a single filter call may take before it is interrupted (epoch ticks of
+    /// 1 ms). Keep it above a scheduler timeslice: a preempted call still counts its time.
     pub call_deadline: Duration,
     /// Linear-memory cap of one filter instance.
     pub memory_limit_bytes: usize,
@@ -60,7 +61,7 @@ impl HostConfig {
             filter_path: filter_path.into(),
             cache_dir: None,
             filter: FilterSettings::default(),
-            call_deadline: Duration::from_millis(2),
+            call_deadline: Duration::from_millis(10),
             memory_limit_bytes: 16 << 20,
             watch_interval: Some(Duration::from_millis(100)),
             recycle_after_calls: 1_000_000,

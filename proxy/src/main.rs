@@ -51,8 +51,9 @@ struct Args {
     /// Most body bytes captured per request and response (0: off).
     #[arg(long, default_value_t = 0)]
     body_capture_bytes: u32,
-    /// CPU time one filter call may take, in milliseconds.
-    #[arg(long, default_value_t = 2)]
+    /// Time one filter call may take, in milliseconds. It is wall-clock time (epoch ticks), so
+    /// keep it above a scheduler timeslice or preempted calls are cut short.
+    #[arg(long, default_value_t = 10)]
     call_deadline_ms: u64,
     /// Most bytes of events held in memory while the collector is slow or away.
     #[arg(long, default_value_t = 64 << 20)]

@@ -122,27 +122,52 @@ impl Connection {
         let mut chunk = vec![0u8; 64 << 10];
         loop {
             let n = tokio::select! {
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    // Take in what the peer already wrote before closing, so it is not lost.
+                    self.drain_buffered(&mut stream, &mut buf, &mut state).await;
+                    break;
+                }
                 r = stream.read(&mut chunk) => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 },
             };
-            self.metrics.bytes_received.fetch_add(n as u64, Relaxed);
-            buf.extend_from_slice(&chunk[..n]);
-            let mut batch = Batch::default();
-            let keep_going = self.parse(&mut buf, &mut state, &mut batch);
-            if batch.events > 0 {
-                self.metrics.events_received.fetch_add(batch.events, Relaxed);
-                if self.tx.send(batch).await.is_err() {
-                    break;
-                }
-            }
-            if !keep_going {
+            if !self.ingest(&chunk[..n], &mut buf, &mut state).await {
                 break;
             }
         }
         self.metrics.connections_active.fetch_sub(1, Relaxed);
+    }
+
+    /// Reads and processes whatever the socket holds right now, without waiting for more.
+    async fn drain_buffered(&self, stream: &mut UnixStream, buf: &mut Vec<u8>, state: &mut State) {
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            match stream.try_read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if !self.ingest(&chunk[..n], buf, state).await {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends `bytes` to the buffer, processes every complete frame and hands the batch to the
+    /// sink (waiting while it is full: backpressure). False when the connection must close.
+    async fn ingest(&self, bytes: &[u8], buf: &mut Vec<u8>, state: &mut State) -> bool {
+        self.metrics.bytes_received.fetch_add(bytes.len() as u64, Relaxed);
+        buf.extend_from_slice(bytes);
+        let mut batch = Batch::default();
+        let keep_going = self.parse(buf, state, &mut batch);
+        if batch.events > 0 {
+            self.metrics.events_received.fetch_add(batch.events, Relaxed);
+            if self.tx.send(batch).await.is_err() {
+                return false;
+            }
+        }
+        keep_going
     }
 
     /// Consumes every complete unit in `buf`. False when the peer must be disconnected.

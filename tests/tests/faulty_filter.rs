@@ -1,0 +1,43 @@
+//! A filter that loops forever, traps or exhausts its memory never fails or holds up a request:
+//! the fault is contained, counted, and the filter backs off.
+
+use sentinel_demo::stack::{Paths, Stack, StackConfig};
+use sentinel_demo::traffic;
+use std::time::Duration;
+
+async fn run_with(filter: &str, fault_series: &str) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let paths = Paths::discover()?;
+    let stack = Stack::start(paths.clone(), StackConfig::new(dir.path(), paths.filter(filter))).await?;
+    let report = traffic::run(&stack.proxy_addr, 9, 400, 4, |_| {}).await;
+    assert_eq!(report.failed, 0, "{filter}: requests failed");
+    // The per-call deadline is 10 ms and a faulting filter backs off: nothing waits much longer.
+    assert!(report.percentile(1.0) < Duration::from_millis(250), "{filter}: slowest request {:?}", report.percentile(1.0));
+    // The logging phase runs after the response is sent: let the last calls land.
+    stack.settle(Duration::from_secs(10)).await?;
+    let m = stack.proxy_metrics().await?;
+    let calls = m.get("sentinel_filter_calls_total");
+    let faults = m.get(fault_series);
+    let skipped = m.get("sentinel_filter_skipped_total");
+    assert_eq!(calls, 400.0);
+    assert!(faults >= 5.0, "{filter}: {fault_series} = {faults}");
+    assert_eq!(faults + skipped + m.get("sentinel_filter_faults_total{kind=\"instantiate\"}"), calls, "{filter}: every call is a fault or skipped");
+    assert_eq!(m.get("sentinel_filter_outcomes_total{outcome=\"emitted\"}"), 0.0);
+    assert!(stack.events()?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_filter_hits_its_deadline() -> anyhow::Result<()> {
+    run_with("filter-fault-loop.wasm", "sentinel_filter_faults_total{kind=\"deadline\"}").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_filter_is_contained() -> anyhow::Result<()> {
+    run_with("filter-fault-trap.wasm", "sentinel_filter_faults_total{kind=\"trap\"}").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_exhausts_memory_is_contained() -> anyhow::Result<()> {
+    run_with("filter-fault-memory.wasm", "sentinel_filter_faults_total{kind=\"trap\"}").await
+}
