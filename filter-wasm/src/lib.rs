@@ -10,6 +10,7 @@ wit_bindgen::generate!({
     path: "../wit",
 });
 
+mod encode;
 mod shape;
 
 use std::cell::RefCell;

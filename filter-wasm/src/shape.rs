@@ -1,10 +1,11 @@
-//! Turns one exchange into one event: sampling, header allowlist and masking, body caps, encoding.
+//! Turns one exchange into one event: sampling, header allowlist and masking, body caps, and
+//! the MessagePack map of the schema, written in one pass from the packed head.
 
+use crate::encode::{text, Writer};
 use crate::Exchange;
-use sentinel_wire::event::*;
+use sentinel_wire::event::SCHEMA_VERSION;
 use sentinel_wire::head::{Entry, HeadReader, Tag};
 use sentinel_wire::sampling;
-use std::borrow::Cow;
 
 /// A set of lower-case header names, bucketed by length so a lookup is one or two `memcmp`s
 /// instead of a case-insensitive compare against every entry.
@@ -109,33 +110,303 @@ impl Settings {
     }
 }
 
-/// Shapes exchanges into encoded events, reusing its buffer between calls.
+/// Shapes exchanges into encoded events, reusing its buffers between calls.
 pub struct Shaper {
     settings: Settings,
     buf: Vec<u8>,
+    kept: Vec<Kept>,
 }
 
-/// Bytes as text, borrowed when valid UTF-8 (the common case: `from_utf8` is much cheaper than
-/// the chunked walk of `from_utf8_lossy`), replacement characters otherwise.
-fn text(b: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(b) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(b),
+/// A byte range of the packed head (kept as offsets so the buffer can be reused across calls).
+#[derive(Debug, Clone, Copy)]
+struct Span(u32, u32);
+
+impl Span {
+    fn of(head: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - head.as_ptr() as usize;
+        Span(start as u32, part.len() as u32)
     }
+
+    fn get(self, head: &[u8]) -> &[u8] {
+        &head[self.0 as usize..(self.0 + self.1) as usize]
+    }
+}
+
+/// How a kept header's value is written.
+#[derive(Debug)]
+enum Value {
+    Plain(Span),
+    /// Masked: the auth scheme (if any) followed by ` ***`, else `***`.
+    Masked(Option<Span>),
+    /// A repeated header: the values joined with `, `.
+    Joined(String),
+}
+
+/// One header that passed the allowlist.
+#[derive(Debug)]
+struct Kept {
+    response: bool,
+    name: Span,
+    value: Value,
+}
+
+/// The auth scheme of a credential value (`Bearer` in `Bearer abc`), if it has one.
+fn scheme(value: &[u8]) -> Option<&[u8]> {
+    let start = value.iter().position(|b| *b != b' ')?;
+    let v = &value[start..];
+    let end = v.iter().position(|b| *b == b' ')?;
+    let s = &v[..end];
+    (!s.is_empty() && s.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')).then_some(s)
 }
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// `Bearer abc` → `Bearer ***`; a value without a scheme → `***`.
-fn mask(value: &[u8]) -> Cow<'static, str> {
-    let v = String::from_utf8_lossy(value);
-    match v.trim_start().split_once(' ') {
-        Some((scheme, _)) if !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
-            Cow::Owned(format!("{scheme} ***"))
+/// Fields of the packed head the event needs, borrowed from it.
+#[derive(Default)]
+struct Fields<'a> {
+    method: &'a [u8],
+    scheme: Option<&'a [u8]>,
+    authority: Option<&'a [u8]>,
+    path: &'a [u8],
+    query: Option<&'a [u8]>,
+    route: Option<&'a [u8]>,
+    protocol: Option<&'a [u8]>,
+    client_address: &'a [u8],
+    tls_protocol: Option<&'a [u8]>,
+    tls_cipher: Option<&'a [u8]>,
+    tls_server_name: Option<&'a [u8]>,
+    upstream_address: Option<&'a [u8]>,
+    decision: Option<&'a [u8]>,
+    rules: Vec<&'a [u8]>,
+    agents: Vec<(&'a [u8], &'a [u8], u32)>,
+}
+
+impl Shaper {
+    pub fn new(settings: Settings) -> Self {
+        Shaper { settings, buf: Vec::with_capacity(1024), kept: Vec::with_capacity(16) }
+    }
+
+    /// The sampling decision: `None` to leave the request out, else (weight, reason).
+    fn sample(&self, id: &[u8], status: u16) -> Option<(f64, &'static str)> {
+        let s = &self.settings;
+        if s.rate >= 1.0 {
+            Some((1.0, sampling::reason::ALL))
+        } else if (status >= 500 && s.keep_server_errors) || ((400..500).contains(&status) && s.keep_client_errors) {
+            Some((1.0, sampling::reason::ERROR))
+        } else if sampling::keep(id, s.rate) {
+            Some((1.0 / s.rate, sampling::reason::HEAD_RATE))
+        } else {
+            None
         }
-        _ => Cow::Borrowed("***"),
+    }
+
+    /// Records an allowlisted header, masking it if listed and joining repeats.
+    fn keep_header(&mut self, head: &[u8], response: bool, name: &[u8], value: &[u8]) {
+        let masked = self.settings.masked.contains(name);
+        let new = if masked { Value::Masked(scheme(value).map(|s| Span::of(head, s))) } else { Value::Plain(Span::of(head, value)) };
+        let Some(k) = self.kept.iter_mut().find(|k| k.response == response && k.name.get(head).eq_ignore_ascii_case(name)) else {
+            self.kept.push(Kept { response, name: Span::of(head, name), value: new });
+            return;
+        };
+        let mut joined = String::new();
+        for v in [&k.value, &new] {
+            if !joined.is_empty() {
+                joined.push_str(", ");
+            }
+            match v {
+                Value::Plain(s) => joined.push_str(&text(s.get(head))),
+                Value::Masked(Some(s)) => {
+                    joined.push_str(&text(s.get(head)));
+                    joined.push_str(" ***");
+                }
+                Value::Masked(None) => joined.push_str("***"),
+                Value::Joined(j) => joined.push_str(j),
+            }
+        }
+        k.value = Value::Joined(joined);
+    }
+
+    /// Shapes one exchange; returns the encoded event, or `None` when sampled out.
+    pub fn shape(&mut self, ex: &Exchange, version: &str) -> Option<&[u8]> {
+        let head: &[u8] = &ex.head;
+        // The host writes the request id first; find it without walking the whole head.
+        let id: &[u8] = match HeadReader::new(head).next() {
+            Some(Ok(Entry::Field(Tag::RequestId, v))) => v,
+            _ => HeadReader::new(head)
+                .filter_map(Result::ok)
+                .find_map(|e| match e {
+                    Entry::Field(Tag::RequestId, v) => Some(v),
+                    _ => None,
+                })
+                .unwrap_or(b""),
+        };
+        let (weight, reason) = self.sample(id, ex.status)?;
+
+        let mut f = Fields::default();
+        self.kept.clear();
+        for entry in HeadReader::new(head) {
+            let Ok(entry) = entry else { break };
+            match entry {
+                Entry::Field(tag, v) => match tag {
+                    Tag::Method => f.method = v,
+                    Tag::Scheme => f.scheme = Some(v),
+                    Tag::Authority => f.authority = Some(host_of(v)),
+                    Tag::Path => f.path = v,
+                    Tag::Query => f.query = Some(v),
+                    Tag::Route => f.route = Some(v),
+                    Tag::Protocol => f.protocol = Some(v),
+                    Tag::ClientAddress => f.client_address = v,
+                    Tag::TlsProtocol => f.tls_protocol = Some(v),
+                    Tag::TlsCipher => f.tls_cipher = Some(v),
+                    Tag::TlsServerName => f.tls_server_name = Some(v),
+                    Tag::UpstreamAddress => f.upstream_address = Some(v),
+                    Tag::Decision => f.decision = Some(v),
+                    Tag::Rule => f.rules.push(v),
+                    _ => {}
+                },
+                Entry::Header { response, name, value } => {
+                    if self.settings.allow.contains(name) {
+                        self.keep_header(head, response, name, value);
+                    }
+                }
+                Entry::Agent { name, verdict, duration_us } => f.agents.push((name, verdict, duration_us)),
+            }
+        }
+
+        self.buf.clear();
+        let body_cap = self.settings.body_cap;
+        let kept = &self.kept;
+        let mut w = Writer(&mut self.buf);
+        let has_tls = f.tls_protocol.is_some() || f.tls_cipher.is_some() || f.tls_server_name.is_some();
+        let has_upstream = ex.upstream_attempts > 0 || f.upstream_address.is_some();
+        let has_sentinel = f.decision.is_some() || ex.risk_score.is_some() || !f.rules.is_empty() || !f.agents.is_empty();
+        let n = |b: bool| u32::from(b);
+        w.map(8 + n(f.protocol.is_some()) + n(has_tls) + n(has_upstream) + n(has_sentinel));
+        w.key("schema_version").str(SCHEMA_VERSION.as_bytes());
+        w.key("event").map(3).key("id").str(id).key("start_ns").uint(ex.start_ns).key("end_ns").uint(ex.end_ns);
+
+        let req_headers = kept.iter().filter(|k| !k.response).count() as u32;
+        let resp_headers = kept.len() as u32 - req_headers;
+        w.key("http").map(2 + n(f.route.is_some()));
+        w.key("request").map(2 + n(req_headers > 0)).key("method").str(f.method);
+        write_headers(&mut w, head, kept, false, req_headers);
+        write_body(&mut w, body_cap, ex.request_body_size, &ex.request_body);
+        w.key("response").map(2 + n(resp_headers > 0)).key("status_code").uint(ex.status.into());
+        write_headers(&mut w, head, kept, true, resp_headers);
+        write_body(&mut w, body_cap, ex.response_body_size, &ex.response_body);
+        if let Some(r) = f.route {
+            w.key("route").str(r);
+        }
+
+        w.key("url").map(1 + n(f.scheme.is_some()) + n(f.authority.is_some()) + n(f.query.is_some()));
+        if let Some(v) = f.scheme {
+            w.key("scheme").str(v);
+        }
+        if let Some(v) = f.authority {
+            w.key("domain").str(v);
+        }
+        w.key("path").str(f.path);
+        if let Some(v) = f.query {
+            w.key("query").str(v);
+        }
+        if let Some(v) = f.protocol {
+            w.key("network").map(1).key("protocol").map(1).key("version").str(v);
+        }
+        w.key("client").map(2).key("address").str(f.client_address).key("port").uint(ex.client_port.into());
+        if has_tls {
+            w.key("tls").map(n(f.tls_protocol.is_some()) + n(f.tls_cipher.is_some()) + n(f.tls_server_name.is_some()));
+            if let Some(v) = f.tls_protocol {
+                w.key("protocol").map(1).key("version").str(v);
+            }
+            if let Some(v) = f.tls_cipher {
+                w.key("cipher").str(v);
+            }
+            if let Some(v) = f.tls_server_name {
+                w.key("server_name").str(v);
+            }
+        }
+        if has_upstream {
+            w.key("upstream").map(1 + n(f.upstream_address.is_some()) + n(ex.upstream_status.is_some()));
+            if let Some(v) = f.upstream_address {
+                w.key("address").str(v);
+            }
+            w.key("attempts").uint(ex.upstream_attempts.into());
+            if let Some(v) = ex.upstream_status {
+                w.key("status_code").uint(v.into());
+            }
+        }
+        w.key("timing").map(1 + n(ex.ttfb_us.is_some()) + n(ex.upstream_us.is_some()) + n(ex.upstream_connect_us.is_some()));
+        if let Some(v) = ex.ttfb_us {
+            w.key("ttfb_ms").f64(ms(v));
+        }
+        w.key("total_ms").f64(ex.end_ns.saturating_sub(ex.start_ns) as f64 / 1e6);
+        if let Some(v) = ex.upstream_us {
+            w.key("upstream_ms").f64(ms(v));
+        }
+        if let Some(v) = ex.upstream_connect_us {
+            w.key("upstream_connect_ms").f64(ms(v));
+        }
+        if has_sentinel {
+            w.key("sentinel").map(n(f.decision.is_some()) + n(ex.risk_score.is_some()) + n(!f.rules.is_empty()) + n(!f.agents.is_empty()));
+            if let Some(v) = f.decision {
+                w.key("decision").str(v);
+            }
+            if let Some(v) = ex.risk_score {
+                w.key("risk_score").f32(v);
+            }
+            if !f.rules.is_empty() {
+                w.key("rules").array(f.rules.len() as u32);
+                for r in &f.rules {
+                    w.str(r);
+                }
+            }
+            if !f.agents.is_empty() {
+                w.key("agents").array(f.agents.len() as u32);
+                for (name, verdict, us) in &f.agents {
+                    w.map(3).key("name").str(name).key("verdict").str(verdict).key("duration_ms").f64(ms((*us).into()));
+                }
+            }
+        }
+        w.key("sampling").map(2).key("rate").f64(weight).key("reason").str(reason.as_bytes());
+        w.key("filter").map(1).key("version").str(version.as_bytes());
+        Some(&self.buf)
+    }
+}
+
+fn write_headers(w: &mut Writer, head: &[u8], kept: &[Kept], response: bool, count: u32) {
+    if count == 0 {
+        return;
+    }
+    w.key("header").map(count);
+    for k in kept.iter().filter(|k| k.response == response) {
+        let name = k.name.get(head);
+        if name.iter().any(u8::is_ascii_uppercase) {
+            w.str(name.to_ascii_lowercase().as_slice());
+        } else {
+            w.str(name);
+        }
+        match &k.value {
+            Value::Plain(s) => w.str(s.get(head)),
+            Value::Masked(Some(s)) => w.str_parts(&[s.get(head), b" ***"]),
+            Value::Masked(None) => w.str(b"***"),
+            Value::Joined(j) => w.str(j.as_bytes()),
+        };
+    }
+}
+
+/// `{size}`, plus the captured prefix and a truncation flag when body capture is on.
+fn write_body(w: &mut Writer, cap: usize, size: u64, captured: &[u8]) {
+    if cap == 0 || captured.is_empty() {
+        w.key("body").map(1).key("size").uint(size);
+        return;
+    }
+    let n = captured.len().min(cap);
+    let truncated = (n as u64) < size;
+    w.key("body").map(2 + u32::from(truncated)).key("size").uint(size).key("content").str(&captured[..n]);
+    if truncated {
+        w.key("truncated").bool(true);
     }
 }
 
@@ -154,135 +425,6 @@ fn host_of(authority: &[u8]) -> &[u8] {
     match a.iter().rposition(|&b| b == b':') {
         Some(i) if a[i + 1..].iter().all(u8::is_ascii_digit) => &a[..i],
         _ => a,
-    }
-}
-
-fn push_header<'a>(headers: &mut Headers<'a>, name: &'a [u8], value: Cow<'a, str>) {
-    if let Some((_, v)) = headers.0.iter_mut().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)) {
-        let joined = format!("{v}, {value}");
-        *v = Cow::Owned(joined);
-    } else {
-        let name = if name.iter().any(u8::is_ascii_uppercase) {
-            Cow::Owned(String::from_utf8_lossy(name).to_ascii_lowercase())
-        } else {
-            text(name)
-        };
-        headers.0.push((name, value));
-    }
-}
-
-impl Shaper {
-    pub fn new(settings: Settings) -> Self {
-        Shaper { settings, buf: Vec::with_capacity(1024) }
-    }
-
-    /// The sampling decision: `None` to leave the request out, else (weight, reason).
-    fn sample(&self, id: &[u8], status: u16) -> Option<(f64, &'static str)> {
-        let s = &self.settings;
-        if s.rate >= 1.0 {
-            Some((1.0, sampling::reason::ALL))
-        } else if (status >= 500 && s.keep_server_errors) || ((400..500).contains(&status) && s.keep_client_errors) {
-            Some((1.0, sampling::reason::ERROR))
-        } else if sampling::keep(id, s.rate) {
-            Some((1.0 / s.rate, sampling::reason::HEAD_RATE))
-        } else {
-            None
-        }
-    }
-
-    fn body<'a>(&self, size: u64, captured: &'a [u8]) -> Body<'a> {
-        if self.settings.body_cap == 0 || captured.is_empty() {
-            return Body { size, content: None, truncated: false };
-        }
-        let n = captured.len().min(self.settings.body_cap);
-        Body { size, content: Some(text(&captured[..n])), truncated: (n as u64) < size }
-    }
-
-    /// Shapes one exchange; returns the encoded event, or `None` when sampled out.
-    pub fn shape(&mut self, ex: &Exchange, version: &str) -> Option<&[u8]> {
-        let head = HeadReader::new(&ex.head);
-        // The host writes the request id first; find it without walking the whole head.
-        let id: &[u8] = match HeadReader::new(&ex.head).next() {
-            Some(Ok(Entry::Field(Tag::RequestId, v))) => v,
-            _ => HeadReader::new(&ex.head)
-                .filter_map(Result::ok)
-                .find_map(|e| match e {
-                    Entry::Field(Tag::RequestId, v) => Some(v),
-                    _ => None,
-                })
-                .unwrap_or(b""),
-        };
-        let (weight, reason) = self.sample(id, ex.status)?;
-
-        let mut ev = Event {
-            schema_version: SCHEMA_VERSION.into(),
-            event: EventInfo { id: text(id), start_ns: ex.start_ns, end_ns: ex.end_ns },
-            sampling: Sampling { rate: weight, reason: reason.into() },
-            filter: FilterInfo { version: version.into() },
-            timing: Timing {
-                ttfb_ms: ex.ttfb_us.map(ms),
-                total_ms: ex.end_ns.saturating_sub(ex.start_ns) as f64 / 1e6,
-                upstream_ms: ex.upstream_us.map(ms),
-                upstream_connect_ms: ex.upstream_connect_us.map(ms),
-            },
-            ..Default::default()
-        };
-        ev.http.request.body = self.body(ex.request_body_size, &ex.request_body);
-        ev.http.response.status_code = ex.status;
-        ev.http.response.body = self.body(ex.response_body_size, &ex.response_body);
-        ev.client.port = ex.client_port;
-        let mut tls = Tls::default();
-        let mut upstream = Upstream { attempts: ex.upstream_attempts, status_code: ex.upstream_status, address: None };
-        let mut sentinel = Sentinel { risk_score: ex.risk_score, ..Default::default() };
-
-        for entry in head {
-            let Ok(entry) = entry else { break };
-            match entry {
-                Entry::Field(tag, v) => match tag {
-                    Tag::Method => ev.http.request.method = text(v),
-                    Tag::Scheme => ev.url.scheme = Some(text(v)),
-                    Tag::Authority => ev.url.domain = Some(text(host_of(v))),
-                    Tag::Path => ev.url.path = text(v),
-                    Tag::Query => ev.url.query = Some(text(v)),
-                    Tag::Route => ev.http.route = Some(text(v)),
-                    Tag::Protocol => ev.network = Some(Network { protocol: Protocol { version: text(v) } }),
-                    Tag::ClientAddress => ev.client.address = text(v),
-                    Tag::TlsProtocol => tls.protocol = Some(Protocol { version: text(v) }),
-                    Tag::TlsCipher => tls.cipher = Some(text(v)),
-                    Tag::TlsServerName => tls.server_name = Some(text(v)),
-                    Tag::UpstreamAddress => upstream.address = Some(text(v)),
-                    Tag::Decision => sentinel.decision = Some(text(v)),
-                    Tag::Rule => sentinel.rules.push(text(v)),
-                    _ => {}
-                },
-                Entry::Header { response, name, value } => {
-                    if !self.settings.allow.contains(name) {
-                        continue;
-                    }
-                    let value = if self.settings.masked.contains(name) { mask(value) } else { text(value) };
-                    let headers = if response { &mut ev.http.response.header } else { &mut ev.http.request.header };
-                    push_header(headers, name, value);
-                }
-                Entry::Agent { name, verdict, duration_us } => sentinel.agents.push(AgentVerdict {
-                    name: text(name),
-                    verdict: text(verdict),
-                    duration_ms: ms(duration_us.into()),
-                }),
-            }
-        }
-        if tls != Tls::default() {
-            ev.tls = Some(tls);
-        }
-        if upstream.attempts > 0 || upstream.address.is_some() {
-            ev.upstream = Some(upstream);
-        }
-        if sentinel != Sentinel::default() {
-            ev.sentinel = Some(sentinel);
-        }
-
-        self.buf.clear();
-        ev.encode_into(&mut self.buf).ok()?;
-        Some(&self.buf)
     }
 }
 
@@ -325,7 +467,7 @@ mod tests {
     fn shape(s: Settings, ex: &Exchange) -> Option<serde_json::Value> {
         let mut sh = Shaper::new(s);
         let bytes = sh.shape(ex, "t1")?.to_vec();
-        Some(serde_json::to_value(Event::decode(&bytes).unwrap()).unwrap())
+        Some(serde_json::to_value(sentinel_wire::Event::decode(&bytes).unwrap()).unwrap())
     }
 
     #[test]
@@ -393,6 +535,60 @@ mod tests {
         let v = shape(Settings::default(), &exchange("r", 200, &[])).unwrap();
         assert!(v["http"]["request"]["body"].get("content").is_none());
         assert_eq!(v["http"]["request"]["body"]["size"], 11);
+    }
+
+    #[test]
+    fn every_schema_field_decodes_into_the_event_type() {
+        use sentinel_wire::event::*;
+        let mut w = HeadWriter::new();
+        w.field(Tag::RequestId, b"id-1")
+            .field(Tag::Method, b"GET")
+            .field(Tag::Scheme, b"https")
+            .field(Tag::Authority, b"Shop.example:8443")
+            .field(Tag::Path, b"/p")
+            .field(Tag::Route, b"/p/{id}")
+            .field(Tag::Protocol, b"2")
+            .field(Tag::ClientAddress, b"2001:db8::7")
+            .field(Tag::TlsProtocol, b"1.3")
+            .field(Tag::TlsCipher, b"TLS_AES_128_GCM_SHA256")
+            .field(Tag::TlsServerName, b"shop.example")
+            .field(Tag::UpstreamAddress, b"10.0.0.1:80")
+            .field(Tag::Decision, b"challenge")
+            .field(Tag::Rule, b"942100")
+            .field(Tag::Rule, b"913100")
+            .agent(b"waf", b"challenge", 1250)
+            .header(false, b"Authorization", b"Bearer A")
+            .header(false, b"authorization", b"token-without-scheme")
+            .header(false, b"User-Agent", b"ua\xff");
+        let mut ex = exchange("x", 200, &[]);
+        ex.head = w.as_bytes().to_vec();
+        ex.risk_score = Some(0.75);
+        ex.upstream_connect_us = Some(250);
+        let mut sh = Shaper::new(Settings::default());
+        let bytes = sh.shape(&ex, "v9").unwrap().to_vec();
+        let ev = Event::decode(&bytes).expect("the Event type reads what the filter writes");
+        assert_eq!(ev.event, EventInfo { id: "id-1".into(), start_ns: 1_000, end_ns: 2_501_000 });
+        assert_eq!(ev.http.route.as_deref(), Some("/p/{id}"));
+        assert_eq!(ev.http.request.header.get("authorization"), Some("Bearer ***, ***"));
+        assert_eq!(ev.http.request.header.get("user-agent"), Some("ua\u{fffd}"));
+        assert_eq!(ev.url.domain.as_deref(), Some("Shop.example"));
+        assert_eq!(ev.url.query, None);
+        assert_eq!(ev.network.unwrap().protocol.version, "2");
+        assert_eq!(ev.client, Client { address: "2001:db8::7".into(), port: 40000 });
+        let tls = ev.tls.unwrap();
+        assert_eq!(tls.protocol.unwrap().version, "1.3");
+        assert_eq!(tls.cipher.as_deref(), Some("TLS_AES_128_GCM_SHA256"));
+        assert_eq!(tls.server_name.as_deref(), Some("shop.example"));
+        assert_eq!(ev.upstream.unwrap(), Upstream { address: Some("10.0.0.1:80".into()), attempts: 1, status_code: Some(200) });
+        assert_eq!(ev.timing, Timing { ttfb_ms: Some(1.5), total_ms: 2.5, upstream_ms: Some(2.0), upstream_connect_ms: Some(0.25) });
+        let s = ev.sentinel.unwrap();
+        assert_eq!(s.decision.as_deref(), Some("challenge"));
+        assert_eq!(s.risk_score, Some(0.75));
+        assert_eq!(s.rules, vec!["942100", "913100"]);
+        assert_eq!(s.agents, vec![AgentVerdict { name: "waf".into(), verdict: "challenge".into(), duration_ms: 1.25 }]);
+        assert_eq!(ev.sampling, Sampling { rate: 1.0, reason: "all".into() });
+        assert_eq!(ev.filter.version, "v9");
+        assert_eq!(ev.schema_version, SCHEMA_VERSION);
     }
 
     #[test]
@@ -466,5 +662,14 @@ mod native_cost {
             bytes += sh.shape(std::hint::black_box(&ex), "v").map(|b| b.len()).unwrap_or(0);
         }
         println!("native shape+encode: {:?} per request ({} bytes each)", t.elapsed() / n, bytes / n as usize);
+        let encoded = sh.shape(&ex, "v").unwrap().to_vec();
+        let ev = sentinel_wire::Event::decode(&encoded).unwrap();
+        let mut buf = Vec::with_capacity(1024);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            buf.clear();
+            std::hint::black_box(&ev).encode_into(&mut buf).unwrap();
+        }
+        println!("native encode alone: {:?} per event", t.elapsed() / n);
     }
 }

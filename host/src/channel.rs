@@ -244,3 +244,65 @@ impl SenderLoop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A channel whose collector never appears, so nothing drains the queue.
+    fn stuck(capacity_bytes: usize, capacity_frames: usize) -> (Channel, Arc<Metrics>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ChannelConfig::new(dir.path().join("nobody-listens.sock"));
+        cfg.capacity_bytes = capacity_bytes;
+        cfg.capacity_frames = capacity_frames;
+        cfg.max_frame_bytes = 1000;
+        let metrics = Arc::new(Metrics::default());
+        (Channel::start(cfg, metrics.clone()).unwrap(), metrics)
+    }
+
+    #[test]
+    fn the_byte_bound_drops_and_counts() {
+        let (ch, m) = stuck(1000, 1000);
+        let p = ch.producer();
+        let accepted = (0..20).filter(|_| p.push(vec![0u8; 100])).count();
+        assert_eq!(accepted, 10);
+        assert_eq!(m.dropped(DropReason::QueueFull), 10);
+        assert_eq!(m.queue_bytes.load(Relaxed), 1000);
+        assert_eq!(m.queue_frames.load(Relaxed), 10);
+    }
+
+    #[test]
+    fn the_frame_bound_drops_and_counts() {
+        let (ch, m) = stuck(1 << 20, 3);
+        let p = ch.producer();
+        let accepted = (0..5).filter(|_| p.push(vec![1u8; 10])).count();
+        assert_eq!(accepted, 3);
+        assert_eq!(m.dropped(DropReason::QueueFull), 2);
+        assert_eq!(m.queue_bytes.load(Relaxed), 30, "refused frames give their bytes back");
+    }
+
+    #[test]
+    fn oversized_events_are_refused() {
+        let (ch, m) = stuck(1 << 20, 10);
+        assert!(!ch.producer().push(vec![0u8; 1001]));
+        assert_eq!(m.dropped(DropReason::Oversized), 1);
+        assert_eq!(m.queue_frames.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn frames_reach_a_listening_collector_after_the_hello() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let ch = Channel::start(ChannelConfig::new(&path), metrics.clone()).unwrap();
+        assert!(ch.producer().push(b"event-one".to_vec()));
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = vec![0u8; 5 + 5 + 9];
+        std::io::Read::read_exact(&mut conn, &mut got).unwrap();
+        assert_eq!(&got[..5], &frame::HELLO);
+        assert_eq!(&got[5..10], &[0, 0, 0, 9, FrameKind::Event as u8]);
+        assert_eq!(&got[10..], b"event-one");
+    }
+}
