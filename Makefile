@@ -45,7 +45,7 @@ test: build test-filters
 bench: filters
 	$(CARGO) bench -p sentinel-host --bench request_path
 
-## wrk: proxy throughput with telemetry off and on, in one run (needs wrk: apt-get install wrk).
+## wrk: proxy throughput with telemetry off and on, in one run (installs wrk if missing).
 wrk: build
 	bench/wrk.sh
 

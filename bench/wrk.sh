@@ -2,10 +2,15 @@
 # Reference proxy throughput and latency with telemetry off and on, measured in one run on
 # loopback: demo upstream + collector (file sink) + two proxies (one without the filter, one with),
 # each with one worker thread, loaded alternately by wrk so machine noise hits both alike.
-# Usage: bench/wrk.sh [seconds-per-round] [rounds] [connections]
+# Usage: bench/wrk.sh [seconds-per-round] [rounds] [connections] [pin]
+# With pin=1 (and 2+ cores) both proxies run on core 0 and wrk, upstream and collector on core 1,
+# so the ratio measures the proxy's own cost (its sender thread included) rather than the
+# collector's work competing for the same cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}; rounds=${2:-3}; conns=${3:-32}
+secs=${1:-10}; rounds=${2:-3}; conns=${3:-32}; pin=${4:-0}
+on_proxy=(); on_rest=()
+if [ "$pin" = 1 ] && [ "$(nproc)" -ge 2 ]; then on_proxy=(taskset -c 0); on_rest=(taskset -c 1); fi
 for tool in wrk curl; do command -v $tool >/dev/null || { apt-get update -qq && apt-get install -y -qq $tool; }; done
 bin=target/release
 work=$(mktemp -d /tmp/sentinel-wrk.XXXXXX)
@@ -13,19 +18,19 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-$bin/sentinel-demo upstream --listen 127.0.0.1:18081 --threads 1 2>"$work/upstream.log" & pids+=($!)
-$bin/sentinel-collector run --socket "$work/t.sock" --output-dir "$work/events" --metrics-listen 127.0.0.1:18090 \
+"${on_rest[@]}" $bin/sentinel-demo upstream --listen 127.0.0.1:18081 --threads 1 2>"$work/upstream.log" & pids+=($!)
+"${on_rest[@]}" $bin/sentinel-collector run --socket "$work/t.sock" --output-dir "$work/events" --metrics-listen 127.0.0.1:18090 \
   --rotate-bytes 100000000 --keep-files 1 2>"$work/collector.log" >/dev/null & pids+=($!)
 sleep 0.5
-$bin/sentinel-proxy --listen 127.0.0.1:18080 --upstream 127.0.0.1:18081 --runtime-dir "$work" \
+"${on_proxy[@]}" $bin/sentinel-proxy --listen 127.0.0.1:18080 --upstream 127.0.0.1:18081 --runtime-dir "$work" \
   --admin-listen 127.0.0.1:18091 2>"$work/off.log" & pids+=($!)
-$bin/sentinel-proxy --listen 127.0.0.1:18082 --upstream 127.0.0.1:18081 --runtime-dir "$work" \
+"${on_proxy[@]}" $bin/sentinel-proxy --listen 127.0.0.1:18082 --upstream 127.0.0.1:18081 --runtime-dir "$work" \
   --filter target/filters/sentinel_filter.wasm --collector "$work/t.sock" --cache-dir "$work/cache" \
   --admin-listen 127.0.0.1:18092 2>"$work/on.log" & pids+=($!)
 for p in 18080 18082; do for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done; done
 
 run() { # $1 port -> "rps p99_ms"
-  local out; out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$1/api/users/42")
+  local out; out=$("${on_rest[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$1/api/users/42")
   local rps p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
