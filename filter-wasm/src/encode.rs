@@ -3,10 +3,13 @@
 //! `Event` type (rmp-serde) reads; the tests decode it with that type to hold the two together.
 
 use rmp::encode as mp;
+use rmp::encode::ByteBuf;
 use std::borrow::Cow;
 
-/// Appends MessagePack values to a buffer. Writing to a `Vec` cannot fail, so results are dropped.
-pub struct Writer<'b>(pub &'b mut Vec<u8>);
+/// Appends MessagePack values to a buffer. `ByteBuf` is rmp's infallible writer (its errors are
+/// `Infallible`, so the results dropped here cannot be errors).
+pub struct Writer<'b>(pub &'b mut ByteBuf);
+
 
 /// Bytes as text: borrowed when valid UTF-8, replacement characters otherwise.
 pub fn text(b: &[u8]) -> Cow<'_, str> {
@@ -44,7 +47,7 @@ impl Writer<'_> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let _ = mp::write_str_len(self.0, len as u32);
         for p in parts {
-            self.0.extend_from_slice(p);
+            self.0.as_mut_vec().extend_from_slice(p);
         }
         self
     }

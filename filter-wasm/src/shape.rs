@@ -2,6 +2,7 @@
 //! the MessagePack map of the schema, written in one pass from the packed head.
 
 use crate::encode::{text, Writer};
+use rmp::encode::ByteBuf;
 use crate::Exchange;
 use sentinel_wire::event::SCHEMA_VERSION;
 use sentinel_wire::head::{Entry, HeadReader, Tag};
@@ -29,14 +30,11 @@ impl NameSet {
         set
     }
 
-    /// True when `name` is in the set, whatever its case.
+    /// True when `name` is in the set, whatever its case. Names usually arrive lower case (HTTP/2
+    /// requires it, Pingora normalises HTTP/1), so an exact match is tried before case folding.
     pub fn contains(&self, name: &[u8]) -> bool {
         let Some(bucket) = self.by_len.get(name.len()) else { return false };
-        if name.iter().any(u8::is_ascii_uppercase) {
-            bucket.iter().any(|x| x.eq_ignore_ascii_case(name))
-        } else {
-            bucket.iter().any(|x| **x == *name)
-        }
+        bucket.iter().any(|x| **x == *name) || bucket.iter().any(|x| x.eq_ignore_ascii_case(name))
     }
 }
 
@@ -113,7 +111,7 @@ impl Settings {
 /// Shapes exchanges into encoded events, reusing its buffers between calls.
 pub struct Shaper {
     settings: Settings,
-    buf: Vec<u8>,
+    buf: ByteBuf,
     kept: Vec<Kept>,
 }
 
@@ -185,7 +183,7 @@ struct Fields<'a> {
 
 impl Shaper {
     pub fn new(settings: Settings) -> Self {
-        Shaper { settings, buf: Vec::with_capacity(1024), kept: Vec::with_capacity(16) }
+        Shaper { settings, buf: ByteBuf::with_capacity(1024), kept: Vec::with_capacity(16) }
     }
 
     /// The sampling decision: `None` to leave the request out, else (weight, reason).
@@ -275,7 +273,7 @@ impl Shaper {
             }
         }
 
-        self.buf.clear();
+        self.buf.as_mut_vec().clear();
         let body_cap = self.settings.body_cap;
         let kept = &self.kept;
         let mut w = Writer(&mut self.buf);
@@ -371,7 +369,7 @@ impl Shaper {
         }
         w.key("sampling").map(2).key("rate").f64(weight).key("reason").str(reason.as_bytes());
         w.key("filter").map(1).key("version").str(version.as_bytes());
-        Some(&self.buf)
+        Some(self.buf.as_slice())
     }
 }
 
