@@ -57,5 +57,12 @@ async fn new_version_serves_within_a_second_and_corrupt_files_are_refused() -> a
     assert!(!late.is_empty());
     assert!(late.iter().all(|e| version(e) == "0.1.0-next"), "old version still serving a second after the swap");
     assert!(events.iter().any(|e| start(e) > corrupted_at && version(e) == "0.1.0-next"));
+
+    // Both good builds were precompiled into the cache (the corrupt one never compiled).
+    let cached = std::fs::read_dir(dir.path().join("filter-cache"))?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
+    assert_eq!(cached, 2, "one cache entry per distinct build");
     Ok(())
 }
