@@ -38,10 +38,8 @@ pub struct Summary {
     pub output: PathBuf,
 }
 
-/// The collector daemon.
-pub struct Daemon {
-    pub metrics: Arc<Metrics>,
-}
+/// The collector daemon: its parts are built and torn down by [`Daemon::run`].
+pub struct Daemon;
 
 impl Daemon {
     /// Runs until `shutdown` turns true, then drains and returns the summary.

@@ -79,7 +79,7 @@ async fn demo(requests: u64, concurrency: usize, dir: PathBuf, filter: Option<Pa
     println!("  sending {requests} requests over {concurrency} connections");
     let report = traffic::run(&stack.proxy_addr, seed, requests, concurrency, move |done| {
         let pct = done * 100 / requests.max(1);
-        if (pct % 10 == 0 && done % (requests / 100).max(1) == 0) || done == requests {
+        if (pct.is_multiple_of(10) && done.is_multiple_of((requests / 100).max(1))) || done == requests {
             eprint!("\r  progress: {done}/{requests} ({pct}%)   ");
             let _ = std::io::stderr().flush();
         }
