@@ -2,6 +2,7 @@
 //! Prometheus text format (names in Prometheus conventions: `_total`, `_bytes`).
 
 use sentinel_wire::prometheus::Exposition;
+use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -32,28 +33,33 @@ impl DropReason {
     }
 }
 
+/// A counter on its own cache line: the request threads and the sender thread write different
+/// counters, and sharing a line would make every call bounce it between cores.
+pub type Counter = CachePadded<AtomicU64>;
+
 /// All counters of one [`crate::TelemetryHost`]. Relaxed atomics: each is independent.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub calls: AtomicU64,
-    pub emitted: AtomicU64,
-    pub sampled_out: AtomicU64,
+    pub calls: Counter,
+    pub emitted: Counter,
+    pub sampled_out: Counter,
     /// Calls skipped because the filter kept faulting (backoff).
-    pub skipped: AtomicU64,
-    pub traps: AtomicU64,
-    pub deadline_hits: AtomicU64,
-    pub instantiate_failures: AtomicU64,
-    pub instances_created: AtomicU64,
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
-    drops: [AtomicU64; 4],
-    pub sent_frames: AtomicU64,
-    pub sent_bytes: AtomicU64,
-    pub queue_bytes: AtomicU64,
-    pub queue_frames: AtomicU64,
-    pub connected: AtomicU64,
-    pub connects: AtomicU64,
-    pub connect_failures: AtomicU64,
+    pub skipped: Counter,
+    pub traps: Counter,
+    pub deadline_hits: Counter,
+    pub instantiate_failures: Counter,
+    pub instances_created: Counter,
+    pub reloads_ok: Counter,
+    pub reloads_failed: Counter,
+    drops: [Counter; 4],
+    pub sent_frames: Counter,
+    pub sent_bytes: Counter,
+    pub queue_bytes: Counter,
+    /// Frames waiting, as last seen by the sender thread (it owns this gauge).
+    pub queue_frames: Counter,
+    pub connected: Counter,
+    pub connects: Counter,
+    pub connect_failures: Counter,
     active_version: Mutex<String>,
 }
 
