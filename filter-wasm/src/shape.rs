@@ -2,7 +2,6 @@
 //! the MessagePack map of the schema, written in one pass from the packed head.
 
 use crate::encode::{text, Writer};
-use rmp::encode::ByteBuf;
 use crate::Exchange;
 use sentinel_wire::event::SCHEMA_VERSION;
 use sentinel_wire::head::{Entry, HeadReader, Tag};
@@ -111,7 +110,7 @@ impl Settings {
 /// Shapes exchanges into encoded events, reusing its buffers between calls.
 pub struct Shaper {
     settings: Settings,
-    buf: ByteBuf,
+    buf: Vec<u8>,
     kept: Vec<Kept>,
 }
 
@@ -183,7 +182,7 @@ struct Fields<'a> {
 
 impl Shaper {
     pub fn new(settings: Settings) -> Self {
-        Shaper { settings, buf: ByteBuf::with_capacity(1024), kept: Vec::with_capacity(16) }
+        Shaper { settings, buf: Vec::with_capacity(1024), kept: Vec::with_capacity(16) }
     }
 
     /// The sampling decision: `None` to leave the request out, else (weight, reason).
@@ -273,7 +272,7 @@ impl Shaper {
             }
         }
 
-        self.buf.as_mut_vec().clear();
+        self.buf.clear();
         let body_cap = self.settings.body_cap;
         let kept = &self.kept;
         let mut w = Writer(&mut self.buf);
@@ -369,7 +368,7 @@ impl Shaper {
         }
         w.key("sampling").map(2).key("rate").f64(weight).key("reason").str(reason.as_bytes());
         w.key("filter").map(1).key("version").str(version.as_bytes());
-        Some(self.buf.as_slice())
+        Some(&self.buf)
     }
 }
 
