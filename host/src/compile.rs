@@ -24,6 +24,7 @@ pub(crate) fn engine(memory_limit_bytes: usize) -> wasmtime::Result<Engine> {
         .epoch_interruption(true)
         .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Lets `perf` name JIT-compiled filter functions; off unless asked for.
     if std::env::var_os("SENTINEL_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
