@@ -19,13 +19,14 @@ filters: setup
 	$(call FILTER_BUILD,,,sentinel_filter.wasm)
 	@ls -l $(FILTERS)/sentinel_filter.wasm
 
-## test-filters: builds used only by tests (another version string; filters that loop, trap or
-## exhaust memory on purpose). Never ship these.
+## test-filters: builds used only by tests (another version string; filters that loop, trap,
+## exhaust or leak memory on purpose). Never ship these.
 test-filters: filters
 	$(call FILTER_BUILD,,env SENTINEL_FILTER_VERSION=0.1.0-next,filter-next.wasm)
 	$(call FILTER_BUILD,--features fault-loop,,filter-fault-loop.wasm)
 	$(call FILTER_BUILD,--features fault-trap,,filter-fault-trap.wasm)
 	$(call FILTER_BUILD,--features fault-memory,,filter-fault-memory.wasm)
+	$(call FILTER_BUILD,--features fault-leak,,filter-fault-leak.wasm)
 	$(call FILTER_BUILD,,,sentinel_filter.wasm)
 
 ## build: the native binaries (release).

@@ -78,6 +78,8 @@ mod fault {
             let v = vec![1u8; 1 << 30];
             std::hint::black_box(&v);
         }
+        #[cfg(feature = "fault-leak")]
+        std::mem::forget(std::hint::black_box(vec![1u8; 1 << 20]));
     }
 }
 

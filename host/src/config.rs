@@ -49,6 +49,8 @@ pub struct HostConfig {
     pub watch_interval: Option<Duration>,
     /// An instance is rebuilt after this many calls, so guest heap fragmentation cannot build up.
     pub recycle_after_calls: u64,
+    /// An instance is rebuilt once its memory has grown this much past its size after configure.
+    pub recycle_after_growth_bytes: usize,
     /// Consecutive faults after which calls are skipped for a while (doubling up to 30 s).
     pub fault_backoff_after: u32,
     pub channel: ChannelConfig,
@@ -65,6 +67,7 @@ impl HostConfig {
             memory_limit_bytes: 16 << 20,
             watch_interval: Some(Duration::from_millis(100)),
             recycle_after_calls: 1_000_000,
+            recycle_after_growth_bytes: 4 << 20,
             fault_backoff_after: 5,
             channel: ChannelConfig::new(socket_path),
         }

@@ -148,7 +148,9 @@ impl TelemetryHost {
             let stale = match pos {
                 Some(i) => {
                     let w = &workers[i].1;
-                    w.filter.generation != current.generation || w.calls >= inner.config.recycle_after_calls
+                    w.filter.generation != current.generation
+                        || w.calls >= inner.config.recycle_after_calls
+                        || w.memory_growth() >= inner.config.recycle_after_growth_bytes
                 }
                 None => true,
             };

@@ -2,7 +2,8 @@
 //!
 //! A [`LoadedFilter`] is one compiled, linked and validated build (an `InstancePre`): cheap to
 //! instantiate. A [`Worker`] is one thread's store and instance of it; it is rebuilt when the
-//! filter is reloaded, after a fault (a trapped instance cannot be reused) and every N calls.
+//! filter is reloaded, after a fault (a trapped instance cannot be reused), every N calls, and
+//! once its memory has grown by M bytes (a leaking or fragmenting guest heap is reset early).
 
 use crate::bindings::{Filter, FilterImports, FilterPre};
 use crate::channel::Producer;
@@ -10,11 +11,33 @@ use crate::{compile, Exchange, FilterConfig, Outcome};
 use std::path::Path;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 
-/// What a filter instance can reach: its memory limit and the queue.
-pub(crate) struct HostState {
+/// Caps an instance's memory (growth past the cap traps) and records how far it has grown, so a
+/// worker whose guest heap keeps growing is rebuilt before it reaches the cap.
+struct MemoryLimiter {
     limits: StoreLimits,
+    /// Largest linear-memory size granted so far, in bytes.
+    high_water: usize,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let ok = self.limits.memory_growing(current, desired, maximum)?;
+        if ok {
+            self.high_water = self.high_water.max(desired);
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+}
+
+/// What a filter instance can reach: its memory limiter and the queue.
+pub(crate) struct HostState {
+    limiter: MemoryLimiter,
     producer: Option<Producer>,
 }
 
@@ -78,11 +101,14 @@ fn instantiate(
     limits: Limits,
 ) -> wasmtime::Result<(Store<HostState>, Filter)> {
     let state = HostState {
-        limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+        limiter: MemoryLimiter {
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+            high_water: 0,
+        },
         producer,
     };
     let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limits);
+    store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(limits.deadline_ticks.max(50));
     let bindings = pre.instantiate(&mut store)?;
     bindings
@@ -97,6 +123,8 @@ pub(crate) struct Worker {
     store: Store<HostState>,
     bindings: Filter,
     pub calls: u64,
+    /// Memory size once configured; growth beyond it is measured from here.
+    baseline_memory: usize,
 }
 
 impl Worker {
@@ -108,7 +136,13 @@ impl Worker {
         limits: Limits,
     ) -> wasmtime::Result<Worker> {
         let (store, bindings) = instantiate(engine, &filter.pre, config, producer, limits)?;
-        Ok(Worker { filter, store, bindings, calls: 0 })
+        let baseline_memory = store.data().limiter.high_water;
+        Ok(Worker { filter, store, bindings, calls: 0, baseline_memory })
+    }
+
+    /// Bytes the instance's memory has grown since it was configured.
+    pub fn memory_growth(&self) -> usize {
+        self.store.data().limiter.high_water.saturating_sub(self.baseline_memory)
     }
 
     /// Runs the filter on one exchange under the per-call deadline.
