@@ -22,7 +22,7 @@ fn protocol(v: Version) -> &'static str {
 pub fn from_session(session: &Session, ctx: &mut RequestContext) -> Exchange {
     let end_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(ctx.start_ns);
     let req = session.req_header();
-    let mut head = HeadWriter::new();
+    let mut head = HeadWriter::with_capacity(1024);
     head.field(Tag::RequestId, ctx.request_id.as_bytes())
         .field(Tag::Method, req.method.as_str().as_bytes())
         .field(Tag::Scheme, b"http")
@@ -51,7 +51,7 @@ pub fn from_session(session: &Session, ctx: &mut RequestContext) -> Exchange {
     }
     let us = |d: std::time::Duration| d.as_micros() as u64;
     Exchange {
-        head: head.as_bytes().to_vec(),
+        head: head.into_bytes(),
         start_ns: ctx.start_ns,
         end_ns,
         status,

@@ -72,6 +72,11 @@ impl HeadWriter {
         Self::default()
     }
 
+    /// A writer whose buffer starts with room for `bytes` (a typical head is under 1 KiB).
+    pub fn with_capacity(bytes: usize) -> Self {
+        HeadWriter { buf: Vec::with_capacity(bytes) }
+    }
+
     /// Empties the buffer, keeping its capacity for the next request.
     pub fn clear(&mut self) {
         self.buf.clear();
@@ -117,6 +122,11 @@ impl HeadWriter {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The packed head, moved out without a copy.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
     }
 }
 
