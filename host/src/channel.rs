@@ -155,9 +155,15 @@ impl SenderLoop {
                     break;
                 }
             }
-            if self.conn.is_none() && !self.connect() {
-                std::thread::sleep(self.backoff.min(Duration::from_millis(50)));
-                continue;
+            if self.conn.is_none() {
+                // The gauge must show the backlog during an outage, when it matters most.
+                self.metrics.queue_frames.store(self.rx.len() as u64, Relaxed);
+                if stop_at.is_some() {
+                    break; // no collector to flush to: what is left is counted below
+                }
+                if !self.connect() {
+                    continue; // connect() has slept its backoff
+                }
             }
             // Poll rather than block: a blocked receiver makes every push pay a futex wake-up
             // (a syscall on the request path). Sleeping a tick when idle costs the sender 1000
@@ -276,6 +282,31 @@ mod tests {
         assert_eq!(accepted, 3);
         assert_eq!(m.dropped(DropReason::QueueFull), 2);
         assert_eq!(m.queue_bytes.load(Relaxed), 30, "refused frames give their bytes back");
+    }
+
+    #[test]
+    fn the_waiting_gauge_shows_the_backlog_while_the_collector_is_away() {
+        let (ch, m) = stuck(1 << 20, 1000);
+        let p = ch.producer();
+        for _ in 0..3 {
+            assert!(p.push(vec![1u8; 10]));
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while m.queue_frames.load(Relaxed) != 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(m.queue_frames.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn shutdown_without_a_collector_counts_what_is_left() {
+        let (mut ch, m) = stuck(1 << 20, 1000);
+        let p = ch.producer();
+        for _ in 0..5 {
+            assert!(p.push(vec![1u8; 10]));
+        }
+        ch.shutdown(Duration::from_secs(5));
+        assert_eq!(m.dropped(DropReason::Shutdown), 5);
     }
 
     #[test]
