@@ -144,34 +144,32 @@ impl TelemetryHost {
         let current = inner.current.load();
         WORKERS.with(|cell| {
             let Ok(mut workers) = cell.try_borrow_mut() else { return };
-            let pos = workers.iter().position(|(id, _)| *id == inner.id);
-            let stale = match pos {
-                Some(i) => {
-                    let w = &workers[i].1;
-                    w.filter.generation != current.generation
-                        || w.calls >= inner.config.recycle_after_calls
-                        || w.memory_growth() >= inner.config.recycle_after_growth_bytes
+            let pos = workers.iter().position(|(id, w)| {
+                *id == inner.id
+                    && w.filter.generation == current.generation
+                    && w.calls < inner.config.recycle_after_calls
+                    && w.memory_growth() < inner.config.recycle_after_growth_bytes
+            });
+            let i = match pos {
+                Some(i) => i,
+                None => {
+                    // No usable instance on this thread: drop a stale one, build a fresh one.
+                    workers.retain(|(id, _)| *id != inner.id);
+                    match Worker::new(&inner.engine, current.clone(), &inner.filter_config, Some(inner.producer.clone()), inner.limits) {
+                        Ok(w) => {
+                            m.instances_created.fetch_add(1, Relaxed);
+                            workers.push((inner.id, w));
+                            workers.len() - 1
+                        }
+                        Err(e) => {
+                            m.instantiate_failures.fetch_add(1, Relaxed);
+                            log::warn!("telemetry: cannot instantiate filter {}: {e:#}", current.version);
+                            self.fault();
+                            return;
+                        }
+                    }
                 }
-                None => true,
             };
-            if stale {
-                if let Some(i) = pos {
-                    workers.swap_remove(i);
-                }
-                match Worker::new(&inner.engine, current.clone(), &inner.filter_config, Some(inner.producer.clone()), inner.limits) {
-                    Ok(w) => {
-                        m.instances_created.fetch_add(1, Relaxed);
-                        workers.push((inner.id, w));
-                    }
-                    Err(e) => {
-                        m.instantiate_failures.fetch_add(1, Relaxed);
-                        log::warn!("telemetry: cannot instantiate filter {}: {e:#}", current.version);
-                        self.fault();
-                        return;
-                    }
-                }
-            }
-            let i = workers.iter().position(|(id, _)| *id == inner.id).unwrap_or(0);
             match workers[i].1.call(ex, inner.limits.deadline_ticks) {
                 Ok(outcome) => {
                     match outcome {

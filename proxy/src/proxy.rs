@@ -53,7 +53,8 @@ impl ProxyHttp for ReferenceProxy {
     fn new_ctx(&self) -> RequestContext {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         RequestContext {
-            request_id: uuid::Uuid::now_v7().simple().to_string(),
+            // Only telemetry needs the id: a proxy without it should not pay for one.
+            request_id: if self.telemetry.is_some() { uuid::Uuid::now_v7().simple().to_string() } else { String::new() },
             start_ns: now.as_nanos() as u64,
             start: Instant::now(),
             upstream_start: None,
@@ -86,7 +87,7 @@ impl ProxyHttp for ReferenceProxy {
         if !reused {
             ctx.upstream_connect = ctx.upstream_start.map(|s| s.elapsed());
         }
-        if ctx.upstream_address.is_none() {
+        if self.telemetry.is_some() && ctx.upstream_address.is_none() {
             ctx.upstream_address = Some(peer.address().to_string());
         }
         Ok(())
