@@ -15,53 +15,149 @@ pub fn text(b: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// Appends MessagePack values to a buffer.
-pub struct Writer<'b>(pub &'b mut Vec<u8>);
+/// True when every byte is ASCII; eight bytes per step (wasm has native 64-bit integers, and
+/// almost every header value is ASCII, so this spares the general UTF-8 check).
+#[inline]
+pub fn is_ascii(b: &[u8]) -> bool {
+    let (words, rest) = b.as_chunks::<8>();
+    let mut acc = 0u64;
+    for w in words {
+        acc |= u64::from_le_bytes(*w);
+    }
+    for &x in rest {
+        acc |= u64::from(x);
+    }
+    acc & 0x8080_8080_8080_8080 == 0
+}
 
-impl Writer<'_> {
-    /// A length-prefixed header: the fix form when `len` fits in `fix_max`, else the 8/16/32-bit
-    /// forms whose markers are given (`m8` may be 0 for kinds without an 8-bit form).
-    #[inline]
-    fn len_marker(&mut self, len: usize, fix: u8, fix_max: usize, m8: u8, m16: u8, m32: u8) {
-        let b = &mut *self.0;
-        if len <= fix_max {
-            b.push(fix | len as u8);
-        } else if m8 != 0 && len <= 0xff {
-            b.extend_from_slice(&[m8, len as u8]);
-        } else if len <= 0xffff {
-            b.push(m16);
-            b.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            b.push(m32);
-            b.extend_from_slice(&(len as u32).to_be_bytes());
+/// A map key with its MessagePack marker, made at compile time by [`key!`].
+#[derive(Clone, Copy)]
+pub struct Key(pub &'static [u8]);
+
+/// `key!("name")`: the fixstr bytes of a map key (at most 31 bytes), built at compile time so
+/// writing a key is one fixed-size copy.
+#[macro_export]
+macro_rules! key {
+    ($k:literal) => {{
+        const BYTES: [u8; $k.len() + 1] = {
+            let s = $k.as_bytes();
+            assert!(s.len() <= 31, "map keys are written as fixstr");
+            let mut a = [0u8; $k.len() + 1];
+            a[0] = 0xa0 | s.len() as u8;
+            let mut i = 0;
+            while i < s.len() {
+                a[i + 1] = s[i];
+                i += 1;
+            }
+            a
+        };
+        $crate::encode::Key(&BYTES)
+    }};
+}
+
+/// Writes MessagePack values into a buffer sized beforehand. It never panics: a value that does
+/// not fit sets [`Writer::overflowed`] and the caller retries with a larger buffer (only text
+/// that needed UTF-8 replacement can outgrow the estimate).
+pub struct Writer<'b> {
+    out: &'b mut [u8],
+    pos: usize,
+    overflowed: bool,
+}
+
+impl<'b> Writer<'b> {
+    pub fn new(out: &'b mut [u8]) -> Self {
+        Writer { out, pos: 0, overflowed: false }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.pos
+    }
+
+    /// True when something did not fit and the output is incomplete.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    #[inline(always)]
+    fn put(&mut self, b: &[u8]) {
+        let end = self.pos + b.len();
+        match self.out.get_mut(self.pos..end) {
+            Some(dst) => {
+                dst.copy_from_slice(b);
+                self.pos = end;
+            }
+            None => self.overflowed = true,
         }
     }
 
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        match self.out.get_mut(self.pos) {
+            Some(dst) => {
+                *dst = b;
+                self.pos += 1;
+            }
+            None => self.overflowed = true,
+        }
+    }
+
+    /// A length-prefixed header: the fix form when `len` fits in `fix_max`, else the 8/16/32-bit
+    /// forms whose markers are given (`m8` may be 0 for kinds without an 8-bit form).
+    #[inline(always)]
+    fn len_marker(&mut self, len: usize, fix: u8, fix_max: usize, m8: u8, m16: u8, m32: u8) {
+        if len <= fix_max {
+            self.byte(fix | len as u8);
+        } else if m8 != 0 && len <= 0xff {
+            self.put(&[m8, len as u8]);
+        } else if len <= 0xffff {
+            let l = (len as u16).to_be_bytes();
+            self.put(&[m16, l[0], l[1]]);
+        } else {
+            let l = (len as u32).to_be_bytes();
+            self.put(&[m32, l[0], l[1], l[2], l[3]]);
+        }
+    }
+
+    #[inline]
     pub fn map(&mut self, len: u32) -> &mut Self {
         self.len_marker(len as usize, 0x80, 15, 0, 0xde, 0xdf);
         self
     }
 
+    #[inline]
     pub fn array(&mut self, len: u32) -> &mut Self {
         self.len_marker(len as usize, 0x90, 15, 0, 0xdc, 0xdd);
         self
     }
 
-    /// A map key (static, valid UTF-8).
-    #[inline]
-    pub fn key(&mut self, k: &str) -> &mut Self {
-        self.raw_str(k.as_bytes())
+    /// A map key, marker included (see [`key!`]).
+    #[inline(always)]
+    pub fn key(&mut self, k: Key) -> &mut Self {
+        self.put(k.0);
+        self
     }
 
-    #[inline]
+    #[inline(always)]
     fn raw_str(&mut self, s: &[u8]) -> &mut Self {
         self.len_marker(s.len(), 0xa0, 31, 0xd9, 0xda, 0xdb);
-        self.0.extend_from_slice(s);
+        self.put(s);
         self
     }
 
     /// A string value from bytes (invalid UTF-8 is replaced, as the schema requires text).
+    #[inline]
     pub fn str(&mut self, v: &[u8]) -> &mut Self {
+        if is_ascii(v) {
+            self.raw_str(v)
+        } else {
+            self.non_ascii_str(v)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn non_ascii_str(&mut self, v: &[u8]) -> &mut Self {
         match std::str::from_utf8(v) {
             Ok(_) => self.raw_str(v),
             Err(_) => self.raw_str(String::from_utf8_lossy(v).as_bytes()),
@@ -73,44 +169,47 @@ impl Writer<'_> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         self.len_marker(len, 0xa0, 31, 0xd9, 0xda, 0xdb);
         for p in parts {
-            self.0.extend_from_slice(p);
+            self.put(p);
         }
         self
     }
 
+    #[inline]
     pub fn uint(&mut self, v: u64) -> &mut Self {
-        let b = &mut *self.0;
         if v < 0x80 {
-            b.push(v as u8);
+            self.byte(v as u8);
         } else if v <= 0xff {
-            b.extend_from_slice(&[0xcc, v as u8]);
+            self.put(&[0xcc, v as u8]);
         } else if v <= 0xffff {
-            b.push(0xcd);
-            b.extend_from_slice(&(v as u16).to_be_bytes());
+            let b = (v as u16).to_be_bytes();
+            self.put(&[0xcd, b[0], b[1]]);
         } else if v <= 0xffff_ffff {
-            b.push(0xce);
-            b.extend_from_slice(&(v as u32).to_be_bytes());
+            let b = (v as u32).to_be_bytes();
+            self.put(&[0xce, b[0], b[1], b[2], b[3]]);
         } else {
-            b.push(0xcf);
-            b.extend_from_slice(&v.to_be_bytes());
+            let b = v.to_be_bytes();
+            self.put(&[0xcf, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         }
         self
     }
 
+    #[inline]
     pub fn f64(&mut self, v: f64) -> &mut Self {
-        self.0.push(0xcb);
-        self.0.extend_from_slice(&v.to_be_bytes());
+        let b = v.to_be_bytes();
+        self.put(&[0xcb, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         self
     }
 
+    #[inline]
     pub fn f32(&mut self, v: f32) -> &mut Self {
-        self.0.push(0xca);
-        self.0.extend_from_slice(&v.to_be_bytes());
+        let b = v.to_be_bytes();
+        self.put(&[0xca, b[0], b[1], b[2], b[3]]);
         self
     }
 
+    #[inline]
     pub fn bool(&mut self, v: bool) -> &mut Self {
-        self.0.push(if v { 0xc3 } else { 0xc2 });
+        self.byte(if v { 0xc3 } else { 0xc2 });
         self
     }
 }
@@ -124,37 +223,84 @@ mod tests {
     fn markers_match_what_rmp_serde_reads() {
         for len in [0usize, 1, 15, 16, 31, 32, 255, 256, 65535, 65536] {
             let s = "x".repeat(len);
-            let mut buf = Vec::new();
-            Writer(&mut buf).str(s.as_bytes());
+            let buf = written(|w| {
+                w.str(s.as_bytes());
+            });
             assert_eq!(rmp_serde::from_slice::<String>(&buf).unwrap(), s, "str of {len}");
 
-            let mut buf = Vec::new();
-            let mut w = Writer(&mut buf);
-            w.array(len as u32);
-            for _ in 0..len {
-                w.bool(true);
-            }
+            let buf = written(|w| {
+                w.array(len as u32);
+                for _ in 0..len {
+                    w.bool(true);
+                }
+            });
             assert_eq!(rmp_serde::from_slice::<Vec<bool>>(&buf).unwrap().len(), len, "array of {len}");
 
-            let mut buf = Vec::new();
-            let mut w = Writer(&mut buf);
-            w.map(len.min(70_000) as u32);
-            for i in 0..len {
-                w.uint(i as u64).uint(i as u64);
-            }
+            let buf = written(|w| {
+                w.map(len.min(70_000) as u32);
+                for i in 0..len {
+                    w.uint(i as u64).uint(i as u64);
+                }
+            });
             let m: std::collections::BTreeMap<u64, u64> = rmp_serde::from_slice(&buf).unwrap();
             assert_eq!(m.len(), len, "map of {len}");
         }
         for v in [0u64, 127, 128, 255, 256, 65535, 65536, u32::MAX as u64, u32::MAX as u64 + 1, u64::MAX] {
-            let mut buf = Vec::new();
-            Writer(&mut buf).uint(v);
+            let buf = written(|w| {
+                w.uint(v);
+            });
             assert_eq!(rmp_serde::from_slice::<u64>(&buf).unwrap(), v);
         }
-        let mut buf = Vec::new();
-        Writer(&mut buf).array(3).f64(1.25).f32(0.5).bool(false);
+        let buf = written(|w| {
+            w.array(3).f64(1.25).f32(0.5).bool(false);
+        });
         assert_eq!(rmp_serde::from_slice::<(f64, f32, bool)>(&buf).unwrap(), (1.25, 0.5, false));
-        let mut buf = Vec::new();
-        Writer(&mut buf).str(b"a\xffb");
+        let buf = written(|w| {
+            w.str(b"a\xffb");
+        });
         assert_eq!(rmp_serde::from_slice::<String>(&buf).unwrap(), "a\u{fffd}b");
+        let buf = written(|w| {
+            w.key(crate::key!("caf\u{e9}")).str("na\u{ef}ve".as_bytes());
+        });
+        assert_eq!(rmp_serde::from_slice::<String>(&buf).unwrap(), "caf\u{e9}");
+        assert_eq!(rmp_serde::from_slice::<String>(&buf[6..]).unwrap(), "na\u{ef}ve");
+    }
+
+    fn written(f: impl FnOnce(&mut Writer)) -> Vec<u8> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut w = Writer::new(&mut buf);
+        f(&mut w);
+        assert!(!w.overflowed());
+        let n = w.len();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn what_does_not_fit_is_flagged_not_written_past_the_end() {
+        let mut buf = [0u8; 8];
+        let mut w = Writer::new(&mut buf);
+        w.str(b"1234567");
+        assert!(!w.overflowed());
+        assert_eq!(w.len(), 8);
+        w.bool(true);
+        assert!(w.overflowed());
+        let mut w = Writer::new(&mut buf);
+        w.str(b"123456789");
+        assert!(w.overflowed());
+        assert_eq!(w.len(), 1, "only the marker fitted");
+    }
+
+    #[test]
+    fn ascii_check_sees_every_byte() {
+        for len in 0..40 {
+            let mut v = vec![b'a'; len];
+            assert!(is_ascii(&v));
+            for i in 0..len {
+                v[i] = 0xc3;
+                assert!(!is_ascii(&v), "len {len} high byte at {i}");
+                v[i] = b'a';
+            }
+        }
     }
 }

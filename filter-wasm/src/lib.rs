@@ -11,6 +11,7 @@ wit_bindgen::generate!({
 });
 
 mod encode;
+mod headers;
 mod shape;
 
 use std::cell::RefCell;

@@ -2,46 +2,17 @@
 //! the MessagePack map of the schema, written in one pass from the packed head.
 
 use crate::encode::{text, Writer};
+use crate::headers::{HeaderTable, Listed};
+use crate::key;
 use crate::Exchange;
 use sentinel_wire::event::SCHEMA_VERSION;
 use sentinel_wire::head::{Entry, HeadReader, Tag};
 use sentinel_wire::sampling;
 
-/// A set of lower-case header names, bucketed by length so a lookup is one or two `memcmp`s
-/// instead of a case-insensitive compare against every entry.
-#[derive(Debug, Clone, Default)]
-pub struct NameSet {
-    by_len: Vec<Vec<Box<[u8]>>>,
-}
-
-impl NameSet {
-    pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> NameSet {
-        let mut set = NameSet::default();
-        for n in names {
-            let n = n.as_ref().to_ascii_lowercase().into_bytes();
-            if set.by_len.len() <= n.len() {
-                set.by_len.resize(n.len() + 1, Vec::new());
-            }
-            if !set.by_len[n.len()].iter().any(|x| **x == *n) {
-                set.by_len[n.len()].push(n.into_boxed_slice());
-            }
-        }
-        set
-    }
-
-    /// True when `name` is in the set, whatever its case. Names usually arrive lower case (HTTP/2
-    /// requires it, Pingora normalises HTTP/1), so an exact match is tried before case folding.
-    pub fn contains(&self, name: &[u8]) -> bool {
-        let Some(bucket) = self.by_len.get(name.len()) else { return false };
-        bucket.iter().any(|x| **x == *name) || bucket.iter().any(|x| x.eq_ignore_ascii_case(name))
-    }
-}
-
 /// The filter's settings, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    allow: NameSet,
-    masked: NameSet,
+    headers: HeaderTable,
     rate: f64,
     keep_server_errors: bool,
     keep_client_errors: bool,
@@ -70,8 +41,7 @@ pub const DEFAULT_MASKED: &[&str] =
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            allow: NameSet::new(DEFAULT_ALLOWLIST),
-            masked: NameSet::new(DEFAULT_MASKED),
+            headers: HeaderTable::new(DEFAULT_ALLOWLIST, DEFAULT_MASKED),
             rate: 1.0,
             keep_server_errors: true,
             keep_client_errors: false,
@@ -95,10 +65,8 @@ impl Settings {
             return Err(format!("sample-rate must be between 0 and 1, got {rate}"));
         }
         let mut s = Settings::default();
-        if !allow.is_empty() {
-            s.allow = NameSet::new(&allow);
-        }
-        s.masked = NameSet::new(DEFAULT_MASKED.iter().map(|m| m.to_string()).chain(masked));
+        let masked = DEFAULT_MASKED.iter().map(|m| m.to_string()).chain(masked);
+        s.headers = if allow.is_empty() { HeaderTable::new(DEFAULT_ALLOWLIST, masked) } else { HeaderTable::new(&allow, masked) };
         s.rate = rate;
         s.keep_server_errors = keep_server_errors;
         s.keep_client_errors = keep_client_errors;
@@ -112,6 +80,10 @@ pub struct Shaper {
     settings: Settings,
     buf: Vec<u8>,
     kept: Vec<Kept>,
+    /// Per listed name and direction: the call it was last kept in and where, so a repeated
+    /// header is joined without searching (`generation` tells this call's entries from stale ones).
+    seen: Vec<(u32, u32)>,
+    generation: u32,
 }
 
 /// A byte range of the packed head (kept as offsets so the buffer can be reused across calls).
@@ -182,7 +154,8 @@ struct Fields<'a> {
 
 impl Shaper {
     pub fn new(settings: Settings) -> Self {
-        Shaper { settings, buf: Vec::with_capacity(1024), kept: Vec::with_capacity(16) }
+        let seen = vec![(0, 0); settings.headers.len() * 2];
+        Shaper { settings, buf: Vec::new(), kept: Vec::with_capacity(16), seen, generation: 0 }
     }
 
     /// The sampling decision: `None` to leave the request out, else (weight, reason).
@@ -200,13 +173,15 @@ impl Shaper {
     }
 
     /// Records an allowlisted header, masking it if listed and joining repeats.
-    fn keep_header(&mut self, head: &[u8], response: bool, name: &[u8], value: &[u8]) {
-        let masked = self.settings.masked.contains(name);
-        let new = if masked { Value::Masked(scheme(value).map(|s| Span::of(head, s))) } else { Value::Plain(Span::of(head, value)) };
-        let Some(k) = self.kept.iter_mut().find(|k| k.response == response && k.name.get(head).eq_ignore_ascii_case(name)) else {
+    fn keep_header(&mut self, head: &[u8], response: bool, listed: Listed, name: &[u8], value: &[u8]) {
+        let new = if listed.masked { Value::Masked(scheme(value).map(|s| Span::of(head, s))) } else { Value::Plain(Span::of(head, value)) };
+        let seen = &mut self.seen[listed.index * 2 + usize::from(response)];
+        if seen.0 != self.generation {
+            *seen = (self.generation, self.kept.len() as u32);
             self.kept.push(Kept { response, name: Span::of(head, name), value: new });
             return;
-        };
+        }
+        let k = &mut self.kept[seen.1 as usize];
         let mut joined = String::new();
         for v in [&k.value, &new] {
             if !joined.is_empty() {
@@ -243,6 +218,11 @@ impl Shaper {
 
         let mut f = Fields::default();
         self.kept.clear();
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.seen.fill((0, 0));
+            self.generation = 1;
+        }
         for entry in HeadReader::new(head) {
             let Ok(entry) = entry else { break };
             match entry {
@@ -264,111 +244,165 @@ impl Shaper {
                     _ => {}
                 },
                 Entry::Header { response, name, value } => {
-                    if self.settings.allow.contains(name) {
-                        self.keep_header(head, response, name, value);
+                    if let Some(listed) = self.settings.headers.get(name) {
+                        self.keep_header(head, response, listed, name, value);
                     }
                 }
                 Entry::Agent { name, verdict, duration_us } => f.agents.push((name, verdict, duration_us)),
             }
         }
 
-        self.buf.clear();
         let body_cap = self.settings.body_cap;
-        let kept = &self.kept;
-        let mut w = Writer(&mut self.buf);
+        let event = Shaped { ex, head, id, fields: f, kept: &self.kept, body_cap, weight, reason, version };
+        let mut size = event.size_bound();
+        loop {
+            if self.buf.len() < size {
+                self.buf.resize(size, 0);
+            }
+            let mut w = Writer::new(&mut self.buf);
+            event.write(&mut w);
+            if !w.overflowed() {
+                let n = w.len();
+                return Some(&self.buf[..n]);
+            }
+            // Only text with invalid UTF-8 (replaced by U+FFFD, up to 3 bytes per input byte)
+            // can outgrow the bound.
+            size = size.saturating_mul(3);
+        }
+    }
+}
+
+/// Everything one event is written from, gathered before writing so its size can be bounded.
+struct Shaped<'a> {
+    ex: &'a Exchange,
+    head: &'a [u8],
+    id: &'a [u8],
+    fields: Fields<'a>,
+    kept: &'a [Kept],
+    body_cap: usize,
+    weight: f64,
+    reason: &'static str,
+    version: &'a str,
+}
+
+impl Shaped<'_> {
+    /// Bytes enough for the event unless text needs UTF-8 replacement: every string from the
+    /// head is shorter than its entry there (whose 5-9 framing bytes cover the marker), plus
+    /// keys and scalars, masks, joined values, captured bodies and the version.
+    fn size_bound(&self) -> usize {
+        let joined: usize = self
+            .kept
+            .iter()
+            .map(|k| match &k.value {
+                Value::Joined(j) => j.len() + 5,
+                _ => 0,
+            })
+            .sum();
+        let body = |b: &[u8]| b.len().min(self.body_cap) + 5;
+        1024 + self.head.len()
+            + 16 * self.kept.len()
+            + joined
+            + body(&self.ex.request_body)
+            + body(&self.ex.response_body)
+            + self.version.len()
+            + 64 * (self.fields.rules.len() + self.fields.agents.len())
+    }
+
+    fn write(&self, w: &mut Writer) {
+        let Shaped { ex, head, id, ref fields, kept, body_cap, weight, reason, version } = *self;
+        let f = fields;
         let has_tls = f.tls_protocol.is_some() || f.tls_cipher.is_some() || f.tls_server_name.is_some();
         let has_upstream = ex.upstream_attempts > 0 || f.upstream_address.is_some();
         let has_sentinel = f.decision.is_some() || ex.risk_score.is_some() || !f.rules.is_empty() || !f.agents.is_empty();
         let n = |b: bool| u32::from(b);
         w.map(8 + n(f.protocol.is_some()) + n(has_tls) + n(has_upstream) + n(has_sentinel));
-        w.key("schema_version").str(SCHEMA_VERSION.as_bytes());
-        w.key("event").map(3).key("id").str(id).key("start_ns").uint(ex.start_ns).key("end_ns").uint(ex.end_ns);
+        w.key(key!("schema_version")).str(SCHEMA_VERSION.as_bytes());
+        w.key(key!("event")).map(3).key(key!("id")).str(id).key(key!("start_ns")).uint(ex.start_ns).key(key!("end_ns")).uint(ex.end_ns);
 
         let req_headers = kept.iter().filter(|k| !k.response).count() as u32;
         let resp_headers = kept.len() as u32 - req_headers;
-        w.key("http").map(2 + n(f.route.is_some()));
-        w.key("request").map(2 + n(req_headers > 0)).key("method").str(f.method);
-        write_headers(&mut w, head, kept, false, req_headers);
-        write_body(&mut w, body_cap, ex.request_body_size, &ex.request_body);
-        w.key("response").map(2 + n(resp_headers > 0)).key("status_code").uint(ex.status.into());
-        write_headers(&mut w, head, kept, true, resp_headers);
-        write_body(&mut w, body_cap, ex.response_body_size, &ex.response_body);
+        w.key(key!("http")).map(2 + n(f.route.is_some()));
+        w.key(key!("request")).map(2 + n(req_headers > 0)).key(key!("method")).str(f.method);
+        write_headers(w, head, kept, false, req_headers);
+        write_body(w, body_cap, ex.request_body_size, &ex.request_body);
+        w.key(key!("response")).map(2 + n(resp_headers > 0)).key(key!("status_code")).uint(ex.status.into());
+        write_headers(w, head, kept, true, resp_headers);
+        write_body(w, body_cap, ex.response_body_size, &ex.response_body);
         if let Some(r) = f.route {
-            w.key("route").str(r);
+            w.key(key!("route")).str(r);
         }
 
-        w.key("url").map(1 + n(f.scheme.is_some()) + n(f.authority.is_some()) + n(f.query.is_some()));
+        w.key(key!("url")).map(1 + n(f.scheme.is_some()) + n(f.authority.is_some()) + n(f.query.is_some()));
         if let Some(v) = f.scheme {
-            w.key("scheme").str(v);
+            w.key(key!("scheme")).str(v);
         }
         if let Some(v) = f.authority {
-            w.key("domain").str(v);
+            w.key(key!("domain")).str(v);
         }
-        w.key("path").str(f.path);
+        w.key(key!("path")).str(f.path);
         if let Some(v) = f.query {
-            w.key("query").str(v);
+            w.key(key!("query")).str(v);
         }
         if let Some(v) = f.protocol {
-            w.key("network").map(1).key("protocol").map(1).key("version").str(v);
+            w.key(key!("network")).map(1).key(key!("protocol")).map(1).key(key!("version")).str(v);
         }
-        w.key("client").map(2).key("address").str(f.client_address).key("port").uint(ex.client_port.into());
+        w.key(key!("client")).map(2).key(key!("address")).str(f.client_address).key(key!("port")).uint(ex.client_port.into());
         if has_tls {
-            w.key("tls").map(n(f.tls_protocol.is_some()) + n(f.tls_cipher.is_some()) + n(f.tls_server_name.is_some()));
+            w.key(key!("tls")).map(n(f.tls_protocol.is_some()) + n(f.tls_cipher.is_some()) + n(f.tls_server_name.is_some()));
             if let Some(v) = f.tls_protocol {
-                w.key("protocol").map(1).key("version").str(v);
+                w.key(key!("protocol")).map(1).key(key!("version")).str(v);
             }
             if let Some(v) = f.tls_cipher {
-                w.key("cipher").str(v);
+                w.key(key!("cipher")).str(v);
             }
             if let Some(v) = f.tls_server_name {
-                w.key("server_name").str(v);
+                w.key(key!("server_name")).str(v);
             }
         }
         if has_upstream {
-            w.key("upstream").map(1 + n(f.upstream_address.is_some()) + n(ex.upstream_status.is_some()));
+            w.key(key!("upstream")).map(1 + n(f.upstream_address.is_some()) + n(ex.upstream_status.is_some()));
             if let Some(v) = f.upstream_address {
-                w.key("address").str(v);
+                w.key(key!("address")).str(v);
             }
-            w.key("attempts").uint(ex.upstream_attempts.into());
+            w.key(key!("attempts")).uint(ex.upstream_attempts.into());
             if let Some(v) = ex.upstream_status {
-                w.key("status_code").uint(v.into());
+                w.key(key!("status_code")).uint(v.into());
             }
         }
-        w.key("timing").map(1 + n(ex.ttfb_us.is_some()) + n(ex.upstream_us.is_some()) + n(ex.upstream_connect_us.is_some()));
+        w.key(key!("timing")).map(1 + n(ex.ttfb_us.is_some()) + n(ex.upstream_us.is_some()) + n(ex.upstream_connect_us.is_some()));
         if let Some(v) = ex.ttfb_us {
-            w.key("ttfb_ms").f64(ms(v));
+            w.key(key!("ttfb_ms")).f64(ms(v));
         }
-        w.key("total_ms").f64(ex.end_ns.saturating_sub(ex.start_ns) as f64 / 1e6);
+        w.key(key!("total_ms")).f64(ex.end_ns.saturating_sub(ex.start_ns) as f64 / 1e6);
         if let Some(v) = ex.upstream_us {
-            w.key("upstream_ms").f64(ms(v));
+            w.key(key!("upstream_ms")).f64(ms(v));
         }
         if let Some(v) = ex.upstream_connect_us {
-            w.key("upstream_connect_ms").f64(ms(v));
+            w.key(key!("upstream_connect_ms")).f64(ms(v));
         }
         if has_sentinel {
-            w.key("sentinel").map(n(f.decision.is_some()) + n(ex.risk_score.is_some()) + n(!f.rules.is_empty()) + n(!f.agents.is_empty()));
+            w.key(key!("sentinel")).map(n(f.decision.is_some()) + n(ex.risk_score.is_some()) + n(!f.rules.is_empty()) + n(!f.agents.is_empty()));
             if let Some(v) = f.decision {
-                w.key("decision").str(v);
+                w.key(key!("decision")).str(v);
             }
             if let Some(v) = ex.risk_score {
-                w.key("risk_score").f32(v);
+                w.key(key!("risk_score")).f32(v);
             }
             if !f.rules.is_empty() {
-                w.key("rules").array(f.rules.len() as u32);
+                w.key(key!("rules")).array(f.rules.len() as u32);
                 for r in &f.rules {
                     w.str(r);
                 }
             }
             if !f.agents.is_empty() {
-                w.key("agents").array(f.agents.len() as u32);
+                w.key(key!("agents")).array(f.agents.len() as u32);
                 for (name, verdict, us) in &f.agents {
-                    w.map(3).key("name").str(name).key("verdict").str(verdict).key("duration_ms").f64(ms((*us).into()));
+                    w.map(3).key(key!("name")).str(name).key(key!("verdict")).str(verdict).key(key!("duration_ms")).f64(ms((*us).into()));
                 }
             }
         }
-        w.key("sampling").map(2).key("rate").f64(weight).key("reason").str(reason.as_bytes());
-        w.key("filter").map(1).key("version").str(version.as_bytes());
-        Some(&self.buf)
+        w.key(key!("sampling")).map(2).key(key!("rate")).f64(weight).key(key!("reason")).str(reason.as_bytes());
+        w.key(key!("filter")).map(1).key(key!("version")).str(version.as_bytes());
     }
 }
 
@@ -376,7 +410,7 @@ fn write_headers(w: &mut Writer, head: &[u8], kept: &[Kept], response: bool, cou
     if count == 0 {
         return;
     }
-    w.key("header").map(count);
+    w.key(key!("header")).map(count);
     for k in kept.iter().filter(|k| k.response == response) {
         let name = k.name.get(head);
         if name.iter().any(u8::is_ascii_uppercase) {
@@ -396,14 +430,14 @@ fn write_headers(w: &mut Writer, head: &[u8], kept: &[Kept], response: bool, cou
 /// `{size}`, plus the captured prefix and a truncation flag when body capture is on.
 fn write_body(w: &mut Writer, cap: usize, size: u64, captured: &[u8]) {
     if cap == 0 || captured.is_empty() {
-        w.key("body").map(1).key("size").uint(size);
+        w.key(key!("body")).map(1).key(key!("size")).uint(size);
         return;
     }
     let n = captured.len().min(cap);
     let truncated = (n as u64) < size;
-    w.key("body").map(2 + u32::from(truncated)).key("size").uint(size).key("content").str(&captured[..n]);
+    w.key(key!("body")).map(2 + u32::from(truncated)).key(key!("size")).uint(size).key(key!("content")).str(&captured[..n]);
     if truncated {
-        w.key("truncated").bool(true);
+        w.key(key!("truncated")).bool(true);
     }
 }
 
@@ -588,12 +622,6 @@ mod tests {
         assert_eq!(ev.schema_version, SCHEMA_VERSION);
     }
 
-    #[test]
-    fn name_set_ignores_case() {
-        let s = NameSet::new(["Authorization", "host"]);
-        assert!(s.contains(b"authorization") && s.contains(b"AUTHORIZATION") && s.contains(b"Host"));
-        assert!(!s.contains(b"hos") && !s.contains(b"hostx") && !s.contains(b""));
-    }
 
     #[test]
     fn domain_drops_the_port() {

@@ -92,7 +92,12 @@ fn exchange(i: u64) -> Exchange {
 }
 
 fn host(dir: &std::path::Path, rate: f64) -> TelemetryHost {
-    let mut cfg = HostConfig::new(filter_path(), drain_socket(&dir.join(format!("r{rate}"))));
+    host_with(filter_path(), dir, &format!("r{rate}"), rate)
+}
+
+fn host_with(filter: PathBuf, dir: &std::path::Path, name: &str, rate: f64) -> TelemetryHost {
+    std::fs::create_dir_all(dir.join(name)).expect("bench dir");
+    let mut cfg = HostConfig::new(filter, drain_socket(&dir.join(name)));
     cfg.watch_interval = None;
     cfg.filter.sample_rate = rate;
     TelemetryHost::start(cfg).expect("run `make filters` first")
@@ -100,8 +105,6 @@ fn host(dir: &std::path::Path, rate: f64) -> TelemetryHost {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("r1")).unwrap();
-    std::fs::create_dir_all(dir.path().join("r0")).unwrap();
     let full = host(dir.path(), 1.0);
     let sampled_out = host(dir.path(), 0.0);
     let ex = exchange(7);
@@ -145,6 +148,39 @@ fn bench(c: &mut Criterion) {
     );
     full.shutdown(Duration::from_secs(1));
     sampled_out.shutdown(Duration::from_secs(1));
+    if let Ok(pair) = std::env::var("SENTINEL_BENCH_AB") {
+        compare_filters(dir.path(), &pair, &ex);
+    }
+}
+
+/// `SENTINEL_BENCH_AB=a.wasm,b.wasm`: two filter builds timed in alternating rounds in one run,
+/// so a change to the filter is judged by a ratio rather than by numbers from noisy separate runs.
+fn compare_filters(dir: &std::path::Path, pair: &str, ex: &Exchange) {
+    let Some((a, b)) = pair.split_once(',') else {
+        eprintln!("SENTINEL_BENCH_AB wants two paths separated by a comma");
+        return;
+    };
+    let hosts = [host_with(a.into(), dir, "a", 1.0), host_with(b.into(), dir, "b", 1.0)];
+    let (rounds, calls) = (30, 20_000u32);
+    let mut per_call: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for i in [round % 2, 1 - round % 2] {
+            let t = Instant::now();
+            for _ in 0..calls {
+                hosts[i].on_request(black_box(ex));
+            }
+            per_call[i].push(t.elapsed().as_nanos() as f64 / calls as f64);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ma, mb) = (median(&mut per_call[0]), median(&mut per_call[1]));
+    println!("A/B over {rounds} alternating rounds of {calls} calls: A {a} {ma:.0} ns, B {b} {mb:.0} ns, B/A {:.3}", mb / ma);
+    for h in hosts {
+        h.shutdown(Duration::from_secs(1));
+    }
 }
 
 /// CPU time consumed by the calling thread.

@@ -159,6 +159,7 @@ impl<'a> HeadReader<'a> {
         Self { buf, pos: 0, failed: false }
     }
 
+    #[inline]
     fn next_entry(&mut self) -> Result<Option<Entry<'a>>, HeadError> {
         loop {
             let start = self.pos;
@@ -200,6 +201,7 @@ fn split_u16_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
 impl<'a> Iterator for HeadReader<'a> {
     type Item = Result<Entry<'a>, HeadError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
