@@ -15,19 +15,37 @@ pub fn text(b: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// True when every byte is ASCII; eight bytes per step (wasm has native 64-bit integers, and
-/// almost every header value is ASCII, so this spares the general UTF-8 check).
+/// True when every byte is ASCII, eight bytes per step with the tail read as one overlapping
+/// word (wasm has native 64-bit integers; almost every header value is ASCII, so this spares
+/// the general UTF-8 check, and few loop turns means few epoch-deadline checks).
 #[inline]
 pub fn is_ascii(b: &[u8]) -> bool {
-    let (words, rest) = b.as_chunks::<8>();
-    let mut acc = 0u64;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+    let n = b.len();
+    if n < 8 {
+        let mut acc = 0u8;
+        for &x in b {
+            acc |= x;
+        }
+        return acc & 0x80 == 0;
+    }
+    let (words, _) = b.as_chunks::<8>();
+    let mut acc = word(n - 8);
     for w in words {
         acc |= u64::from_le_bytes(*w);
     }
-    for &x in rest {
-        acc |= u64::from(x);
-    }
-    acc & 0x8080_8080_8080_8080 == 0
+    acc & HIGH == 0
+}
+
+/// `s` as a MessagePack string, marker included.
+pub fn encoded_str(s: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; s.len() + 5];
+    let mut w = Writer::new(&mut buf);
+    w.raw_str(s);
+    let n = w.len();
+    buf.truncate(n);
+    buf
 }
 
 /// A map key with its MessagePack marker, made at compile time by [`key!`].
@@ -128,6 +146,13 @@ impl<'b> Writer<'b> {
     #[inline]
     pub fn array(&mut self, len: u32) -> &mut Self {
         self.len_marker(len as usize, 0x90, 15, 0, 0xdc, 0xdd);
+        self
+    }
+
+    /// Bytes already encoded as MessagePack, written as they are.
+    #[inline(always)]
+    pub fn encoded(&mut self, bytes: &[u8]) -> &mut Self {
+        self.put(bytes);
         self
     }
 

@@ -15,6 +15,8 @@ pub struct Listed {
 #[derive(Debug, Clone)]
 pub struct HeaderTable {
     names: Vec<Box<[u8]>>,
+    /// Each name as a MessagePack string (marker + lower-case bytes), written as is.
+    encoded: Vec<Box<[u8]>>,
     masked: Vec<bool>,
     /// Slot → index + 1 into `names`; 0 is empty. Its length is a power of two, at least four
     /// times the number of names, so probes stay short and an empty slot always exists.
@@ -39,6 +41,7 @@ impl HeaderTable {
         let bits = ((names.len() * 4).max(16)).next_power_of_two().trailing_zeros();
         let mut table = HeaderTable {
             masked: names.iter().map(|n| masked.iter().any(|m| **m == **n)).collect(),
+            encoded: names.iter().map(|n| crate::encode::encoded_str(n).into_boxed_slice()).collect(),
             slots: vec![0; 1 << bits],
             shift: 32 - bits,
             names,
@@ -58,6 +61,11 @@ impl HeaderTable {
         self.names.len()
     }
 
+    /// The listed name at `index` as a MessagePack string, lower case.
+    pub fn encoded(&self, index: usize) -> &[u8] {
+        &self.encoded[index]
+    }
+
     /// The entry for `name`, whatever its case, if it is listed.
     #[inline]
     pub fn get(&self, name: &[u8]) -> Option<Listed> {
@@ -72,7 +80,7 @@ impl HeaderTable {
                 return None;
             }
             let listed = &self.names[i - 1];
-            if listed.len() == name.len() && (**listed == *name || listed.eq_ignore_ascii_case(name)) {
+            if listed.len() == name.len() && (same_bytes(listed, name) || listed.eq_ignore_ascii_case(name)) {
                 return Some(Listed { index: i - 1, masked: self.masked[i - 1] });
             }
             s = (s + 1) & mask;
@@ -89,6 +97,29 @@ impl HeaderTable {
     }
 }
 
+/// Byte equality of two slices of the same length, eight bytes per step (in wasm, `==` on slices
+/// is a byte-at-a-time `memcmp`, and each loop turn also pays the epoch-deadline check).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3], s[i + 4], s[i + 5], s[i + 6], s[i + 7]]);
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    // Whole words, then the last eight bytes as one overlapping word.
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,10 +132,25 @@ mod tests {
         assert!(auth.masked);
         assert_eq!(t.get(b"authorization"), Some(auth));
         assert_eq!(t.get(b"Host").map(|l| l.masked), Some(false));
+        assert_eq!(t.encoded(auth.index), b"\xadauthorization");
         assert!(t.get(b"X-Forwarded-For").is_some());
         for miss in [&b"hos"[..], b"hostx", b"", b"cookie", b"x-forwarded-fo", b"h\xffst"] {
             assert_eq!(t.get(miss), None, "{:?}", String::from_utf8_lossy(miss));
         }
+    }
+
+    #[test]
+    fn byte_equality_sees_every_byte() {
+        for len in 0..30 {
+            let a: Vec<u8> = (0..len as u8).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            for i in 0..len {
+                let mut b = a.clone();
+                b[i] ^= 0x40;
+                assert!(!same_bytes(&a, &b), "len {len} differs at {i}");
+            }
+        }
+        assert!(!same_bytes(b"abc", b"abcd"));
     }
 
     #[test]

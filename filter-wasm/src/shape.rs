@@ -115,7 +115,8 @@ enum Value {
 #[derive(Debug)]
 struct Kept {
     response: bool,
-    name: Span,
+    /// Index of the name in the header table, which holds it encoded and lower case.
+    name: usize,
     value: Value,
 }
 
@@ -173,12 +174,12 @@ impl Shaper {
     }
 
     /// Records an allowlisted header, masking it if listed and joining repeats.
-    fn keep_header(&mut self, head: &[u8], response: bool, listed: Listed, name: &[u8], value: &[u8]) {
+    fn keep_header(&mut self, head: &[u8], response: bool, listed: Listed, value: &[u8]) {
         let new = if listed.masked { Value::Masked(scheme(value).map(|s| Span::of(head, s))) } else { Value::Plain(Span::of(head, value)) };
         let seen = &mut self.seen[listed.index * 2 + usize::from(response)];
         if seen.0 != self.generation {
             *seen = (self.generation, self.kept.len() as u32);
-            self.kept.push(Kept { response, name: Span::of(head, name), value: new });
+            self.kept.push(Kept { response, name: listed.index, value: new });
             return;
         }
         let k = &mut self.kept[seen.1 as usize];
@@ -245,7 +246,7 @@ impl Shaper {
                 },
                 Entry::Header { response, name, value } => {
                     if let Some(listed) = self.settings.headers.get(name) {
-                        self.keep_header(head, response, listed, name, value);
+                        self.keep_header(head, response, listed, value);
                     }
                 }
                 Entry::Agent { name, verdict, duration_us } => f.agents.push((name, verdict, duration_us)),
@@ -253,7 +254,7 @@ impl Shaper {
         }
 
         let body_cap = self.settings.body_cap;
-        let event = Shaped { ex, head, id, fields: f, kept: &self.kept, body_cap, weight, reason, version };
+        let event = Shaped { ex, head, id, fields: f, kept: &self.kept, headers: &self.settings.headers, body_cap, weight, reason, version };
         let mut size = event.size_bound();
         loop {
             if self.buf.len() < size {
@@ -279,6 +280,7 @@ struct Shaped<'a> {
     id: &'a [u8],
     fields: Fields<'a>,
     kept: &'a [Kept],
+    headers: &'a HeaderTable,
     body_cap: usize,
     weight: f64,
     reason: &'static str,
@@ -309,7 +311,7 @@ impl Shaped<'_> {
     }
 
     fn write(&self, w: &mut Writer) {
-        let Shaped { ex, head, id, ref fields, kept, body_cap, weight, reason, version } = *self;
+        let Shaped { ex, head, id, ref fields, kept, headers, body_cap, weight, reason, version } = *self;
         let f = fields;
         let has_tls = f.tls_protocol.is_some() || f.tls_cipher.is_some() || f.tls_server_name.is_some();
         let has_upstream = ex.upstream_attempts > 0 || f.upstream_address.is_some();
@@ -323,10 +325,10 @@ impl Shaped<'_> {
         let resp_headers = kept.len() as u32 - req_headers;
         w.key(key!("http")).map(2 + n(f.route.is_some()));
         w.key(key!("request")).map(2 + n(req_headers > 0)).key(key!("method")).str(f.method);
-        write_headers(w, head, kept, false, req_headers);
+        write_headers(w, head, headers, kept, false, req_headers);
         write_body(w, body_cap, ex.request_body_size, &ex.request_body);
         w.key(key!("response")).map(2 + n(resp_headers > 0)).key(key!("status_code")).uint(ex.status.into());
-        write_headers(w, head, kept, true, resp_headers);
+        write_headers(w, head, headers, kept, true, resp_headers);
         write_body(w, body_cap, ex.response_body_size, &ex.response_body);
         if let Some(r) = f.route {
             w.key(key!("route")).str(r);
@@ -406,18 +408,13 @@ impl Shaped<'_> {
     }
 }
 
-fn write_headers(w: &mut Writer, head: &[u8], kept: &[Kept], response: bool, count: u32) {
+fn write_headers(w: &mut Writer, head: &[u8], table: &HeaderTable, kept: &[Kept], response: bool, count: u32) {
     if count == 0 {
         return;
     }
     w.key(key!("header")).map(count);
     for k in kept.iter().filter(|k| k.response == response) {
-        let name = k.name.get(head);
-        if name.iter().any(u8::is_ascii_uppercase) {
-            w.str(name.to_ascii_lowercase().as_slice());
-        } else {
-            w.str(name);
-        }
+        w.encoded(table.encoded(k.name));
         match &k.value {
             Value::Plain(s) => w.str(s.get(head)),
             Value::Masked(Some(s)) => w.str_parts(&[s.get(head), b" ***"]),

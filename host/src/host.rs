@@ -1,7 +1,7 @@
 //! [`TelemetryHost`]: the one object a proxy keeps. It owns the engine, the serving filter, the
 //! epoch ticker, the file watcher and the channel, and runs the filter for each finished request.
 
-use crate::channel::{Channel, Producer};
+use crate::channel::{Channel, Queues};
 use crate::config::HostConfig;
 use crate::metrics::Metrics;
 use crate::runtime::{Limits, LoadedFilter, Worker};
@@ -39,7 +39,7 @@ struct Inner {
     next_generation: AtomicU64,
     reload_lock: Mutex<()>,
     metrics: Arc<Metrics>,
-    producer: Producer,
+    queues: Queues,
     channel: Mutex<Channel>,
     /// Consecutive faults of the serving filter, and until when calls are skipped.
     faults_in_a_row: AtomicU32,
@@ -99,7 +99,7 @@ impl TelemetryHost {
         let channel = Channel::start(config.channel.clone(), metrics.clone()).map_err(|e| HostError::Runtime(e.to_string()))?;
         let inner = Arc::new(Inner {
             id: HOST_IDS.fetch_add(1, Relaxed),
-            producer: channel.producer(),
+            queues: channel.queues(),
             channel: Mutex::new(channel),
             engine,
             filter_config,
@@ -155,7 +155,7 @@ impl TelemetryHost {
                 None => {
                     // No usable instance on this thread: drop a stale one, build a fresh one.
                     workers.retain(|(id, _)| *id != inner.id);
-                    match Worker::new(&inner.engine, current.clone(), &inner.filter_config, Some(inner.producer.clone()), inner.limits) {
+                    match Worker::new(&inner.engine, current.clone(), &inner.filter_config, Some(inner.queues.producer()), inner.limits) {
                         Ok(w) => {
                             m.instances_created.fetch_add(1, Relaxed);
                             workers.push((inner.id, w));

@@ -15,6 +15,7 @@ mod compile;
 mod config;
 mod metrics;
 mod reload;
+mod ring;
 mod runtime;
 mod host;
 

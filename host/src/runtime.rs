@@ -5,12 +5,12 @@
 //! filter is reloaded, after a fault (a trapped instance cannot be reused), every N calls, and
 //! once its memory has grown by M bytes (a leaking or fragmenting guest heap is reset early).
 
-use crate::bindings::{Filter, FilterImports, FilterPre};
+use crate::bindings::{Filter, FilterPre};
 use crate::channel::Producer;
 use crate::{compile, Exchange, FilterConfig, Outcome};
 use std::path::Path;
 use std::sync::Arc;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Linker, WasmList};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 
 /// Caps an instance's memory (growth past the cap traps) and records how far it has grown, so a
@@ -41,16 +41,19 @@ pub(crate) struct HostState {
     producer: Option<Producer>,
 }
 
-impl FilterImports for HostState {
-    fn emit(&mut self, event: Vec<u8>) -> bool {
-        match &self.producer {
-            Some(p) => p.push(event),
+/// Links the filter's one import, `emit`, by hand rather than through the generated trait: the
+/// event is read in place from the guest's memory as a `WasmList` and copied once, into the
+/// instance's ring, instead of being lifted into a fresh `Vec` first.
+fn link_emit(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.root().func_wrap("emit", |store: wasmtime::StoreContextMut<'_, HostState>, (event,): (WasmList<u8>,)| {
+        let queued = match &store.data().producer {
+            Some(p) => p.push(event.as_le_slice(&store)),
+            // Validation instances have no queue; what they emit goes nowhere, on purpose.
             None => true,
-        }
-    }
+        };
+        Ok((queued,))
+    })
 }
-
-impl crate::bindings::sentinel::telemetry::types::Host for HostState {}
 
 /// One compiled, linked and validated filter build.
 pub(crate) struct LoadedFilter {
@@ -81,8 +84,9 @@ impl LoadedFilter {
         let digest = compile::digest(wasm);
         let component = compile::component(engine, wasm, &digest, cache_dir)?;
         let mut linker: Linker<HostState> = Linker::new(engine);
-        Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        link_emit(&mut linker)?;
         // The guest's std imports WASI interfaces it never calls on this path; calling one traps.
+        // (The `types` interface holds no functions, so it needs nothing either.)
         linker.define_unknown_imports_as_traps(&component)?;
         let pre = FilterPre::new(linker.instantiate_pre(&component)?)?;
         let (mut store, bindings) = instantiate(engine, &pre, config, None, limits)?;

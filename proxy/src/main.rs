@@ -55,8 +55,9 @@ struct Args {
     /// keep it above a scheduler timeslice or preempted calls are cut short.
     #[arg(long, default_value_t = 10)]
     call_deadline_ms: u64,
-    /// Most bytes of events held in memory while the collector is slow or away.
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Most bytes of events held in memory per worker thread while the collector is slow or
+    /// away (each thread's filter instance has its own ring; at least 64 KiB).
+    #[arg(long, default_value_t = 16 << 20)]
     queue_bytes: usize,
     /// Directory for precompiled filters.
     #[arg(long)]

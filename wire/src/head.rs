@@ -159,7 +159,7 @@ impl<'a> HeadReader<'a> {
         Self { buf, pos: 0, failed: false }
     }
 
-    #[inline]
+    #[inline(always)]
     fn next_entry(&mut self) -> Result<Option<Entry<'a>>, HeadError> {
         loop {
             let start = self.pos;
@@ -192,6 +192,7 @@ impl<'a> HeadReader<'a> {
     }
 }
 
+#[inline(always)]
 fn split_u16_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let n = u16::from_le_bytes([*b.first()?, *b.get(1)?]) as usize;
     let rest = &b[2..];
@@ -201,7 +202,7 @@ fn split_u16_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
 impl<'a> Iterator for HeadReader<'a> {
     type Item = Result<Entry<'a>, HeadError>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
