@@ -1,0 +1,514 @@
+//! Reads the KDL document into a [`Config`], node by node, collecting every error with its
+//! position. Unknown nodes and properties are errors with a did-you-mean; a value of the wrong
+//! type or range says what was expected.
+
+use crate::document::Document;
+use crate::env::{expand, ExpandError, Secret};
+use crate::error::{ConfigError, ConfigErrors};
+use crate::model::*;
+use kdl::{KdlEntry, KdlNode, KdlValue};
+use std::time::Duration;
+
+const AGENT: &[&str] = &[
+    "type", "transport", "events", "timeout-ms", "failure-mode", "filter", "sampling", "enrichment", "sink", "metrics", "log",
+];
+const TRANSPORT: &[&str] = &["path", "max-frame-bytes"];
+const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes"];
+const SAMPLING: &[&str] = &["rate", "always-sample-errors", "always-sample-client-errors"];
+const ENRICHMENT: &[&str] = &["geoip", "asn", "device-detection", "threat-intel"];
+const FILE_SINK: &[&str] = &["path", "rotate-bytes", "rotate-secs", "keep-files"];
+const KAFKA_SINK: &[&str] = &["brokers", "topic", "batch-size", "flush-interval-ms", "username", "password"];
+const METRICS: &[&str] = &["listen"];
+const LOG: &[&str] = &["level", "format"];
+const SINK_KINDS: &[&str] = &["file", "kafka"];
+
+pub fn read(doc: &Document<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let mut r = Reader { text: doc.text, env, errors: Vec::new() };
+    let mut config = Config::default();
+    let agents: Vec<&KdlNode> = doc.kdl.nodes().iter().filter(|n| r.known(n, &["agent"], "at the top level")).collect();
+    match agents.as_slice() {
+        [] => r.errors.push(ConfigError::at(doc.text, 0, "no `agent` block").help("start with `agent \"telemetry\" { … }`")),
+        [agent, rest @ ..] => {
+            for extra in rest {
+                r.error(extra.span().offset(), "only one `agent` block is allowed per file");
+            }
+            r.agent(agent, &mut config);
+        }
+    }
+    if r.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors { file: String::new(), errors: r.errors })
+    }
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+/// The closest known name, if one is close enough to be a likely typo.
+fn did_you_mean<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn kind_of(v: &KdlValue) -> &'static str {
+    match v {
+        KdlValue::String(_) => "a string",
+        KdlValue::Integer(_) => "an integer",
+        KdlValue::Float(_) => "a number",
+        KdlValue::Bool(_) => "a boolean",
+        KdlValue::Null => "#null",
+    }
+}
+
+impl Reader<'_> {
+    fn error(&mut self, offset: usize, message: impl Into<String>) -> &mut ConfigError {
+        self.errors.push(ConfigError::at(self.text, offset, message));
+        self.errors.last_mut().expect("just pushed")
+    }
+
+    /// True when `node` is one of `known`; else records an unknown-node error.
+    fn known(&mut self, node: &KdlNode, known: &[&str], place: &str) -> bool {
+        let name = node.name().value();
+        if known.contains(&name) {
+            return true;
+        }
+        let e = self.error(node.span().offset(), format!("unknown node `{name}` {place}"));
+        e.help = Some(match did_you_mean(name, known) {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => format!("expected one of: {}", known.join(", ")),
+        });
+        false
+    }
+
+    /// The child nodes of a block, each checked against `known`; a name given twice is an error
+    /// unless it is in `repeatable`.
+    fn children<'n>(&mut self, node: &'n KdlNode, known: &[&str], repeatable: &[&str]) -> Vec<&'n KdlNode> {
+        let place = format!("in `{}`", node.name().value());
+        let mut seen: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for child in node.children().map(|d| d.nodes()).unwrap_or_default() {
+            if !self.known(child, known, &place) {
+                continue;
+            }
+            let name = child.name().value();
+            if seen.contains(&name) && !repeatable.contains(&name) {
+                let e = self.error(child.span().offset(), format!("`{name}` is given twice in `{}`", node.name().value()));
+                e.help = Some("keep one of them".into());
+                continue;
+            }
+            seen.push(name);
+            out.push(child);
+        }
+        out
+    }
+
+    /// Positional arguments; properties other than `allowed_props` are errors.
+    fn args<'n>(&mut self, node: &'n KdlNode, allowed_props: &[&str]) -> Vec<&'n KdlEntry> {
+        let mut args = Vec::new();
+        for e in node.entries() {
+            match e.name() {
+                None => args.push(e),
+                Some(p) if allowed_props.contains(&p.value()) => {}
+                Some(p) => {
+                    let what = format!("`{}` takes no property `{}`", node.name().value(), p.value());
+                    let err = self.error(e.span().offset(), what);
+                    if let Some(k) = did_you_mean(p.value(), allowed_props) {
+                        err.help = Some(format!("did you mean `{k}=`?"));
+                    }
+                }
+            }
+        }
+        args
+    }
+
+    fn no_children(&mut self, node: &KdlNode) {
+        if node.children().is_some_and(|c| !c.nodes().is_empty()) {
+            let msg = format!("`{}` takes a value, not a block", node.name().value());
+            self.error(node.span().offset(), msg);
+        }
+    }
+
+    /// Exactly one positional value.
+    fn one<'n>(&mut self, node: &'n KdlNode, expected: &str) -> Option<&'n KdlEntry> {
+        self.no_children(node);
+        let args = self.args(node, &[]);
+        match args.as_slice() {
+            [one] => Some(one),
+            [] => {
+                let e = self.error(node.span().offset(), format!("`{}` needs a value: {expected}", node.name().value()));
+                e.help = Some(format!("for example `{} {}`", node.name().value(), example(expected)));
+                None
+            }
+            [_, extra, ..] => {
+                let msg = format!("`{}` takes one value ({expected}), got {}", node.name().value(), args.len());
+                self.error(extra.span().offset(), msg);
+                None
+            }
+        }
+    }
+
+    fn wrong(&mut self, node: &KdlNode, entry: &KdlEntry, expected: &str) {
+        let msg = format!("`{}`: expected {expected}, got {} `{}`", node.name().value(), kind_of(entry.value()), entry.value());
+        let e = self.error(entry.span().offset(), msg);
+        if matches!(entry.value(), KdlValue::String(_)) && expected.contains("integer") {
+            e.help = Some("write numbers without quotes".into());
+        }
+    }
+
+    /// A string value with `${VAR}` expanded.
+    fn string_of(&mut self, node: &KdlNode, entry: &KdlEntry) -> Option<String> {
+        let KdlValue::String(s) = entry.value() else {
+            self.wrong(node, entry, "a string");
+            return None;
+        };
+        match expand(s, self.env) {
+            Ok(v) => Some(v),
+            Err(ExpandError::Unset(var)) => {
+                let e = self.error(entry.span().offset(), format!("environment variable `{var}` is not set"));
+                e.help = Some(format!("export {var} before starting, or write `$${{{var}}}` for a literal `${{`"));
+                None
+            }
+            Err(ExpandError::Malformed) => {
+                let e = self.error(entry.span().offset(), "malformed `${…}`: expected `${NAME}` with letters, digits and `_`");
+                e.help = Some("write `$${` for a literal `${`".into());
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &KdlNode) -> Option<String> {
+        let e = self.one(node, "a string")?;
+        self.string_of(node, e)
+    }
+
+    fn strings(&mut self, node: &KdlNode) -> Vec<String> {
+        self.no_children(node);
+        let args = self.args(node, &[]);
+        if args.is_empty() {
+            let e = self.error(node.span().offset(), format!("`{}` needs at least one value", node.name().value()));
+            e.help = Some(format!("for example `{} \"a\" \"b\"`", node.name().value()));
+        }
+        args.into_iter().filter_map(|e| self.string_of(node, e)).collect()
+    }
+
+    /// A boolean; a bare node (`geoip`) means true. Accepts KDL v2 `#true` and v1 `true`.
+    fn boolean(&mut self, node: &KdlNode) -> Option<bool> {
+        self.no_children(node);
+        let args = self.args(node, &[]);
+        match args.as_slice() {
+            [] => Some(true),
+            [e] => match e.value() {
+                KdlValue::Bool(b) => Some(*b),
+                KdlValue::String(s) if s == "true" || s == "false" => {
+                    let msg = format!("`{}`: expected a boolean, got the string \"{s}\"", node.name().value());
+                    let err = self.error(e.span().offset(), msg);
+                    err.help = Some(format!("write #{s} (or {s} in KDL v1), without quotes"));
+                    None
+                }
+                _ => {
+                    self.wrong(node, e, "a boolean (#true or #false)");
+                    None
+                }
+            },
+            [_, extra, ..] => {
+                let msg = format!("`{}` takes one boolean", node.name().value());
+                self.error(extra.span().offset(), msg);
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, node: &KdlNode, min: u64, max: u64) -> Option<u64> {
+        let expected = format!("an integer from {min} to {max}");
+        let e = self.one(node, &expected)?;
+        match e.value() {
+            KdlValue::Integer(i) if *i >= min as i128 && *i <= max as i128 => Some(*i as u64),
+            _ => {
+                self.wrong(node, e, &expected);
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, node: &KdlNode, min: f64, max: f64) -> Option<f64> {
+        let expected = format!("a number from {min} to {max}");
+        let e = self.one(node, &expected)?;
+        let v = match e.value() {
+            KdlValue::Float(f) => *f,
+            KdlValue::Integer(i) => *i as f64,
+            _ => f64::NAN,
+        };
+        if v >= min && v <= max {
+            Some(v)
+        } else {
+            self.wrong(node, e, &expected);
+            None
+        }
+    }
+
+    /// One of a fixed set of strings.
+    fn choice<T: Copy>(&mut self, node: &KdlNode, entry: &KdlEntry, options: &[(&str, T)]) -> Option<T> {
+        let s = self.string_of(node, entry)?;
+        if let Some((_, v)) = options.iter().find(|(k, _)| *k == s) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
+        let msg = format!("`{}`: unknown value \"{s}\"", node.name().value());
+        let e = self.error(entry.span().offset(), msg);
+        e.help = Some(match did_you_mean(&s, &names) {
+            Some(k) => format!("did you mean \"{k}\"?"),
+            None => format!("expected one of: {}", names.join(", ")),
+        });
+        None
+    }
+
+    fn agent(&mut self, agent: &KdlNode, c: &mut Config) {
+        let args = self.args(agent, &[]);
+        match args.as_slice() {
+            [name] => {
+                if let Some(n) = self.string_of(agent, name) {
+                    c.name = n;
+                }
+            }
+            _ => {
+                let e = self.error(agent.span().offset(), "`agent` needs one name");
+                e.help = Some("write `agent \"telemetry\" { … }`".into());
+            }
+        }
+        for n in self.children(agent, AGENT, &["sink"]) {
+            match n.name().value() {
+                "type" => {
+                    if let Some(e) = self.one(n, "\"telemetry\"") {
+                        self.choice(n, e, &[("telemetry", ())]);
+                    }
+                }
+                "transport" => self.transport(n, &mut c.transport),
+                "events" => {
+                    self.no_children(n);
+                    let args = self.args(n, &[]);
+                    if args.is_empty() {
+                        self.error(n.span().offset(), "`events` needs at least one kind").help =
+                            Some("for example `events \"request_headers\" \"response_headers\"`".into());
+                    }
+                    c.events = args.into_iter().filter_map(|e| self.choice(n, e, &EventKind::ALL)).collect();
+                }
+                "timeout-ms" => {
+                    if let Some(ms) = self.integer(n, 1, 60_000) {
+                        c.timeout = Duration::from_millis(ms);
+                    }
+                }
+                "failure-mode" => {
+                    if let Some(e) = self.one(n, "\"open\" or \"closed\"") {
+                        if let Some(m) = self.choice(n, e, &[("open", FailureMode::Open), ("closed", FailureMode::Closed)]) {
+                            c.failure_mode = m;
+                        }
+                    }
+                }
+                "filter" => self.filter(n, &mut c.filter),
+                "sampling" => self.sampling(n, &mut c.sampling),
+                "enrichment" => self.enrichment(n, &mut c.enrichment),
+                "sink" => {
+                    if let Some(s) = self.sink(n) {
+                        if c.sinks.iter().any(|x| x.id == s.id) {
+                            let e = self.error(n.span().offset(), format!("two sinks are both called `{}`", s.id));
+                            e.help = Some(format!("give one of them an id: `sink \"{}\" id=\"{}-2\" {{ … }}`", n.name().value(), s.id));
+                        } else {
+                            c.sinks.push(s);
+                        }
+                    }
+                }
+                "metrics" => {
+                    self.args(n, &[]);
+                    for m in self.children(n, METRICS, &[]) {
+                        let Some(s) = self.string(m) else { continue };
+                        match s.parse() {
+                            Ok(a) => c.metrics.listen = Some(a),
+                            Err(_) => {
+                                let at = m.entries().first().map_or(m.span().offset(), |e| e.span().offset());
+                                self.error(at, format!("`listen`: \"{s}\" is not an address")).help =
+                                    Some("write an IP and a port, e.g. \"127.0.0.1:9464\"".into());
+                            }
+                        }
+                    }
+                }
+                "log" => {
+                    self.args(n, &[]);
+                    for l in self.children(n, LOG, &[]) {
+                        match l.name().value() {
+                            "level" => {
+                                if let Some(s) = self.string(l) {
+                                    c.log.level = s;
+                                }
+                            }
+                            _ => {
+                                if let Some(e) = self.one(l, "\"text\" or \"json\"") {
+                                    if let Some(f) = self.choice(l, e, &[("text", LogFormat::Text), ("json", LogFormat::Json)]) {
+                                        c.log.format = f;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => unreachable!("children() only returns known names"),
+            }
+        }
+        let wants_body = c.events.iter().any(|e| matches!(e, EventKind::RequestBody | EventKind::ResponseBody));
+        if c.filter.body_capture_bytes > 0 && !wants_body {
+            self.error(agent.span().offset(), "`filter` captures body bytes but `events` asks for no body").help =
+                Some("add \"request_body\" and/or \"response_body\" to `events`, or set `body-capture-bytes 0`".into());
+        }
+    }
+
+    fn transport(&mut self, n: &KdlNode, t: &mut Transport) {
+        if let [kind] = self.args(n, &[]).as_slice() {
+            self.choice(n, kind, &[("unix_socket", ())]);
+        } else {
+            self.error(n.span().offset(), "`transport` needs its kind").help = Some("write `transport \"unix_socket\" { path \"…\" }`".into());
+        }
+        for c in self.children(n, TRANSPORT, &[]) {
+            match c.name().value() {
+                "path" => {
+                    if let Some(p) = self.string(c) {
+                        t.socket_path = p.into();
+                    }
+                }
+                _ => {
+                    if let Some(v) = self.integer(c, 1024, 64 << 20) {
+                        t.max_frame_bytes = v as usize;
+                    }
+                }
+            }
+        }
+    }
+
+    fn filter(&mut self, n: &KdlNode, f: &mut FilterPart) {
+        self.args(n, &[]);
+        for c in self.children(n, FILTER, &[]) {
+            match c.name().value() {
+                "header-allow" => f.header_allowlist = self.strings(c).into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+                "mask-header" => f.masked_headers = self.strings(c).into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+                _ => {
+                    if let Some(v) = self.integer(c, 0, 1 << 20) {
+                        f.body_capture_bytes = v as u32;
+                    }
+                }
+            }
+        }
+    }
+
+    fn sampling(&mut self, n: &KdlNode, s: &mut Sampling) {
+        self.args(n, &[]);
+        for c in self.children(n, SAMPLING, &[]) {
+            match c.name().value() {
+                "rate" => {
+                    if let Some(v) = self.number(c, 0.0, 1.0) {
+                        s.rate = v;
+                    }
+                }
+                "always-sample-errors" => {
+                    if let Some(b) = self.boolean(c) {
+                        s.always_sample_errors = b;
+                    }
+                }
+                _ => {
+                    if let Some(b) = self.boolean(c) {
+                        s.always_sample_client_errors = b;
+                    }
+                }
+            }
+        }
+    }
+
+    fn enrichment(&mut self, n: &KdlNode, e: &mut Enrichment) {
+        self.args(n, &[]);
+        for c in self.children(n, ENRICHMENT, &[]) {
+            let Some(b) = self.boolean(c) else { continue };
+            match c.name().value() {
+                "geoip" => e.geoip = b,
+                "asn" => e.asn = b,
+                "device-detection" => e.device_detection = b,
+                _ => e.threat_intel = b,
+            }
+        }
+    }
+
+    fn sink(&mut self, n: &KdlNode) -> Option<Sink> {
+        let args = self.args(n, &["id"]);
+        let [kind_entry] = args.as_slice() else {
+            self.error(n.span().offset(), "`sink` needs its kind").help = Some(format!("one of: {}", SINK_KINDS.join(", ")));
+            return None;
+        };
+        let kind = self.choice(n, kind_entry, &[("file", "file"), ("kafka", "kafka")])?;
+        let id = match n.entry("id") {
+            Some(e) => self.string_of(n, e)?,
+            None => kind.to_string(),
+        };
+        let kind = if kind == "file" {
+            let mut f = FileSink::new("");
+            let mut has_path = false;
+            for c in self.children(n, FILE_SINK, &[]) {
+                match c.name().value() {
+                    "path" => {
+                        if let Some(p) = self.string(c) {
+                            f.dir = p.into();
+                            has_path = true;
+                        }
+                    }
+                    "rotate-bytes" => f.rotate_bytes = self.integer(c, 4096, u64::MAX >> 1).unwrap_or(f.rotate_bytes),
+                    "rotate-secs" => f.rotate_after = self.integer(c, 1, 86_400 * 366).map_or(f.rotate_after, Duration::from_secs),
+                    _ => f.keep_files = self.integer(c, 0, 1_000_000).map_or(f.keep_files, |v| v as usize),
+                }
+            }
+            if !has_path {
+                self.error(n.span().offset(), "`sink \"file\"` needs a `path` (the output directory)").help =
+                    Some("add `path \"/var/lib/sentinel/events\"` inside the block".into());
+            }
+            SinkKind::File(f)
+        } else {
+            let mut k = KafkaSink {
+                brokers: Vec::new(),
+                topic: String::new(),
+                batch_size: 1000,
+                flush_interval: Duration::from_secs(1),
+                username: None,
+                password: None,
+            };
+            for c in self.children(n, KAFKA_SINK, &[]) {
+                match c.name().value() {
+                    "brokers" => k.brokers = self.strings(c),
+                    "topic" => k.topic = self.string(c).unwrap_or_default(),
+                    "batch-size" => k.batch_size = self.integer(c, 1, 1_000_000).map_or(k.batch_size, |v| v as usize),
+                    "flush-interval-ms" => k.flush_interval = self.integer(c, 1, 3_600_000).map_or(k.flush_interval, Duration::from_millis),
+                    "username" => k.username = self.string(c),
+                    _ => k.password = self.string(c).map(Secret::new),
+                }
+            }
+            if k.brokers.is_empty() || k.topic.is_empty() {
+                self.error(n.span().offset(), "`sink \"kafka\"` needs `brokers` and `topic`").help =
+                    Some("e.g. `brokers \"kafka:9092\"` and `topic \"sentinel-telemetry\"`".into());
+            }
+            SinkKind::Kafka(k)
+        };
+        Some(Sink { id, kind })
+    }
+}
+
+/// A sample value for help texts, from the expected-value description.
+fn example(expected: &str) -> String {
+    if expected.contains("string") {
+        "\"…\"".into()
+    } else if expected.contains("integer") || expected.contains("number") {
+        expected.split_whitespace().nth(3).unwrap_or("1").to_string()
+    } else {
+        expected.split(' ').next().unwrap_or("").to_string()
+    }
+}
