@@ -68,11 +68,13 @@ pub struct StackConfig {
     pub proxy_threads: usize,
     /// The socket the proxy sends to, when it is not the collector's own (a relay in between).
     pub proxy_collector_socket: Option<PathBuf>,
+    /// Configure the collector with a KDL file (written into `dir`) instead of flags.
+    pub collector_config_file: bool,
 }
 
 impl StackConfig {
     pub fn new(dir: impl Into<PathBuf>, filter: impl Into<PathBuf>) -> Self {
-        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None }
+        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None, collector_config_file: false }
     }
 }
 
@@ -123,14 +125,16 @@ impl Stack {
 
     /// Starts (or restarts) the collector and waits for `/health/ready`.
     pub async fn start_collector(&mut self) -> anyhow::Result<()> {
-        let child = Command::new(self.paths.bin_dir.join("sentinel-collector"))
-            .arg("run")
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--output-dir")
-            .arg(&self.output_dir)
-            .arg("--metrics-listen")
-            .arg(&self.collector_admin)
+        let mut cmd = Command::new(self.paths.bin_dir.join("sentinel-collector"));
+        cmd.arg("run");
+        if self.config.collector_config_file {
+            let path = self.config.dir.join("collector.kdl");
+            std::fs::write(&path, self.collector_kdl())?;
+            cmd.arg("--config").arg(path);
+        } else {
+            cmd.arg("--socket").arg(&self.socket).arg("--output-dir").arg(&self.output_dir).arg("--metrics-listen").arg(&self.collector_admin);
+        }
+        let child = cmd
             .args(&self.config.collector_args)
             .stdout(Stdio::piped())
             .stderr(self.log("collector.log")?)
@@ -138,6 +142,16 @@ impl Stack {
             .context("starting sentinel-collector")?;
         self.collector = Some(child);
         wait_http_ok(&self.collector_admin, "/health/ready", Duration::from_secs(15)).await.context("collector never became ready")
+    }
+
+    /// The collector's configuration file for this stack's socket, output and admin address.
+    pub fn collector_kdl(&self) -> String {
+        format!(
+            "agent \"telemetry\" {{\n    transport \"unix_socket\" {{\n        path {:?}\n    }}\n    sink \"file\" {{\n        path {:?}\n    }}\n    metrics {{\n        listen {:?}\n    }}\n}}\n",
+            self.socket.display().to_string(),
+            self.output_dir.display().to_string(),
+            self.collector_admin
+        )
     }
 
     async fn start_proxy(&mut self) -> anyhow::Result<()> {
