@@ -5,7 +5,7 @@ use crate::admin::{self, AdminState};
 use crate::ingest::unix::{self, UnixIngestConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::sink::file::{FileSink, FileSinkConfig};
+use crate::router::{Reload, Router, SinkSpec};
 use anyhow::Context;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, watch};
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub socket: UnixIngestConfig,
-    pub file: FileSinkConfig,
+    /// The sinks every event goes to (at least one).
+    pub sinks: Vec<SinkSpec>,
     /// Address of the HTTP endpoint (`/metrics`, `/health/*`); none disables it.
     pub admin_listen: Option<SocketAddr>,
     /// Written into events as `collector.host`.
@@ -31,6 +32,7 @@ pub struct DaemonConfig {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Summary {
     pub events_received: u64,
+    /// Summed over sinks (with one sink, the events it wrote).
     pub events_written: u64,
     pub events_dropped: u64,
     pub malformed: u64,
@@ -44,13 +46,21 @@ pub struct Daemon;
 impl Daemon {
     /// Runs until `shutdown` turns true, then drains and returns the summary.
     pub async fn run(config: DaemonConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Summary> {
-        let metrics = Arc::new(Metrics::default());
-        Daemon::run_with(config, metrics, shutdown).await
+        let (_reload_tx, reloads) = mpsc::channel(1);
+        Daemon::run_with(config, Arc::new(Metrics::default()), shutdown, reloads).await
     }
 
-    /// As [`Daemon::run`], counting into `metrics` (so a caller can watch them live).
-    pub async fn run_with(config: DaemonConfig, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> anyhow::Result<Summary> {
-        config.file.validate().map_err(anyhow::Error::msg)?;
+    /// As [`Daemon::run`], counting into `metrics` (so a caller can watch them live) and
+    /// replacing the sinks whenever a [`Reload`] arrives.
+    pub async fn run_with(
+        config: DaemonConfig,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+        reloads: mpsc::Receiver<Reload>,
+    ) -> anyhow::Result<Summary> {
+        if config.sinks.is_empty() {
+            anyhow::bail!("no sink configured: add a `sink \"file\" {{ path … }}`");
+        }
         let ready = Arc::new(AtomicBool::new(false));
         let admin_task = match config.admin_listen {
             Some(addr) => {
@@ -60,28 +70,29 @@ impl Daemon {
             }
             None => None,
         };
+        let router = Router::start(config.sinks.clone(), metrics.clone(), config.queue_batches).await.map_err(anyhow::Error::msg)?;
+        let output = router.first_output().unwrap_or_default();
         let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
-        let sink = FileSink::start(config.file.clone(), rx, metrics.clone())
-            .with_context(|| format!("cannot open output in {}", config.file.dir.display()))?;
+        let router_task = tokio::spawn(router.run(rx, reloads));
         let listener = unix::bind(&config.socket)?;
         ready.store(true, Relaxed);
-        tracing::info!(socket = %config.socket.path.display(), output = %config.file.active_path().display(), "collector ready");
+        tracing::info!(socket = %config.socket.path.display(), output = %output.display(), sinks = config.sinks.len(), "collector ready");
 
         let pipeline = Pipeline::new(config.host_name.clone());
         unix::serve(listener, config.socket.clone(), pipeline, tx, metrics.clone(), shutdown).await;
-        // Every connection task has ended and dropped its sender: the sink drains and syncs.
+        // Every connection task has ended and dropped its sender: the sinks drain and sync.
         ready.store(false, Relaxed);
-        tokio::task::spawn_blocking(move || sink.join()).await?;
+        router_task.await?;
         if let Some(t) = admin_task {
             t.abort();
         }
         Ok(Summary {
             events_received: metrics.events_received.load(Relaxed),
-            events_written: metrics.events_written.load(Relaxed),
-            events_dropped: metrics.events_dropped.load(Relaxed),
+            events_written: metrics.sum_sinks(|m| &m.events_written),
+            events_dropped: metrics.sum_sinks(|m| &m.events_dropped),
             malformed: metrics.malformed_total(),
             oversized: metrics.oversized.load(Relaxed),
-            output: config.file.active_path(),
+            output,
         })
     }
 }

@@ -3,15 +3,20 @@
 //!
 //! - [`ingest`]: listeners that receive frames from proxies (the unix socket).
 //! - [`pipeline`]: what happens to each event between ingest and sinks (decode, validate, stamp).
+//! - [`router`]: hands each batch to every running sink; swaps the sinks on reload.
 //! - [`sink`]: where events end up (rotating NDJSON files).
 //! - [`metrics`] and [`admin`]: the daemon's own counters and its HTTP endpoint.
+//! - [`config`] and [`reload`]: the daemon's settings from the KDL file, and live reload of it.
 //! - [`daemon`]: assembles the parts and runs them until SIGTERM/SIGINT.
 
 pub mod admin;
+pub mod config;
 pub mod daemon;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
+pub mod router;
 pub mod sink;
 
 pub use daemon::{Daemon, DaemonConfig, Summary};

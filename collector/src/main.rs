@@ -3,8 +3,11 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sentinel_collector::ingest::unix::UnixIngestConfig;
+use sentinel_collector::metrics::Metrics;
+use sentinel_collector::router::SinkSpec;
 use sentinel_collector::sink::file::FileSinkConfig;
-use sentinel_collector::{pipeline, Daemon, DaemonConfig};
+use sentinel_collector::{config, pipeline, reload, Daemon, DaemonConfig};
+use std::sync::Arc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,34 +95,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The daemon's settings from a configuration file. Sinks other than files arrive with the
-/// sink issue; until then a file that names one is refused rather than half-run.
-fn from_file(path: &std::path::Path) -> anyhow::Result<(DaemonConfig, sentinel_config::Logging)> {
-    let c = sentinel_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut files = Vec::new();
-    for s in &c.sinks {
-        match &s.kind {
-            sentinel_config::SinkKind::File(f) => files.push(f),
-            sentinel_config::SinkKind::Kafka(_) => anyhow::bail!("{}: sink `{}`: the Kafka sink is not available in this build yet", path.display(), s.id),
-        }
-    }
-    let [f] = files.as_slice() else {
-        anyhow::bail!("{}: this build runs exactly one `sink \"file\"`, the configuration has {}", path.display(), files.len());
-    };
-    let mut file = FileSinkConfig::new(&f.dir);
-    file.max_bytes = f.rotate_bytes;
-    file.max_age = f.rotate_after;
-    file.max_files = f.keep_files;
-    let config = DaemonConfig {
-        socket: UnixIngestConfig { path: c.transport.socket_path.clone(), mode: 0o660, max_frame_bytes: c.transport.max_frame_bytes },
-        file,
-        admin_listen: c.metrics.listen,
-        host_name: pipeline::host_name(),
-        queue_batches: 1024,
-    };
-    Ok((config, c.log))
-}
-
 fn from_flags(args: &RunArgs) -> DaemonConfig {
     let mut file = FileSinkConfig::new(&args.output_dir);
     file.max_bytes = args.rotate_bytes;
@@ -127,7 +102,7 @@ fn from_flags(args: &RunArgs) -> DaemonConfig {
     file.max_files = args.keep_files;
     DaemonConfig {
         socket: UnixIngestConfig { path: args.socket.clone(), mode: 0o660, max_frame_bytes: args.max_frame_bytes },
-        file,
+        sinks: vec![SinkSpec { id: "file".into(), file }],
         admin_listen: args.metrics_listen,
         host_name: pipeline::host_name(),
         queue_batches: 1024,
@@ -145,11 +120,16 @@ fn init_logging(log: &sentinel_config::Logging) {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let (config, log) = match &args.config {
-        Some(path) => from_file(path)?,
-        None => (from_flags(&args), sentinel_config::Config::default().log),
+    let loaded = match &args.config {
+        Some(path) => Some((path.clone(), sentinel_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)),
+        None => None,
     };
-    init_logging(&log);
+    let config = match &loaded {
+        Some((path, c)) => config::daemon_config(c).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        None => from_flags(&args),
+    };
+    init_logging(&loaded.as_ref().map_or_else(|| sentinel_config::Config::default().log, |(_, c)| c.log.clone()));
+    let metrics = Arc::new(Metrics::default());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let summary = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -163,7 +143,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down: draining what was accepted");
             let _ = stop_tx.send(true);
         });
-        Daemon::run(config, stop_rx).await
+        let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
+        if let Some((path, c)) = loaded {
+            tokio::spawn(reload::watch(path, c, Duration::from_secs(1), reload_tx, metrics.clone(), stop_rx.clone()));
+        }
+        Daemon::run_with(config, metrics, stop_rx, reloads).await
     }).context("collector failed")?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())

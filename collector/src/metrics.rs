@@ -2,6 +2,7 @@
 
 use sentinel_wire::prometheus::Exposition;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
 
 /// Why a frame or connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,15 @@ pub struct Metrics {
     pub events_received: AtomicU64,
     malformed: [AtomicU64; 3],
     pub oversized: AtomicU64,
+    /// Every sink that ever ran, by id; kept after a sink is removed so counters never go back.
+    sinks: RwLock<Vec<(String, Arc<SinkMetrics>)>>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+/// One sink's counters.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
     pub events_written: AtomicU64,
     pub bytes_written: AtomicU64,
     /// Events accepted but lost because the sink could not write them.
@@ -58,6 +68,25 @@ impl Metrics {
         self.malformed.iter().map(|m| m.load(Relaxed)).sum()
     }
 
+    /// The counters of sink `id`, created on first use.
+    pub fn sink(&self, id: &str) -> Arc<SinkMetrics> {
+        if let Some((_, m)) = self.sinks.read().unwrap_or_else(|p| p.into_inner()).iter().find(|(k, _)| k == id) {
+            return m.clone();
+        }
+        let mut w = self.sinks.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, m)) = w.iter().find(|(k, _)| k == id) {
+            return m.clone();
+        }
+        let m = Arc::new(SinkMetrics::default());
+        w.push((id.to_string(), m.clone()));
+        m
+    }
+
+    /// One counter summed over every sink.
+    pub fn sum_sinks(&self, field: impl Fn(&SinkMetrics) -> &AtomicU64) -> u64 {
+        self.sinks.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, m)| field(m).load(Relaxed)).sum()
+    }
+
     pub fn render_prometheus(&self) -> String {
         let g = |a: &AtomicU64| a.load(Relaxed);
         let malformed: Vec<(&str, u64)> = Malformed::ALL.iter().map(|m| (m.as_str(), self.malformed_count(*m))).collect();
@@ -69,11 +98,14 @@ impl Metrics {
             .counter("sentinel_collector_events_received_total", "Events decoded and accepted.", g(&self.events_received))
             .labelled("sentinel_collector_malformed_total", "Frames or connections refused, by reason.", "counter", "reason", &malformed)
             .counter("sentinel_collector_oversized_frames_total", "Frames over the size limit, skipped.", g(&self.oversized))
-            .labelled("sentinel_collector_events_written_total", "Events written, by sink.", "counter", "sink", &[("file", g(&self.events_written))])
-            .labelled("sentinel_collector_written_bytes_total", "Bytes written, by sink.", "counter", "sink", &[("file", g(&self.bytes_written))])
-            .labelled("sentinel_collector_events_dropped_total", "Accepted events lost, by sink.", "counter", "sink", &[("file", g(&self.events_dropped))])
-            .counter("sentinel_collector_write_errors_total", "Failed sink writes.", g(&self.write_errors))
-            .counter("sentinel_collector_files_rotated_total", "Output files rotated.", g(&self.files_rotated));
+            .labelled("sentinel_collector_config_reloads_total", "Configuration reloads, by result.", "counter", "result", &[("ok", g(&self.reloads_ok)), ("failed", g(&self.reloads_failed))]);
+        let sinks = self.sinks.read().unwrap_or_else(|p| p.into_inner());
+        let by_sink = |f: fn(&SinkMetrics) -> &AtomicU64| -> Vec<(&str, u64)> { sinks.iter().map(|(id, m)| (id.as_str(), f(m).load(Relaxed))).collect() };
+        e.labelled("sentinel_collector_events_written_total", "Events written, by sink.", "counter", "sink", &by_sink(|m| &m.events_written))
+            .labelled("sentinel_collector_written_bytes_total", "Bytes written, by sink.", "counter", "sink", &by_sink(|m| &m.bytes_written))
+            .labelled("sentinel_collector_events_dropped_total", "Accepted events lost, by sink.", "counter", "sink", &by_sink(|m| &m.events_dropped))
+            .labelled("sentinel_collector_write_errors_total", "Failed sink writes, by sink.", "counter", "sink", &by_sink(|m| &m.write_errors))
+            .labelled("sentinel_collector_files_rotated_total", "Output files rotated, by sink.", "counter", "sink", &by_sink(|m| &m.files_rotated));
         e.finish()
     }
 }

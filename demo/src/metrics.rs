@@ -26,6 +26,15 @@ impl Samples {
             .sum()
     }
 
+    /// The largest series of a family (all label values), 0 when absent.
+    pub fn max(&self, family: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.as_str() == family || k.strip_prefix(family).is_some_and(|r| r.starts_with('{')))
+            .map(|(_, v)| *v)
+            .fold(0.0, f64::max)
+    }
+
     pub fn parse(text: &str) -> Samples {
         let mut m = BTreeMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {

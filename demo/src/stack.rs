@@ -201,7 +201,8 @@ impl Stack {
             let p = self.proxy_metrics().await?;
             let c = self.collector_metrics().await.unwrap_or_default();
             let sent = p.get("sentinel_channel_sent_frames_total");
-            let written = c.sum("sentinel_collector_events_written_total");
+            // The sink that ran longest has written everything received once idle.
+            let written = c.max("sentinel_collector_events_written_total");
             let received = c.get("sentinel_collector_events_received_total");
             let idle = p.get("sentinel_channel_queue_frames") == 0.0 && received == written;
             if idle && (sent, written) == last {

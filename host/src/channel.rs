@@ -361,7 +361,7 @@ mod tests {
         let mut got = vec![0u8; 5 + 2 * (5 + 9)];
         std::io::Read::read_exact(&mut conn, &mut got).unwrap();
         assert_eq!(&got[..5], &frame::HELLO);
-        let mut frames = vec![got[5..19].to_vec(), got[19..].to_vec()];
+        let mut frames = [got[5..19].to_vec(), got[19..].to_vec()];
         frames.sort();
         assert_eq!(frames[0][..5], [0, 0, 0, 9, FrameKind::Event as u8]);
         assert_eq!(&frames[0][5..], b"event-one");

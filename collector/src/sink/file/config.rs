@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where and how the file sink writes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSinkConfig {
     /// Directory of the output files; created if missing.
     pub dir: PathBuf,

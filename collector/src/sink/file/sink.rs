@@ -3,7 +3,7 @@
 
 use super::FileSinkConfig;
 use crate::ingest::Batch;
-use crate::metrics::Metrics;
+use crate::metrics::SinkMetrics;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ struct Active {
 
 impl FileSink {
     /// Opens the active file (appending: a restart continues it) and starts the writer thread.
-    pub fn start(cfg: FileSinkConfig, rx: mpsc::Receiver<Batch>, metrics: Arc<Metrics>) -> std::io::Result<FileSink> {
+    pub fn start(cfg: FileSinkConfig, rx: mpsc::Receiver<Arc<Batch>>, metrics: Arc<SinkMetrics>) -> std::io::Result<FileSink> {
         std::fs::create_dir_all(&cfg.dir)?;
         let active = open(&cfg)?;
         let thread = std::thread::Builder::new()
@@ -49,13 +49,13 @@ fn open(cfg: &FileSinkConfig) -> std::io::Result<Active> {
 
 struct Writer {
     cfg: FileSinkConfig,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SinkMetrics>,
     active: Option<Active>,
     seq: u64,
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Arc<Batch>>) {
         while let Some(batch) = rx.blocking_recv() {
             self.write(batch);
             while let Ok(batch) = rx.try_recv() {
@@ -70,7 +70,7 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: Batch) {
+    fn write(&mut self, batch: Arc<Batch>) {
         if self.active.is_none() {
             match open(&self.cfg) {
                 Ok(a) => self.active = Some(a),
@@ -177,13 +177,13 @@ mod tests {
         assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
     }
 
-    fn write_lines(cfg: &FileSinkConfig, n: usize) -> Arc<Metrics> {
-        let metrics = Arc::new(Metrics::default());
+    fn write_lines(cfg: &FileSinkConfig, n: usize) -> Arc<SinkMetrics> {
+        let metrics = Arc::new(SinkMetrics::default());
         let (tx, rx) = mpsc::channel(4);
         let sink = FileSink::start(cfg.clone(), rx, metrics.clone()).unwrap();
         for i in 0..n {
             let line = format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(60));
-            tx.blocking_send(Batch { lines: line.into_bytes(), events: 1 }).unwrap();
+            tx.blocking_send(Arc::new(Batch { lines: line.into_bytes(), events: 1 })).unwrap();
             std::thread::sleep(Duration::from_millis(2));
         }
         drop(tx);

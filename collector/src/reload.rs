@@ -1,0 +1,64 @@
+//! Live reload of the configuration file: on SIGHUP, and when the file's content changes
+//! (checked every `interval`). A valid file replaces the sinks (see [`crate::router`]); an
+//! invalid one is refused, logged with its errors and counted, and the running setup stays.
+
+use crate::config::{needs_restart, sink_specs};
+use crate::metrics::Metrics;
+use crate::router::Reload;
+use sentinel_config::Config;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Watches `path` until `shutdown`; `current` is the configuration the daemon started with.
+pub async fn watch(
+    path: PathBuf,
+    mut current: Config,
+    interval: Duration,
+    reloads: mpsc::Sender<Reload>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut last = std::fs::read(&path).ok();
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        let forced = tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            _ = hup.recv() => true,
+            _ = tick.tick() => false,
+        };
+        let bytes = std::fs::read(&path).ok();
+        if !forced && bytes == last {
+            continue;
+        }
+        last = bytes;
+        match apply(&path, &current, &reloads).await {
+            Ok(new) => {
+                metrics.reloads_ok.fetch_add(1, Relaxed);
+                tracing::info!(config = %path.display(), sinks = new.sinks.len(), "configuration reloaded");
+                current = new;
+            }
+            Err(e) => {
+                metrics.reloads_failed.fetch_add(1, Relaxed);
+                tracing::error!(config = %path.display(), "configuration refused, the running one stays:\n{e}");
+            }
+        }
+    }
+}
+
+async fn apply(path: &std::path::Path, current: &Config, reloads: &mpsc::Sender<Reload>) -> Result<Config, String> {
+    let new = sentinel_config::load(path).map_err(|e| e.to_string())?;
+    let sinks = sink_specs(&new)?;
+    let (done, answer) = oneshot::channel();
+    reloads.send(Reload { sinks, done }).await.map_err(|_| "the daemon is stopping".to_string())?;
+    answer.await.map_err(|_| "the daemon is stopping".to_string())??;
+    let fixed = needs_restart(current, &new);
+    if !fixed.is_empty() {
+        tracing::warn!("configuration: changes to {} take effect at the next restart", fixed.join(", "));
+    }
+    Ok(new)
+}
