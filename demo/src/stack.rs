@@ -70,11 +70,14 @@ pub struct StackConfig {
     pub proxy_collector_socket: Option<PathBuf>,
     /// Configure the collector with a KDL file (written into `dir`) instead of flags.
     pub collector_config_file: bool,
+    /// Configure the proxy's telemetry with this KDL text (written to `dir/proxy.kdl`) instead
+    /// of flags; its transport path should be the stack's socket, `dir/telemetry.sock`.
+    pub proxy_kdl: Option<String>,
 }
 
 impl StackConfig {
     pub fn new(dir: impl Into<PathBuf>, filter: impl Into<PathBuf>) -> Self {
-        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None, collector_config_file: false }
+        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None, collector_config_file: false, proxy_kdl: None }
     }
 }
 
@@ -156,10 +159,16 @@ impl Stack {
 
     async fn start_proxy(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(self.paths.bin_dir.join("sentinel-proxy"));
-        cmd.args(["--listen", &self.proxy_addr, "--upstream", &self.upstream_addr, "--admin-listen", &self.proxy_admin])
-            .arg("--collector")
-            .arg(self.config.proxy_collector_socket.as_ref().unwrap_or(&self.socket))
-            .arg("--runtime-dir")
+        cmd.args(["--listen", &self.proxy_addr, "--upstream", &self.upstream_addr, "--admin-listen", &self.proxy_admin]);
+        match &self.config.proxy_kdl {
+            Some(kdl) => {
+                let path = self.config.dir.join("proxy.kdl");
+                std::fs::write(&path, kdl)?;
+                cmd.arg("--config").arg(path)
+            }
+            None => cmd.arg("--collector").arg(self.config.proxy_collector_socket.as_ref().unwrap_or(&self.socket)),
+        }
+        .arg("--runtime-dir")
             .arg(&self.config.dir)
             .arg("--cache-dir")
             .arg(self.config.dir.join("filter-cache"))

@@ -32,6 +32,20 @@ impl Default for FilterSettings {
     }
 }
 
+impl FilterSettings {
+    /// The filter's part of the agent's configuration file: the `filter` block and `sampling`.
+    pub fn from_agent_config(c: &sentinel_config::Config) -> Self {
+        FilterSettings {
+            header_allowlist: c.filter.header_allowlist.clone(),
+            masked_headers: c.filter.masked_headers.clone(),
+            sample_rate: c.sampling.rate,
+            always_keep_server_errors: c.sampling.always_sample_errors,
+            always_keep_client_errors: c.sampling.always_sample_client_errors,
+            body_capture_bytes: c.filter.body_capture_bytes,
+        }
+    }
+}
+
 /// Everything [`crate::TelemetryHost::start`] needs.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -57,6 +71,16 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
+    /// Settings from the agent's configuration file (socket, call budget, filter part), with
+    /// production defaults for the rest.
+    pub fn from_agent_config(filter_path: impl Into<PathBuf>, c: &sentinel_config::Config) -> Self {
+        let mut h = HostConfig::new(filter_path, &c.transport.socket_path);
+        h.call_deadline = c.timeout;
+        h.channel.max_frame_bytes = c.transport.max_frame_bytes;
+        h.filter = FilterSettings::from_agent_config(c);
+        h
+    }
+
     /// Settings with production defaults for a filter file and a collector socket.
     pub fn new(filter_path: impl Into<PathBuf>, socket_path: impl Into<PathBuf>) -> Self {
         HostConfig {

@@ -2,7 +2,7 @@
 //! epoch ticker, the file watcher and the channel, and runs the filter for each finished request.
 
 use crate::channel::{Channel, Queues};
-use crate::config::HostConfig;
+use crate::config::{FilterSettings, HostConfig};
 use crate::metrics::Metrics;
 use crate::runtime::{Limits, LoadedFilter, Worker};
 use crate::{compile, reload, Exchange, FilterConfig, Outcome};
@@ -33,7 +33,6 @@ struct Inner {
     id: u64,
     engine: Engine,
     config: HostConfig,
-    filter_config: FilterConfig,
     limits: Limits,
     current: ArcSwap<LoadedFilter>,
     next_generation: AtomicU64,
@@ -67,14 +66,7 @@ impl TelemetryHost {
     /// A filter that cannot be loaded at start is an error: there is nothing old to fall back on.
     pub fn start(config: HostConfig) -> Result<TelemetryHost, HostError> {
         let engine = compile::engine(config.memory_limit_bytes).map_err(|e| HostError::Runtime(format!("{e:#}")))?;
-        let filter_config = FilterConfig {
-            header_allowlist: config.filter.header_allowlist.clone(),
-            masked_headers: config.filter.masked_headers.clone(),
-            sample_rate: config.filter.sample_rate,
-            always_keep_server_errors: config.filter.always_keep_server_errors,
-            always_keep_client_errors: config.filter.always_keep_client_errors,
-            body_capture_bytes: config.filter.body_capture_bytes,
-        };
+        let filter_config = filter_config(&config.filter);
         let ticks = config.call_deadline.as_nanos().div_ceil(TICK.as_nanos()) as u64 + 1;
         let limits = Limits { memory_bytes: config.memory_limit_bytes, deadline_ticks: ticks };
         let metrics = Arc::new(Metrics::default());
@@ -102,7 +94,6 @@ impl TelemetryHost {
             queues: channel.queues(),
             channel: Mutex::new(channel),
             engine,
-            filter_config,
             limits,
             current: ArcSwap::from_pointee(first),
             next_generation: AtomicU64::new(2),
@@ -155,7 +146,7 @@ impl TelemetryHost {
                 None => {
                     // No usable instance on this thread: drop a stale one, build a fresh one.
                     workers.retain(|(id, _)| *id != inner.id);
-                    match Worker::new(&inner.engine, current.clone(), &inner.filter_config, Some(inner.queues.producer()), inner.limits) {
+                    match Worker::new(&inner.engine, current.clone(), Some(inner.queues.producer()), inner.limits) {
                         Ok(w) => {
                             m.instances_created.fetch_add(1, Relaxed);
                             workers.push((inner.id, w));
@@ -222,8 +213,35 @@ impl TelemetryHost {
                 return Ok(None);
             }
             let generation = inner.next_generation.fetch_add(1, Relaxed);
-            load(&inner.engine, &inner.config, &wasm, &inner.filter_config, inner.limits, generation).map(Some)
+            load(&inner.engine, &inner.config, &wasm, &inner.current.load().config, inner.limits, generation).map(Some)
         });
+        self.swap(result)
+    }
+
+    /// Gives the filter new settings (allowlist, masking, sampling, body capture): the serving
+    /// build is instantiated with them and validated (the filter may refuse them), then swapped
+    /// in like a new build; calls already running finish with the old settings. Settings equal
+    /// to the serving ones are a no-op.
+    pub fn reconfigure(&self, settings: &FilterSettings) -> Result<String, HostError> {
+        let inner = &*self.inner;
+        let _guard = inner.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let config = filter_config(settings);
+        if inner.current.load().config == config {
+            return Ok(inner.current.load().version.clone());
+        }
+        let path = &inner.config.filter_path;
+        let result = std::fs::read(path)
+            .map_err(|source| HostError::Read { path: path.display().to_string(), source })
+            .and_then(|wasm| {
+                let generation = inner.next_generation.fetch_add(1, Relaxed);
+                load(&inner.engine, &inner.config, &wasm, &config, inner.limits, generation).map(Some)
+            });
+        self.swap(result)
+    }
+
+    /// Serves a freshly loaded filter, or counts and logs why there is none.
+    fn swap(&self, result: Result<Option<LoadedFilter>, HostError>) -> Result<String, HostError> {
+        let inner = &*self.inner;
         match result {
             Ok(None) => Ok(inner.current.load().version.clone()),
             Ok(Some(filter)) => {
@@ -270,6 +288,18 @@ impl Drop for Inner {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// The filter's `configure` argument for a host's settings.
+fn filter_config(s: &FilterSettings) -> FilterConfig {
+    FilterConfig {
+        header_allowlist: s.header_allowlist.clone(),
+        masked_headers: s.masked_headers.clone(),
+        sample_rate: s.sample_rate,
+        always_keep_server_errors: s.always_keep_server_errors,
+        always_keep_client_errors: s.always_keep_client_errors,
+        body_capture_bytes: s.body_capture_bytes,
     }
 }
 

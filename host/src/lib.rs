@@ -8,7 +8,7 @@
 //! event with a counter rather than wait.
 
 mod bindings {
-    wasmtime::component::bindgen!({ world: "filter", path: "../wit" });
+    wasmtime::component::bindgen!({ world: "filter", path: "../wit", additional_derives: [PartialEq] });
 }
 mod channel;
 mod compile;

@@ -60,6 +60,8 @@ pub(crate) struct LoadedFilter {
     pub generation: u64,
     pub version: String,
     pub digest: String,
+    /// What every instance of this build is configured with.
+    pub config: FilterConfig,
     pre: FilterPre<HostState>,
 }
 
@@ -91,7 +93,7 @@ impl LoadedFilter {
         let pre = FilterPre::new(linker.instantiate_pre(&component)?)?;
         let (mut store, bindings) = instantiate(engine, &pre, config, None, limits)?;
         let version = bindings.call_version(&mut store)?;
-        Ok(LoadedFilter { generation, version, digest, pre })
+        Ok(LoadedFilter { generation, version, digest, config: config.clone(), pre })
     }
 }
 
@@ -132,14 +134,8 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub fn new(
-        engine: &Engine,
-        filter: Arc<LoadedFilter>,
-        config: &FilterConfig,
-        producer: Option<Producer>,
-        limits: Limits,
-    ) -> wasmtime::Result<Worker> {
-        let (store, bindings) = instantiate(engine, &filter.pre, config, producer, limits)?;
+    pub fn new(engine: &Engine, filter: Arc<LoadedFilter>, producer: Option<Producer>, limits: Limits) -> wasmtime::Result<Worker> {
+        let (store, bindings) = instantiate(engine, &filter.pre, &filter.config, producer, limits)?;
         let baseline_memory = store.data().limiter.high_water;
         Ok(Worker { filter, store, bindings, calls: 0, baseline_memory })
     }

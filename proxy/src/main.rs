@@ -3,6 +3,7 @@
 //! and is measured for real, and as the example an integrator copies (see `exchange.rs`).
 
 mod admin;
+mod config_watch;
 mod exchange;
 mod proxy;
 
@@ -27,6 +28,11 @@ struct Args {
     /// The telemetry filter component (.wasm). Without it, telemetry is off.
     #[arg(long)]
     filter: Option<PathBuf>,
+    /// The agent's KDL configuration (see docs/configuration.md): the collector socket, the
+    /// call budget and the filter's settings come from it, and changes to the filter's settings
+    /// are applied live. It replaces the flags that set the same things.
+    #[arg(long, requires = "filter", conflicts_with_all = ["collector", "sample_rate", "keep_client_errors", "header_allow", "mask_header", "body_capture_bytes", "call_deadline_ms"])]
+    config: Option<PathBuf>,
     /// The collector's unix socket.
     #[arg(long, default_value = "/run/sentinel/telemetry.sock")]
     collector: PathBuf,
@@ -71,23 +77,38 @@ fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,sentinel_host=info")).init();
     let args = Args::parse();
 
+    let agent_config = match &args.config {
+        Some(path) => Some(sentinel_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let mut body_capture_bytes = args.body_capture_bytes;
     let telemetry = match &args.filter {
         None => None,
         Some(filter) => {
-            let mut cfg = HostConfig::new(filter, &args.collector);
-            cfg.cache_dir = args.cache_dir.clone();
-            cfg.call_deadline = Duration::from_millis(args.call_deadline_ms);
-            cfg.channel.capacity_bytes = args.queue_bytes;
-            cfg.filter = FilterSettings {
-                header_allowlist: args.header_allow.clone(),
-                masked_headers: args.mask_header.clone(),
-                sample_rate: args.sample_rate,
-                always_keep_server_errors: true,
-                always_keep_client_errors: args.keep_client_errors,
-                body_capture_bytes: args.body_capture_bytes,
+            let mut cfg = match &agent_config {
+                Some(c) => HostConfig::from_agent_config(filter, c),
+                None => {
+                    let mut cfg = HostConfig::new(filter, &args.collector);
+                    cfg.call_deadline = Duration::from_millis(args.call_deadline_ms);
+                    cfg.filter = FilterSettings {
+                        header_allowlist: args.header_allow.clone(),
+                        masked_headers: args.mask_header.clone(),
+                        sample_rate: args.sample_rate,
+                        always_keep_server_errors: true,
+                        always_keep_client_errors: args.keep_client_errors,
+                        body_capture_bytes: args.body_capture_bytes,
+                    };
+                    cfg
+                }
             };
+            cfg.cache_dir = args.cache_dir.clone();
+            cfg.channel.capacity_bytes = args.queue_bytes;
+            body_capture_bytes = cfg.filter.body_capture_bytes;
             let host = TelemetryHost::start(cfg).context("starting telemetry")?;
             log::info!("telemetry filter {} loaded from {}", host.active_version(), filter.display());
+            if let (Some(path), Some(c)) = (&args.config, agent_config) {
+                config_watch::watch(path.clone(), c, host.clone(), Duration::from_secs(1)).context("watching the configuration")?;
+            }
             Some(host)
         }
     };
@@ -102,7 +123,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let app = proxy::ReferenceProxy::new(args.upstream.clone(), telemetry.clone(), args.body_capture_bytes as usize);
+    let app = proxy::ReferenceProxy::new(args.upstream.clone(), telemetry.clone(), body_capture_bytes as usize);
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, app);
     service.add_tcp(&args.listen);
     server.add_service(service);
