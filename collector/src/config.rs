@@ -54,3 +54,38 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(path: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    }
+
+    #[test]
+    fn the_deployed_configuration_runs_as_is() {
+        let c = sentinel_config::load(&repo("deploy/telemetry.kdl")).unwrap_or_else(|e| panic!("{e}"));
+        let d = daemon_config(&c).unwrap();
+        assert_eq!(d.socket.path, std::path::Path::new("/run/sentinel/telemetry.sock"));
+        assert_eq!(d.sinks.len(), 1);
+        assert_eq!(d.sinks[0].file.dir, std::path::Path::new("/var/lib/sentinel/events"));
+        assert_eq!(d.sinks[0].file.max_files, 48);
+    }
+
+    #[test]
+    fn sinks_not_built_yet_are_refused_by_name() {
+        let c = sentinel_config::parse_with_env("x.kdl", "agent \"t\" {\n  sink \"kafka\" { brokers \"k:9092\"; topic \"t\"; }\n}\n", &|_| None).unwrap();
+        assert_eq!(sink_specs(&c), Err("sink `kafka`: the Kafka sink is not available in this build yet".into()));
+    }
+
+    #[test]
+    fn only_sinks_change_without_a_restart() {
+        let a = sentinel_config::Config::default();
+        let mut b = a.clone();
+        b.sampling.rate = 0.5;
+        assert!(needs_restart(&a, &b).is_empty());
+        b.metrics.listen = "127.0.0.1:1".parse().ok();
+        assert_eq!(needs_restart(&a, &b), vec!["metrics"]);
+    }
+}

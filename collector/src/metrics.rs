@@ -1,6 +1,6 @@
 //! The collector's counters, shared by every part and rendered at `/metrics`.
 
-use sentinel_wire::prometheus::Exposition;
+use sentinel_wire::prometheus::{Exposition, Histogram};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
@@ -53,6 +53,8 @@ pub struct SinkMetrics {
     pub events_dropped: AtomicU64,
     pub write_errors: AtomicU64,
     pub files_rotated: AtomicU64,
+    /// Time to write one batch (appended and flushed, for the file sink).
+    pub batch_seconds: Histogram,
 }
 
 impl Metrics {
@@ -106,6 +108,8 @@ impl Metrics {
             .labelled("sentinel_collector_events_dropped_total", "Accepted events lost, by sink.", "counter", "sink", &by_sink(|m| &m.events_dropped))
             .labelled("sentinel_collector_write_errors_total", "Failed sink writes, by sink.", "counter", "sink", &by_sink(|m| &m.write_errors))
             .labelled("sentinel_collector_files_rotated_total", "Output files rotated, by sink.", "counter", "sink", &by_sink(|m| &m.files_rotated));
+        let latency: Vec<(&str, &Histogram)> = sinks.iter().map(|(id, m)| (id.as_str(), &m.batch_seconds)).collect();
+        e.histograms("sentinel_collector_sink_batch_seconds", "Time to write one batch, by sink.", "sink", &latency);
         e.finish()
     }
 }

@@ -2,6 +2,45 @@
 //! every component's `/metrics` reads the same.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A latency histogram with fixed buckets, recorded with relaxed atomics (no lock on the path
+/// that records) and rendered in seconds.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds in microseconds; the last bucket is +Inf.
+    bounds_us: &'static [u64],
+    counts: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+}
+
+/// Bounds from 100 µs to 10 s, for I/O such as a sink's batch write.
+pub const IO_BUCKETS_US: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
+
+impl Histogram {
+    pub fn new(bounds_us: &'static [u64]) -> Self {
+        Histogram { bounds_us, counts: (0..=bounds_us.len()).map(|_| AtomicU64::new(0)).collect(), sum_us: AtomicU64::new(0) }
+    }
+
+    pub fn record(&self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = self.bounds_us.partition_point(|b| *b < us);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(IO_BUCKETS_US)
+    }
+}
 
 /// Accumulates metric families into one exposition text.
 #[derive(Debug, Default)]
@@ -45,6 +84,23 @@ impl Exposition {
         self.family(name, help, kind, &rows)
     }
 
+    /// A histogram family with one label; each row is a label value and its histogram.
+    pub fn histograms(&mut self, name: &str, help: &str, label: &str, rows: &[(&str, &Histogram)]) -> &mut Self {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (value, h) in rows {
+            let l = format!("{label}=\"{}\"", escape(value));
+            let mut cumulative = 0;
+            for (i, c) in h.counts.iter().enumerate() {
+                cumulative += c.load(Relaxed);
+                let le = h.bounds_us.get(i).map_or("+Inf".to_string(), |b| (*b as f64 / 1e6).to_string());
+                let _ = writeln!(self.out, "{name}_bucket{{{l},le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(self.out, "{name}_sum{{{l}}} {}", h.sum_us.load(Relaxed) as f64 / 1e6);
+            let _ = writeln!(self.out, "{name}_count{{{l}}} {cumulative}");
+        }
+        self
+    }
+
     pub fn finish(self) -> String {
         self.out
     }
@@ -53,6 +109,26 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_render_cumulative_buckets_in_seconds() {
+        static B: &[u64] = &[1_000, 10_000];
+        let h = Histogram::new(B);
+        for ms in [0, 1, 5, 20] {
+            h.record(Duration::from_millis(ms));
+        }
+        let mut e = Exposition::new();
+        e.histograms("x_seconds", "X.", "sink", &[("file", &h)]);
+        assert_eq!(
+            e.finish(),
+            "# HELP x_seconds X.\n# TYPE x_seconds histogram\n\
+             x_seconds_bucket{sink=\"file\",le=\"0.001\"} 2\n\
+             x_seconds_bucket{sink=\"file\",le=\"0.01\"} 3\n\
+             x_seconds_bucket{sink=\"file\",le=\"+Inf\"} 4\n\
+             x_seconds_sum{sink=\"file\"} 0.026\n\
+             x_seconds_count{sink=\"file\"} 4\n"
+        );
+    }
 
     #[test]
     fn renders_families() {

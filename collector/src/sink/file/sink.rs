@@ -57,11 +57,13 @@ struct Writer {
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Arc<Batch>>) {
         while let Some(batch) = rx.blocking_recv() {
+            let started = Instant::now();
             self.write(batch);
             while let Ok(batch) = rx.try_recv() {
                 self.write(batch);
             }
             self.flush();
+            self.metrics.batch_seconds.record(started.elapsed());
             self.rotate_if_due();
         }
         if let Some(a) = self.active.as_mut() {
@@ -199,6 +201,7 @@ mod tests {
         cfg.max_files = 0;
         let metrics = write_lines(&cfg, 10);
         assert_eq!(metrics.events_written.load(Relaxed), 10);
+        assert!(metrics.batch_seconds.count() >= 1, "batch latency is recorded");
         assert!(metrics.files_rotated.load(Relaxed) >= 3);
         let mut numbers: Vec<u64> = std::fs::read_dir(dir.path())
             .unwrap()
