@@ -1,8 +1,15 @@
-//! The collector's HTTP endpoint: `/metrics` (Prometheus text), `/health/live`, `/health/ready`.
+//! The collector's HTTP endpoint: `/metrics` (Prometheus text), `/health/live`, `/health/ready`,
+//! and `/tap` (a live NDJSON stream of matching events, see [`crate::tap`]).
 
 use crate::metrics::Metrics;
+use crate::tap::{self, TapHub};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
@@ -17,6 +24,38 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// True once listeners are bound and the sink is open.
     pub ready: Arc<AtomicBool>,
+    pub taps: TapHub,
+}
+
+/// A response body fed by a tap session.
+struct TapBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for TapBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn route(state: &AdminState, path: &str, query: Option<&str>) -> Response<BoxBody<Bytes, Infallible>> {
+    if path != "/tap" {
+        return respond(state, path).map(|b| b.boxed());
+    }
+    match tap::parse_query(query.unwrap_or("")) {
+        Ok(req) => {
+            let lines = state.taps.open(req, state.metrics.clone());
+            let mut resp = Response::new(TapBody(lines).boxed());
+            resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/x-ndjson"));
+            resp
+        }
+        Err(e) => {
+            let mut resp = Response::new(Full::new(Bytes::from(e + "\n")).boxed());
+            *resp.status_mut() = hyper::StatusCode::BAD_REQUEST;
+            resp
+        }
+    }
 }
 
 fn respond(state: &AdminState, path: &str) -> Response<Full<Bytes>> {
@@ -46,7 +85,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
         let state = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let resp = respond(&state, req.uri().path());
+                let resp = route(&state, req.uri().path(), req.uri().query());
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;

@@ -6,6 +6,7 @@ use crate::ingest::unix::{self, UnixIngestConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::router::{Reload, Router, SinkSpec};
+use crate::tap::TapHub;
 use anyhow::Context;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -62,15 +63,16 @@ impl Daemon {
             anyhow::bail!("no sink configured: add a `sink \"file\" {{ path … }}`");
         }
         let ready = Arc::new(AtomicBool::new(false));
+        let taps = TapHub::default();
         let admin_task = match config.admin_listen {
             Some(addr) => {
                 let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-                let state = AdminState { metrics: metrics.clone(), ready: ready.clone() };
+                let state = AdminState { metrics: metrics.clone(), ready: ready.clone(), taps: taps.clone() };
                 Some(tokio::spawn(admin::serve(l, state, shutdown.clone())))
             }
             None => None,
         };
-        let router = Router::start(config.sinks.clone(), metrics.clone(), config.queue_batches).await.map_err(anyhow::Error::msg)?;
+        let router = Router::start(config.sinks.clone(), metrics.clone(), config.queue_batches, taps).await.map_err(anyhow::Error::msg)?;
         let output = router.first_output().unwrap_or_default();
         let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
         let router_task = tokio::spawn(router.run(rx, reloads));

@@ -6,6 +6,7 @@
 //! - [`router`]: hands each batch to every running sink; swaps the sinks on reload.
 //! - [`sink`]: where events end up (rotating NDJSON files).
 //! - [`metrics`] and [`admin`]: the daemon's own counters and its HTTP endpoint.
+//! - [`tap`]: a live, filtered view of the events passing through, for a terminal.
 //! - [`config`] and [`reload`]: the daemon's settings from the KDL file, and live reload of it.
 //! - [`daemon`]: assembles the parts and runs them until SIGTERM/SIGINT.
 
@@ -18,5 +19,6 @@ pub mod pipeline;
 pub mod reload;
 pub mod router;
 pub mod sink;
+pub mod tap;
 
 pub use daemon::{Daemon, DaemonConfig, Summary};

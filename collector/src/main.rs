@@ -6,7 +6,7 @@ use sentinel_collector::ingest::unix::UnixIngestConfig;
 use sentinel_collector::metrics::Metrics;
 use sentinel_collector::router::SinkSpec;
 use sentinel_collector::sink::file::FileSinkConfig;
-use sentinel_collector::{config, pipeline, reload, Daemon, DaemonConfig};
+use sentinel_collector::{config, pipeline, reload, tap, Daemon, DaemonConfig};
 use std::sync::Arc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,8 +31,34 @@ enum Command {
         /// The KDL configuration file.
         config: PathBuf,
     },
+    /// Stream events passing a running collector, filtered and rate-limited, as JSON lines or
+    /// a table. It never slows the collector: what a tap cannot take is skipped and counted.
+    Tap(TapCli),
     /// Print the collector's version and the event schema and wire protocol it speaks.
     Version,
+}
+
+#[derive(clap::Args)]
+struct TapCli {
+    /// The collector's HTTP endpoint (its `metrics { listen … }` or --metrics-listen).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    addr: SocketAddr,
+    /// Which events, e.g. 'http.response.status_code >= 500 and url.path contains "/api"'.
+    /// Operators: == != >= <= > < contains; conditions joined by `and`.
+    #[arg(long, default_value = "")]
+    filter: String,
+    /// The stage to watch.
+    #[arg(long, default_value = "processed")]
+    stage: String,
+    /// Most events a second (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
+    /// `json` (one event a line) or `table`.
+    #[arg(long, default_value = "json", value_parser = ["json", "table"])]
+    format: String,
+    /// Stop after this many events (0: until interrupted).
+    #[arg(long, default_value_t = 0)]
+    limit: u64,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +102,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Tap(t) => {
+            let args = tap::client::TapArgs {
+                addr: t.addr,
+                filter: t.filter,
+                stage: t.stage,
+                rate: t.rate,
+                format: if t.format == "table" { tap::client::Format::Table } else { tap::client::Format::Json },
+                limit: t.limit,
+            };
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(tap::client::TapError::Output)
+                .and_then(|rt| rt.block_on(tap::client::run(&args, &mut std::io::stdout().lock())));
+            match result {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sentinel-collector tap: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Version => {
             println!(
                 "sentinel-collector {} (event schema {}, wire protocol {})",

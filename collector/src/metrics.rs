@@ -42,6 +42,12 @@ pub struct Metrics {
     sinks: RwLock<Vec<(String, Arc<SinkMetrics>)>>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Tap sessions open now, and what they skipped: events over a session's rate, events its
+    /// client was too slow to take, and batches the session fell behind on.
+    pub tap_sessions: AtomicU64,
+    pub tap_rate_limited: AtomicU64,
+    pub tap_slow_client: AtomicU64,
+    pub tap_lagged_batches: AtomicU64,
 }
 
 /// One sink's counters.
@@ -100,6 +106,14 @@ impl Metrics {
             .counter("sentinel_collector_events_received_total", "Events decoded and accepted.", g(&self.events_received))
             .labelled("sentinel_collector_malformed_total", "Frames or connections refused, by reason.", "counter", "reason", &malformed)
             .counter("sentinel_collector_oversized_frames_total", "Frames over the size limit, skipped.", g(&self.oversized))
+            .gauge("sentinel_collector_tap_sessions", "Tap sessions open.", g(&self.tap_sessions))
+            .labelled(
+                "sentinel_collector_tap_skipped_total",
+                "What taps skipped so the pipeline never waits: events over the rate, events for a slow client, batches a session fell behind on.",
+                "counter",
+                "reason",
+                &[("rate", g(&self.tap_rate_limited)), ("slow_client", g(&self.tap_slow_client)), ("lagged_batches", g(&self.tap_lagged_batches))],
+            )
             .labelled("sentinel_collector_config_reloads_total", "Configuration reloads, by result.", "counter", "result", &[("ok", g(&self.reloads_ok)), ("failed", g(&self.reloads_failed))]);
         let sinks = self.sinks.read().unwrap_or_else(|p| p.into_inner());
         let by_sink = |f: fn(&SinkMetrics) -> &AtomicU64| -> Vec<(&str, u64)> { sinks.iter().map(|(id, m)| (id.as_str(), f(m).load(Relaxed))).collect() };

@@ -7,6 +7,7 @@
 use crate::ingest::Batch;
 use crate::metrics::Metrics;
 use crate::sink::file::{FileSink, FileSinkConfig};
+use crate::tap::TapHub;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,6 +35,7 @@ pub struct Router {
     running: Vec<Running>,
     metrics: Arc<Metrics>,
     queue_batches: usize,
+    taps: TapHub,
 }
 
 /// Checks that a sink can start (its directory can be created and its file opened) without
@@ -47,8 +49,8 @@ fn check(spec: &SinkSpec) -> Result<(), String> {
 
 impl Router {
     /// Starts the first set of sinks.
-    pub async fn start(sinks: Vec<SinkSpec>, metrics: Arc<Metrics>, queue_batches: usize) -> Result<Router, String> {
-        let mut r = Router { running: Vec::new(), metrics, queue_batches: queue_batches.max(1) };
+    pub async fn start(sinks: Vec<SinkSpec>, metrics: Arc<Metrics>, queue_batches: usize, taps: TapHub) -> Result<Router, String> {
+        let mut r = Router { running: Vec::new(), metrics, queue_batches: queue_batches.max(1), taps };
         r.apply(sinks).await?;
         Ok(r)
     }
@@ -105,6 +107,7 @@ impl Router {
                 batch = batches.recv() => {
                     let Some(batch) = batch else { break };
                     let batch = Arc::new(batch);
+                    self.taps.offer(&batch);
                     for r in &self.running {
                         // A sink that is behind holds the router here: backpressure to ingest.
                         let _ = r.tx.send(batch.clone()).await;
