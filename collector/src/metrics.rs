@@ -2,7 +2,9 @@
 
 use sentinel_wire::prometheus::{Exposition, Histogram};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use sentinel_wire::stats::HostStats;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Why a frame or connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,9 @@ pub struct Metrics {
     pub tap_rate_limited: AtomicU64,
     pub tap_slow_client: AtomicU64,
     pub tap_lagged_batches: AtomicU64,
+    /// Counter frames received from proxies, and the latest of each connected proxy.
+    pub stats_frames: AtomicU64,
+    hosts: Mutex<BTreeMap<String, HostStats>>,
 }
 
 /// One sink's counters.
@@ -76,6 +81,50 @@ impl Metrics {
         self.malformed.iter().map(|m| m.load(Relaxed)).sum()
     }
 
+    /// Keeps the latest counters a proxy sent.
+    pub fn host_stats(&self, s: HostStats) {
+        self.stats_frames.fetch_add(1, Relaxed);
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).insert(s.proxy.clone(), s);
+    }
+
+    /// Stops serving a proxy's counters (its connection closed).
+    pub fn forget_host(&self, proxy: &str) {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).remove(proxy);
+    }
+
+    /// The connected proxies' counters, as the proxies name them, with a `proxy` label.
+    fn render_hosts(&self, e: &mut Exposition) {
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let label = |h: &HostStats| format!("{{proxy=\"{}\"}}", sentinel_wire::prometheus::escape(&h.proxy));
+        let family = |e: &mut Exposition, name: &str, help: &str, kind: &str, f: fn(&HostStats) -> u64| {
+            let rows: Vec<(String, u64)> = hosts.values().map(|h| (label(h), f(h))).collect();
+            let rows: Vec<(&str, u64)> = rows.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            e.family(name, help, kind, &rows);
+        };
+        family(e, "sentinel_filter_calls_total", "Filter calls, per proxy (sent by the proxies).", "counter", |h| h.calls);
+        family(e, "sentinel_filter_emitted_total", "Events the filter emitted, per proxy.", "counter", |h| h.emitted);
+        family(e, "sentinel_filter_sampled_out_total", "Requests the filter sampled out, per proxy.", "counter", |h| h.sampled_out);
+        family(e, "sentinel_filter_traps_total", "Filter traps, per proxy.", "counter", |h| h.traps);
+        family(e, "sentinel_filter_deadline_hits_total", "Filter calls cut at the deadline, per proxy.", "counter", |h| h.deadline_hits);
+        family(e, "sentinel_filter_skipped_total", "Calls skipped while a faulting filter backs off, per proxy.", "counter", |h| h.skipped);
+        family(e, "sentinel_filter_reloads_ok_total", "Filter reloads applied, per proxy.", "counter", |h| h.reloads_ok);
+        family(e, "sentinel_filter_reloads_failed_total", "Filter reloads refused, per proxy.", "counter", |h| h.reloads_failed);
+        family(e, "sentinel_channel_sent_frames_total", "Frames the proxy wrote to the collector, per proxy.", "counter", |h| h.sent_frames);
+        family(e, "sentinel_channel_queue_bytes", "Bytes waiting in the proxy, per proxy.", "gauge", |h| h.queue_bytes);
+        let dropped: Vec<(String, u64)> = hosts
+            .values()
+            .flat_map(|h| h.dropped.iter().map(move |(r, v)| (format!("{{proxy=\"{}\",reason=\"{}\"}}", sentinel_wire::prometheus::escape(&h.proxy), sentinel_wire::prometheus::escape(r)), *v)))
+            .collect();
+        let dropped: Vec<(&str, u64)> = dropped.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        e.family("sentinel_channel_dropped_total", "Events dropped in the proxy, by proxy and reason.", "counter", &dropped);
+        let info: Vec<(String, u64)> = hosts
+            .values()
+            .map(|h| (format!("{{proxy=\"{}\",version=\"{}\"}}", sentinel_wire::prometheus::escape(&h.proxy), sentinel_wire::prometheus::escape(&h.filter_version)), 1))
+            .collect();
+        let info: Vec<(&str, u64)> = info.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        e.family("sentinel_filter_info", "The filter version serving, per proxy.", "gauge", &info);
+    }
+
     /// The counters of sink `id`, created on first use.
     pub fn sink(&self, id: &str) -> Arc<SinkMetrics> {
         if let Some((_, m)) = self.sinks.read().unwrap_or_else(|p| p.into_inner()).iter().find(|(k, _)| k == id) {
@@ -101,7 +150,8 @@ impl Metrics {
         let mut e = Exposition::new();
         e.counter("sentinel_collector_connections_total", "Proxy connections accepted.", g(&self.connections))
             .gauge("sentinel_collector_connections_active", "Proxy connections open now.", g(&self.connections_active))
-            .counter("sentinel_collector_frames_received_total", "Frames read from proxies.", g(&self.frames_received))
+            .counter("sentinel_collector_frames_received_total", "Event frames read from proxies.", g(&self.frames_received))
+            .counter("sentinel_collector_stats_frames_total", "Counter frames read from proxies.", g(&self.stats_frames))
             .counter("sentinel_collector_received_bytes_total", "Bytes read from proxies.", g(&self.bytes_received))
             .counter("sentinel_collector_events_received_total", "Events decoded and accepted.", g(&self.events_received))
             .labelled("sentinel_collector_malformed_total", "Frames or connections refused, by reason.", "counter", "reason", &malformed)
@@ -124,6 +174,8 @@ impl Metrics {
             .labelled("sentinel_collector_files_rotated_total", "Output files rotated, by sink.", "counter", "sink", &by_sink(|m| &m.files_rotated));
         let latency: Vec<(&str, &Histogram)> = sinks.iter().map(|(id, m)| (id.as_str(), &m.batch_seconds)).collect();
         e.histograms("sentinel_collector_sink_batch_seconds", "Time to write one batch, by sink.", "sink", &latency);
+        drop(sinks);
+        self.render_hosts(&mut e);
         e.finish()
     }
 }

@@ -35,6 +35,10 @@ pub struct ChannelConfig {
     pub reconnect_max: Duration,
     /// A write that makes no progress for this long counts as failed.
     pub write_timeout: Duration,
+    /// How often the host's counters are sent to the collector (and once on each connect).
+    pub stats_interval: Duration,
+    /// Names this proxy in the counters the collector serves (`proxy` label).
+    pub instance_name: String,
 }
 
 impl ChannelConfig {
@@ -47,8 +51,16 @@ impl ChannelConfig {
             reconnect_min: Duration::from_millis(10),
             reconnect_max: Duration::from_secs(1),
             write_timeout: Duration::from_secs(2),
+            stats_interval: Duration::from_secs(5),
+            instance_name: default_instance_name(),
         }
     }
+}
+
+/// `program-pid`: unique per process on a host, stable for its life.
+fn default_instance_name() -> String {
+    let exe = std::env::current_exe().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    format!("{}-{}", exe.unwrap_or_else(|| "proxy".into()), std::process::id())
 }
 
 /// Hands out a producer per filter instance and tells the sender about its ring. Cheap to clone.
@@ -121,6 +133,7 @@ impl Channel {
             stop: stop.clone(),
             conn: None,
             backoff: Duration::ZERO,
+            stats_due: Instant::now(),
         };
         let thread = std::thread::Builder::new().name("telemetry-sender".into()).spawn(move || sender.run())?;
         Ok(Channel { queues, stop, thread: Some(thread) })
@@ -159,6 +172,8 @@ struct SenderLoop {
     stop: Arc<AtomicBool>,
     conn: Option<UnixStream>,
     backoff: Duration,
+    /// When the counters are next sent.
+    stats_due: Instant,
 }
 
 impl SenderLoop {
@@ -189,6 +204,9 @@ impl SenderLoop {
             }
             // Poll rather than block: waking a blocked sender would make pushes pay a syscall.
             // Sleeping a tick when idle costs 1000 wake-ups a second and at most a tick of latency.
+            if Instant::now() >= self.stats_due {
+                self.send_stats();
+            }
             let mut sent = false;
             for i in 0..self.rings.len() {
                 sent |= self.send_batch(i);
@@ -228,6 +246,7 @@ impl SenderLoop {
                 self.backoff = Duration::ZERO;
                 self.metrics.connected.store(1, Relaxed);
                 self.metrics.connects.fetch_add(1, Relaxed);
+                self.stats_due = Instant::now();
                 true
             }
             Err(_) => {
@@ -241,6 +260,19 @@ impl SenderLoop {
                 }
                 false
             }
+        }
+    }
+
+    /// Writes the host's counters as one frame; a failure drops the connection like any write.
+    fn send_stats(&mut self) {
+        self.stats_due = Instant::now() + self.config.stats_interval;
+        let Some(conn) = self.conn.as_mut() else { return };
+        let mut frame = Vec::new();
+        frame::write_frame(&mut frame, FrameKind::Stats, &self.metrics.snapshot(&self.config.instance_name).encode());
+        if let Err(e) = conn.write_all(&frame) {
+            log::warn!("telemetry: collector write failed ({e}), reconnecting");
+            self.metrics.connected.store(0, Relaxed);
+            self.conn = None;
         }
     }
 
@@ -347,25 +379,37 @@ mod tests {
     }
 
     #[test]
-    fn frames_reach_a_listening_collector_after_the_hello() {
+    fn counters_then_frames_reach_a_listening_collector_after_the_hello() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let ch = Channel::start(ChannelConfig::new(&path), metrics.clone()).unwrap();
+        let mut cfg = ChannelConfig::new(&path);
+        cfg.instance_name = "proxy-a".into();
+        let ch = Channel::start(cfg, metrics.clone()).unwrap();
         let (p1, p2) = (ch.queues().producer(), ch.queues().producer());
         assert!(p1.push(b"event-one"));
         assert!(p2.push(b"event-two"));
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut got = vec![0u8; 5 + 2 * (5 + 9)];
-        std::io::Read::read_exact(&mut conn, &mut got).unwrap();
-        assert_eq!(&got[..5], &frame::HELLO);
-        let mut frames = [got[5..19].to_vec(), got[19..].to_vec()];
-        frames.sort();
-        assert_eq!(frames[0][..5], [0, 0, 0, 9, FrameKind::Event as u8]);
-        assert_eq!(&frames[0][5..], b"event-one");
-        assert_eq!(&frames[1][5..], b"event-two");
-        assert!(eventually(|| metrics.sent_frames.load(Relaxed) == 2));
+        let mut read = |n: usize| {
+            let mut b = vec![0u8; n];
+            std::io::Read::read_exact(&mut conn, &mut b).unwrap();
+            b
+        };
+        assert_eq!(read(5), frame::HELLO);
+        let mut frames = Vec::new();
+        while frames.iter().filter(|(k, _)| *k == FrameKind::Event as u8).count() < 2 {
+            let h = read(5);
+            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            frames.push((h[4], read(len)));
+        }
+        assert_eq!(frames[0].0, FrameKind::Stats as u8, "the counters go first on a new connection");
+        assert_eq!(sentinel_wire::stats::HostStats::decode(&frames[0].1).unwrap().proxy, "proxy-a");
+        let mut events: Vec<&[u8]> = frames.iter().filter(|(k, _)| *k == FrameKind::Event as u8).map(|(_, p)| p.as_slice()).collect();
+        events.sort();
+        assert_eq!(events, [&b"event-one"[..], &b"event-two"[..]]);
+        assert!(eventually(|| metrics.sent_frames.load(Relaxed) == 2), "only events count as sent frames");
     }
+
 }

@@ -64,6 +64,27 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// These counters as the collector receives them (see [`sentinel_wire::stats`]).
+    pub fn snapshot(&self, proxy: &str) -> sentinel_wire::stats::HostStats {
+        let g = |c: &Counter| c.load(Relaxed);
+        sentinel_wire::stats::HostStats {
+            proxy: proxy.to_string(),
+            filter_version: self.active_version(),
+            calls: g(&self.calls),
+            emitted: g(&self.emitted),
+            sampled_out: g(&self.sampled_out),
+            traps: g(&self.traps),
+            deadline_hits: g(&self.deadline_hits),
+            instantiate_failures: g(&self.instantiate_failures),
+            skipped: g(&self.skipped),
+            reloads_ok: g(&self.reloads_ok),
+            reloads_failed: g(&self.reloads_failed),
+            dropped: DropReason::ALL.iter().map(|r| (r.as_str().to_string(), self.dropped(*r))).collect(),
+            sent_frames: g(&self.sent_frames),
+            queue_bytes: g(&self.queue_bytes),
+        }
+    }
+
     pub fn drop_event(&self, reason: DropReason, n: u64) {
         self.drops[reason as usize].fetch_add(n, Relaxed);
     }

@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
 pub enum FrameKind {
     /// One event, a MessagePack map (see [`crate::event`]).
     Event = 1,
+    /// The sending host's counters (see [`crate::stats`]), every few seconds.
+    Stats = 2,
 }
 
 /// A decoded frame header.
@@ -60,6 +62,7 @@ pub fn read_header(h: &[u8; HEADER_LEN]) -> Result<FrameHeader, FrameError> {
     let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
     let kind = match h[4] {
         1 => FrameKind::Event,
+        2 => FrameKind::Stats,
         k => return Err(FrameError::UnknownKind(k)),
     };
     if len == 0 {

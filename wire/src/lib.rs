@@ -8,11 +8,13 @@
 //! - [`frame`]: how events travel on the unix socket: a stream hello, then length-prefixed frames.
 //! - [`prometheus`]: the metrics text format every component serves.
 //! - [`sampling`]: the consistent-by-request-id sampling decision shared by filter and collector.
+//! - [`stats`]: the host's counters, sent to the collector to be served with its own.
 
 pub mod event;
 pub mod frame;
 pub mod head;
 pub mod prometheus;
 pub mod sampling;
+pub mod stats;
 
 pub use event::{Event, SCHEMA_VERSION};

@@ -6,7 +6,8 @@
 use super::Batch;
 use crate::metrics::{Malformed, Metrics};
 use crate::pipeline::Pipeline;
-use sentinel_wire::frame::{self, HEADER_LEN};
+use sentinel_wire::frame::{self, FrameKind, HEADER_LEN};
+use sentinel_wire::stats::HostStats;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -73,6 +74,7 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     metrics.connections.fetch_add(1, Relaxed);
                     let conn = Connection {
+                        peer: std::sync::Mutex::new(None),
                         pipeline: pipeline.clone(),
                         tx: tx.clone(),
                         metrics: metrics.clone(),
@@ -100,6 +102,8 @@ fn remove_socket(path: &Path) {
 }
 
 struct Connection {
+    /// The proxy on the other end, once it has sent its counters.
+    peer: std::sync::Mutex<Option<String>>,
     pipeline: Pipeline,
     tx: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
@@ -137,6 +141,9 @@ impl Connection {
             }
         }
         self.metrics.connections_active.fetch_sub(1, Relaxed);
+        if let Some(p) = self.peer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.metrics.forget_host(&p);
+        }
     }
 
     /// Reads and processes whatever the socket holds right now, without waiting for more.
@@ -215,6 +222,20 @@ impl Connection {
                         continue;
                     }
                     let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + header.len) else { break true };
+                    if header.kind == FrameKind::Stats {
+                        match HostStats::decode(payload) {
+                            Ok(s) => {
+                                *self.peer.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.proxy.clone());
+                                self.metrics.host_stats(s);
+                            }
+                            Err(e) => {
+                                tracing::debug!("skipping counters frame: {e}");
+                                self.metrics.malformed(Malformed::BadEvent);
+                            }
+                        }
+                        pos += HEADER_LEN + header.len;
+                        continue;
+                    }
                     self.metrics.frames_received.fetch_add(1, Relaxed);
                     match self.pipeline.process(payload, &mut batch.lines) {
                         Ok(()) => batch.events += 1,
