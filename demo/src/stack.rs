@@ -184,6 +184,11 @@ impl Stack {
         wait_tcp(&self.proxy_addr, Duration::from_secs(10)).await.context("proxy never accepted connections")
     }
 
+    /// The collector's process id, while it runs.
+    pub fn collector_pid(&self) -> Option<u32> {
+        self.collector.as_ref().map(|c| c.id())
+    }
+
     pub async fn proxy_metrics(&self) -> anyhow::Result<Samples> {
         scrape(&self.proxy_admin).await
     }

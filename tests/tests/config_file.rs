@@ -19,8 +19,21 @@ async fn a_collector_run_from_a_config_file_writes_every_event() -> anyhow::Resu
     stack.settle(Duration::from_secs(10)).await?;
     assert_eq!(stack.events()?.len() as u64, n, "one event per request, written where the file says");
     assert_eq!(stack.collector_metrics().await?.get("sentinel_collector_events_written_total{sink=\"file\"}"), n as f64);
+
+    // SIGHUP re-reads the file even when it did not change (what `systemctl reload` sends).
+    let pid = stack.collector_pid().expect("collector runs");
+    assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status()?.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stack.collector_metrics().await?.get("sentinel_collector_config_reloads_total{result=\"ok\"}") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let more = traffic::run(&stack.proxy_addr, 6, 100, 4, |_| {}).await;
+    assert_eq!(more.failed, 0);
+    stack.settle(Duration::from_secs(10)).await?;
+    assert_eq!(stack.events()?.len() as u64, n + 100, "the unchanged sink kept running across the reload");
     let summary = stack.stop_collector().await?;
-    assert_eq!(summary["events_written"], n);
+    assert_eq!(summary["events_written"], n + 100);
     Ok(())
 }
 
