@@ -92,37 +92,11 @@ impl Metrics {
         self.hosts.lock().unwrap_or_else(|p| p.into_inner()).remove(proxy);
     }
 
-    /// The connected proxies' counters, as the proxies name them, with a `proxy` label.
+    /// The connected proxies' counters: the families each proxy serves, with a `proxy` label.
     fn render_hosts(&self, e: &mut Exposition) {
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        let label = |h: &HostStats| format!("{{proxy=\"{}\"}}", sentinel_wire::prometheus::escape(&h.proxy));
-        let family = |e: &mut Exposition, name: &str, help: &str, kind: &str, f: fn(&HostStats) -> u64| {
-            let rows: Vec<(String, u64)> = hosts.values().map(|h| (label(h), f(h))).collect();
-            let rows: Vec<(&str, u64)> = rows.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-            e.family(name, help, kind, &rows);
-        };
-        family(e, "sentinel_filter_calls_total", "Filter calls, per proxy (sent by the proxies).", "counter", |h| h.calls);
-        family(e, "sentinel_filter_emitted_total", "Events the filter emitted, per proxy.", "counter", |h| h.emitted);
-        family(e, "sentinel_filter_sampled_out_total", "Requests the filter sampled out, per proxy.", "counter", |h| h.sampled_out);
-        family(e, "sentinel_filter_traps_total", "Filter traps, per proxy.", "counter", |h| h.traps);
-        family(e, "sentinel_filter_deadline_hits_total", "Filter calls cut at the deadline, per proxy.", "counter", |h| h.deadline_hits);
-        family(e, "sentinel_filter_skipped_total", "Calls skipped while a faulting filter backs off, per proxy.", "counter", |h| h.skipped);
-        family(e, "sentinel_filter_reloads_ok_total", "Filter reloads applied, per proxy.", "counter", |h| h.reloads_ok);
-        family(e, "sentinel_filter_reloads_failed_total", "Filter reloads refused, per proxy.", "counter", |h| h.reloads_failed);
-        family(e, "sentinel_channel_sent_frames_total", "Frames the proxy wrote to the collector, per proxy.", "counter", |h| h.sent_frames);
-        family(e, "sentinel_channel_queue_bytes", "Bytes waiting in the proxy, per proxy.", "gauge", |h| h.queue_bytes);
-        let dropped: Vec<(String, u64)> = hosts
-            .values()
-            .flat_map(|h| h.dropped.iter().map(move |(r, v)| (format!("{{proxy=\"{}\",reason=\"{}\"}}", sentinel_wire::prometheus::escape(&h.proxy), sentinel_wire::prometheus::escape(r)), *v)))
-            .collect();
-        let dropped: Vec<(&str, u64)> = dropped.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        e.family("sentinel_channel_dropped_total", "Events dropped in the proxy, by proxy and reason.", "counter", &dropped);
-        let info: Vec<(String, u64)> = hosts
-            .values()
-            .map(|h| (format!("{{proxy=\"{}\",version=\"{}\"}}", sentinel_wire::prometheus::escape(&h.proxy), sentinel_wire::prometheus::escape(&h.filter_version)), 1))
-            .collect();
-        let info: Vec<(&str, u64)> = info.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        e.family("sentinel_filter_info", "The filter version serving, per proxy.", "gauge", &info);
+        let hosts: Vec<&HostStats> = hosts.values().collect();
+        sentinel_wire::stats::render(&hosts, true, e);
     }
 
     /// The counters of sink `id`, created on first use.

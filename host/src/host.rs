@@ -266,6 +266,11 @@ impl TelemetryHost {
         &self.inner.metrics
     }
 
+    /// The counters as Prometheus text, for the proxy's own `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render_prometheus(&self.inner.config.channel.instance_name)
+    }
+
     /// The version string of the filter serving now.
     pub fn active_version(&self) -> String {
         self.inner.current.load().version.clone()

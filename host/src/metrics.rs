@@ -81,7 +81,13 @@ impl Metrics {
             reloads_failed: g(&self.reloads_failed),
             dropped: DropReason::ALL.iter().map(|r| (r.as_str().to_string(), self.dropped(*r))).collect(),
             sent_frames: g(&self.sent_frames),
+            sent_bytes: g(&self.sent_bytes),
             queue_bytes: g(&self.queue_bytes),
+            queue_frames: g(&self.queue_frames),
+            instances_created: g(&self.instances_created),
+            connected: g(&self.connected),
+            connects: g(&self.connects),
+            connect_failures: g(&self.connect_failures),
         }
     }
 
@@ -109,43 +115,11 @@ impl Metrics {
     }
 
     /// The counters in the Prometheus text exposition format.
-    pub fn render_prometheus(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Relaxed);
+    /// The Prometheus text of these counters: the same families the collector serves for every
+    /// connected proxy (one renderer, [`sentinel_wire::stats::render`]).
+    pub fn render_prometheus(&self, proxy: &str) -> String {
         let mut e = Exposition::new();
-        e.counter("sentinel_filter_calls_total", "Filter calls made (one per finished request).", g(&self.calls))
-            .labelled(
-                "sentinel_filter_outcomes_total",
-                "What the filter did with each call.",
-                "counter",
-                "outcome",
-                &[("emitted", g(&self.emitted)), ("sampled_out", g(&self.sampled_out))],
-            )
-            .labelled(
-                "sentinel_filter_faults_total",
-                "Filter calls that failed; the request was untouched (fail-open).",
-                "counter",
-                "kind",
-                &[("trap", g(&self.traps)), ("deadline", g(&self.deadline_hits)), ("instantiate", g(&self.instantiate_failures))],
-            )
-            .counter("sentinel_filter_skipped_total", "Calls skipped while a faulting filter backs off.", g(&self.skipped))
-            .counter("sentinel_filter_instances_created_total", "Filter instances built.", g(&self.instances_created))
-            .labelled(
-                "sentinel_filter_reloads_total",
-                "Filter reloads by result.",
-                "counter",
-                "result",
-                &[("ok", g(&self.reloads_ok)), ("failed", g(&self.reloads_failed))],
-            )
-            .labelled("sentinel_filter_info", "The filter version serving.", "gauge", "version", &[(&self.active_version(), 1)]);
-        let drops: Vec<(&str, u64)> = DropReason::ALL.iter().map(|r| (r.as_str(), self.dropped(*r))).collect();
-        e.labelled("sentinel_channel_dropped_total", "Events that did not reach the collector, by reason.", "counter", "reason", &drops)
-            .counter("sentinel_channel_sent_frames_total", "Frames written to the collector socket.", g(&self.sent_frames))
-            .counter("sentinel_channel_sent_bytes_total", "Bytes written to the collector socket.", g(&self.sent_bytes))
-            .gauge("sentinel_channel_queue_bytes", "Bytes waiting in the queue.", g(&self.queue_bytes))
-            .gauge("sentinel_channel_queue_frames", "Frames waiting in the queue.", g(&self.queue_frames))
-            .gauge("sentinel_channel_connected", "1 while connected to the collector.", g(&self.connected))
-            .counter("sentinel_channel_connects_total", "Successful connections to the collector.", g(&self.connects))
-            .counter("sentinel_channel_connect_failures_total", "Failed attempts to connect to the collector.", g(&self.connect_failures));
+        sentinel_wire::stats::render(&[&self.snapshot(proxy)], false, &mut e);
         e.finish()
     }
 }

@@ -17,7 +17,7 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let (status, ctype, body) = match session.req_header().uri.path() {
             "/metrics" => {
-                let body = self.0.as_ref().map(|h| h.metrics().render_prometheus()).unwrap_or_default();
+                let body = self.0.as_ref().map(|h| h.metrics_text()).unwrap_or_default();
                 (200, "text/plain; version=0.0.4", body)
             }
             "/health" => (200, "text/plain", "ok\n".to_string()),

@@ -50,7 +50,8 @@ async fn counters_match_what_was_sent_received_and_written() -> anyhow::Result<(
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(c.sum("sentinel_filter_calls_total"), n, "{:?}", c.0);
-    assert_eq!(c.sum("sentinel_filter_emitted_total"), n);
+    let emitted: f64 = c.0.iter().filter(|(k, _)| k.starts_with("sentinel_filter_outcomes_total{") && k.contains("outcome=\"emitted\"")).map(|(_, v)| v).sum();
+    assert_eq!(emitted, n, "the same families as the proxy serves, with a proxy label");
     assert_eq!(c.sum("sentinel_channel_dropped_total"), 0.0);
     assert!(c.0.keys().any(|k| k.starts_with("sentinel_filter_info{proxy=\"sentinel-proxy-") && k.contains("version=\"0.1.0\"")), "{:?}", c.0);
     assert!(c.get("sentinel_collector_stats_frames_total") >= 1.0);
