@@ -48,7 +48,7 @@ async fn sinks_change_under_load_without_losing_or_duplicating() -> anyhow::Resu
     wait_for(&stack, "sentinel_collector_config_reloads_total{result=\"failed\"}", 1.0).await?;
 
     // Remove the added sink again: it drains, syncs and stops receiving.
-    std::fs::write(&config_path, &stack.collector_kdl())?;
+    std::fs::write(&config_path, stack.collector_kdl())?;
     wait_for(&stack, "sentinel_collector_config_reloads_total{result=\"ok\"}", 2.0).await?;
     let copy_at_removal = read_events(&copy_dir)?.len();
 

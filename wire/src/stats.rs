@@ -47,6 +47,9 @@ impl HostStats {
     }
 }
 
+/// One row of a host family: an optional extra label (name, value) and the value.
+type Row = (Option<(&'static str, String)>, u64);
+
 /// Writes the host families for `hosts`. With `label_proxy`, every row also carries
 /// `proxy="…"` (the collector serving several proxies); without, rows are as the proxy serves them.
 pub fn render(hosts: &[&HostStats], label_proxy: bool, e: &mut Exposition) {
@@ -60,7 +63,7 @@ pub fn render(hosts: &[&HostStats], label_proxy: bool, e: &mut Exposition) {
         }
         if parts.is_empty() { String::new() } else { format!("{{{}}}", parts.join(",")) }
     };
-    let mut family = |name: &str, help: &str, kind: &str, rows: &dyn Fn(&HostStats) -> Vec<(Option<(&str, String)>, u64)>| {
+    let mut family = |name: &str, help: &str, kind: &str, rows: &dyn Fn(&HostStats) -> Vec<Row>| {
         let rows: Vec<(String, u64)> = hosts
             .iter()
             .flat_map(|h| rows(h).into_iter().map(move |(l, v)| (labels(h, l.as_ref().map(|(k, v)| (*k, v.as_str()))), v)))
@@ -68,8 +71,8 @@ pub fn render(hosts: &[&HostStats], label_proxy: bool, e: &mut Exposition) {
         let rows: Vec<(&str, u64)> = rows.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         e.family(name, help, kind, &rows);
     };
-    let one = |v: u64| vec![(None, v)];
-    let by = |label: &'static str, rows: Vec<(&str, u64)>| rows.into_iter().map(|(k, v)| (Some((label, k.to_string())), v)).collect::<Vec<_>>();
+    let one = |v: u64| -> Vec<Row> { vec![(None, v)] };
+    let by = |label: &'static str, rows: Vec<(&str, u64)>| -> Vec<Row> { rows.into_iter().map(|(k, v)| (Some((label, k.to_string())), v)).collect() };
     family("sentinel_filter_calls_total", "Filter calls made (one per finished request).", "counter", &|h| one(h.calls));
     family("sentinel_filter_outcomes_total", "What the filter did with each call.", "counter", &|h| {
         by("outcome", vec![("emitted", h.emitted), ("sampled_out", h.sampled_out)])
