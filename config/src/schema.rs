@@ -136,15 +136,15 @@ impl Reader<'_> {
         }
     }
 
-    /// Exactly one positional value.
-    fn one<'n>(&mut self, node: &'n KdlNode, expected: &str) -> Option<&'n KdlEntry> {
+    /// Exactly one positional value; `example` is a valid one, for the help text.
+    fn one<'n>(&mut self, node: &'n KdlNode, expected: &str, example: &str) -> Option<&'n KdlEntry> {
         self.no_children(node);
         let args = self.args(node, &[]);
         match args.as_slice() {
             [one] => Some(one),
             [] => {
                 let e = self.error(node.span().offset(), format!("`{}` needs a value: {expected}", node.name().value()));
-                e.help = Some(format!("for example `{} {}`", node.name().value(), example(expected)));
+                e.help = Some(format!("for example `{} {example}`", node.name().value()));
                 None
             }
             [_, extra, ..] => {
@@ -185,7 +185,7 @@ impl Reader<'_> {
     }
 
     fn string(&mut self, node: &KdlNode) -> Option<String> {
-        let e = self.one(node, "a string")?;
+        let e = self.one(node, "a string", "\"…\"")?;
         self.string_of(node, e)
     }
 
@@ -228,7 +228,7 @@ impl Reader<'_> {
 
     fn integer(&mut self, node: &KdlNode, min: u64, max: u64) -> Option<u64> {
         let expected = format!("an integer from {min} to {max}");
-        let e = self.one(node, &expected)?;
+        let e = self.one(node, &expected, &min.max(1).min(max).to_string())?;
         match e.value() {
             KdlValue::Integer(i) if *i >= min as i128 && *i <= max as i128 => Some(*i as u64),
             _ => {
@@ -240,7 +240,7 @@ impl Reader<'_> {
 
     fn number(&mut self, node: &KdlNode, min: f64, max: f64) -> Option<f64> {
         let expected = format!("a number from {min} to {max}");
-        let e = self.one(node, &expected)?;
+        let e = self.one(node, &expected, &max.to_string())?;
         let v = match e.value() {
             KdlValue::Float(f) => *f,
             KdlValue::Integer(i) => *i as f64,
@@ -286,7 +286,7 @@ impl Reader<'_> {
         for n in self.children(agent, AGENT, &["sink"]) {
             match n.name().value() {
                 "type" => {
-                    if let Some(e) = self.one(n, "\"telemetry\"") {
+                    if let Some(e) = self.one(n, "\"telemetry\"", "\"telemetry\"") {
                         self.choice(n, e, &[("telemetry", ())]);
                     }
                 }
@@ -306,7 +306,7 @@ impl Reader<'_> {
                     }
                 }
                 "failure-mode" => {
-                    if let Some(e) = self.one(n, "\"open\" or \"closed\"") {
+                    if let Some(e) = self.one(n, "\"open\" or \"closed\"", "\"open\"") {
                         if let Some(m) = self.choice(n, e, &[("open", FailureMode::Open), ("closed", FailureMode::Closed)]) {
                             c.failure_mode = m;
                         }
@@ -349,7 +349,7 @@ impl Reader<'_> {
                                 }
                             }
                             _ => {
-                                if let Some(e) = self.one(l, "\"text\" or \"json\"") {
+                                if let Some(e) = self.one(l, "\"text\" or \"json\"", "\"text\"") {
                                     if let Some(f) = self.choice(l, e, &[("text", LogFormat::Text), ("json", LogFormat::Json)]) {
                                         c.log.format = f;
                                     }
@@ -499,16 +499,5 @@ impl Reader<'_> {
             SinkKind::Kafka(k)
         };
         Some(Sink { id, kind })
-    }
-}
-
-/// A sample value for help texts, from the expected-value description.
-fn example(expected: &str) -> String {
-    if expected.contains("string") {
-        "\"…\"".into()
-    } else if expected.contains("integer") || expected.contains("number") {
-        expected.split_whitespace().nth(3).unwrap_or("1").to_string()
-    } else {
-        expected.split(' ').next().unwrap_or("").to_string()
     }
 }

@@ -77,6 +77,7 @@ const BROKEN: &[(&str, usize, usize, &str, &str)] = &[
     ("agent \"t\" {\n  transport \"tcp\" { path \"/x\"; }\n}\n", 2, 13, "`transport`: unknown value \"tcp\"", "unix_socket"),
     ("agent \"t\" {\n  timeout-ms 5\n  timeout-ms 6\n}\n", 3, 3, "`timeout-ms` is given twice", "keep one"),
     ("agent \"t\" {\n  filter { body-capture-bytes 64; }\n}\n", 1, 1, "captures body bytes but `events` asks for no body", "request_body"),
+    ("agent \"t\" {\n  timeout-ms\n}\n", 2, 3, "`timeout-ms` needs a value: an integer from 1 to 60000", "for example `timeout-ms 1`"),
     ("agnet \"t\" {\n}\n", 1, 1, "unknown node `agnet` at the top level", "did you mean `agent`?"),
     ("agent \"t\" {\n  sink \"file\" bogus=1 { path \"/a\"; }\n}\n", 2, 15, "`sink` takes no property `bogus`", ""),
     ("agent \"t\" {\n  log { level \"info\" \n", 1, 11, "invalid KDL: No closing '}' for child block", ""),

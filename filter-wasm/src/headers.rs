@@ -2,6 +2,8 @@
 //! lower-case names, each carrying whether its value is masked. A header that is not listed is
 //! usually rejected by one hash and one empty slot, without comparing any bytes.
 
+use crate::encode::word;
+
 /// What the table knows about a listed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listed {
@@ -105,7 +107,6 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if n != b.len() {
         return false;
     }
-    let word = |s: &[u8], i: usize| u64::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3], s[i + 4], s[i + 5], s[i + 6], s[i + 7]]);
     if n < 8 {
         return a.iter().zip(b).all(|(x, y)| x == y);
     }

@@ -1,7 +1,7 @@
 //! Turns one exchange into one event: sampling, header allowlist and masking, body caps, and
 //! the MessagePack map of the schema, written in one pass from the packed head.
 
-use crate::encode::{text, Writer};
+use crate::encode::Writer;
 use crate::headers::{HeaderTable, Listed};
 use crate::key;
 use crate::Exchange;
@@ -189,9 +189,9 @@ impl Shaper {
                 joined.push_str(", ");
             }
             match v {
-                Value::Plain(s) => joined.push_str(&text(s.get(head))),
+                Value::Plain(s) => joined.push_str(&String::from_utf8_lossy(s.get(head))),
                 Value::Masked(Some(s)) => {
-                    joined.push_str(&text(s.get(head)));
+                    joined.push_str(&String::from_utf8_lossy(s.get(head)));
                     joined.push_str(" ***");
                 }
                 Value::Masked(None) => joined.push_str("***"),
