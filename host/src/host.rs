@@ -204,18 +204,9 @@ impl TelemetryHost {
     /// Reloads the filter file now. A build identical to the serving one is a no-op; a bad one is
     /// refused (counted, logged) and the serving filter stays. Returns the version serving after.
     pub fn reload(&self) -> Result<String, HostError> {
-        let inner = &*self.inner;
-        let _guard = inner.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let path = &inner.config.filter_path;
-        let wasm = std::fs::read(path).map_err(|source| HostError::Read { path: path.display().to_string(), source });
-        let result = wasm.and_then(|wasm| {
-            if compile::digest(&wasm) == inner.current.load().digest {
-                return Ok(None);
-            }
-            let generation = inner.next_generation.fetch_add(1, Relaxed);
-            load(&inner.engine, &inner.config, &wasm, &inner.current.load().config, inner.limits, generation).map(Some)
-        });
-        self.swap(result)
+        let _guard = self.inner.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let config = self.inner.current.load().config.clone();
+        self.swap(self.load_next(&config, true))
     }
 
     /// Gives the filter new settings (allowlist, masking, sampling, body capture): the serving
@@ -223,20 +214,24 @@ impl TelemetryHost {
     /// in like a new build; calls already running finish with the old settings. Settings equal
     /// to the serving ones are a no-op.
     pub fn reconfigure(&self, settings: &FilterSettings) -> Result<String, HostError> {
-        let inner = &*self.inner;
-        let _guard = inner.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.inner.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let config = filter_config(settings);
-        if inner.current.load().config == config {
-            return Ok(inner.current.load().version.clone());
+        if self.inner.current.load().config == config {
+            return Ok(self.inner.current.load().version.clone());
         }
-        let path = &inner.config.filter_path;
-        let result = std::fs::read(path)
-            .map_err(|source| HostError::Read { path: path.display().to_string(), source })
-            .and_then(|wasm| {
-                let generation = inner.next_generation.fetch_add(1, Relaxed);
-                load(&inner.engine, &inner.config, &wasm, &config, inner.limits, generation).map(Some)
-            });
-        self.swap(result)
+        self.swap(self.load_next(&config, false))
+    }
+
+    /// Reads the filter file and loads it with `config` as the next generation. With
+    /// `unless_serving`, a file identical to the serving build gives `None` (nothing to do).
+    fn load_next(&self, config: &FilterConfig, unless_serving: bool) -> Result<Option<LoadedFilter>, HostError> {
+        let inner = &*self.inner;
+        let wasm = read_filter(&inner.config)?;
+        if unless_serving && compile::digest(&wasm) == inner.current.load().digest {
+            return Ok(None);
+        }
+        let generation = inner.next_generation.fetch_add(1, Relaxed);
+        load(&inner.engine, &inner.config, &wasm, config, inner.limits, generation).map(Some)
     }
 
     /// Serves a freshly loaded filter, or counts and logs why there is none.
@@ -327,7 +322,10 @@ fn read_and_load(
     limits: Limits,
     generation: u64,
 ) -> Result<LoadedFilter, HostError> {
+    load(engine, config, &read_filter(config)?, filter_config, limits, generation)
+}
+
+fn read_filter(config: &HostConfig) -> Result<Vec<u8>, HostError> {
     let path = &config.filter_path;
-    let wasm = std::fs::read(path).map_err(|source| HostError::Read { path: path.display().to_string(), source })?;
-    load(engine, config, &wasm, filter_config, limits, generation)
+    std::fs::read(path).map_err(|source| HostError::Read { path: path.display().to_string(), source })
 }
