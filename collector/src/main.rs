@@ -2,11 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sentinel_collector::ingest::unix::UnixIngestConfig;
 use sentinel_collector::metrics::Metrics;
-use sentinel_collector::router::SinkSpec;
-use sentinel_collector::sink::file::FileSinkConfig;
-use sentinel_collector::{config, pipeline, reload, tap, Daemon, DaemonConfig};
+use sentinel_collector::{config, reload, tap, Daemon};
 use std::sync::Arc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -143,18 +140,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn from_flags(args: &RunArgs) -> DaemonConfig {
-    let mut file = FileSinkConfig::new(&args.output_dir);
-    file.max_bytes = args.rotate_bytes;
-    file.max_age = Duration::from_secs(args.rotate_secs);
-    file.max_files = args.keep_files;
-    DaemonConfig {
-        socket: UnixIngestConfig { path: args.socket.clone(), mode: 0o660, max_frame_bytes: args.max_frame_bytes },
-        sinks: vec![SinkSpec { id: "file".into(), file }],
-        admin_listen: args.metrics_listen,
-        host_name: pipeline::host_name(),
-        queue_batches: 1024,
-    }
+/// The flags as the configuration they stand for (one file sink), so flags and files take the
+/// same path to the daemon's settings.
+fn from_flags(args: &RunArgs) -> sentinel_config::Config {
+    let mut c = sentinel_config::Config::default();
+    c.transport.socket_path = args.socket.clone();
+    c.transport.max_frame_bytes = args.max_frame_bytes;
+    c.metrics.listen = args.metrics_listen;
+    let mut file = sentinel_config::FileSink::new(&args.output_dir);
+    file.rotate_bytes = args.rotate_bytes;
+    file.rotate_after = Duration::from_secs(args.rotate_secs);
+    file.keep_files = args.keep_files;
+    c.sinks = vec![sentinel_config::Sink { id: "file".into(), kind: sentinel_config::SinkKind::File(file) }];
+    c
 }
 
 /// Logs to stderr; `RUST_LOG`, when set, wins over the configured level.
@@ -168,15 +166,12 @@ fn init_logging(log: &sentinel_config::Logging) {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let loaded = match &args.config {
-        Some(path) => Some((path.clone(), sentinel_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)),
-        None => None,
+    let (agent, source) = match &args.config {
+        Some(path) => (sentinel_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?, path.display().to_string()),
+        None => (from_flags(&args), "the command line".to_string()),
     };
-    let config = match &loaded {
-        Some((path, c)) => config::daemon_config(c).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        None => from_flags(&args),
-    };
-    init_logging(&loaded.as_ref().map_or_else(|| sentinel_config::Config::default().log, |(_, c)| c.log.clone()));
+    let config = config::daemon_config(&agent).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+    init_logging(&agent.log);
     let metrics = Arc::new(Metrics::default());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let summary = rt.block_on(async {
@@ -192,8 +187,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             let _ = stop_tx.send(true);
         });
         let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
-        if let Some((path, c)) = loaded {
-            tokio::spawn(reload::watch(path, c, Duration::from_secs(1), reload_tx, metrics.clone(), stop_rx.clone()));
+        if let Some(path) = args.config {
+            tokio::spawn(reload::watch(path, agent, Duration::from_secs(1), reload_tx, metrics.clone(), stop_rx.clone()));
         }
         Daemon::run_with(config, metrics, stop_rx, reloads).await
     }).context("collector failed")?;
