@@ -108,6 +108,11 @@ impl Filter {
         Ok(Filter { conditions })
     }
 
+    /// True when the expression has no condition (it matches every event).
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+
     pub fn matches(&self, event: &Value) -> bool {
         self.conditions.iter().all(|c| c.matches(event))
     }
