@@ -108,7 +108,7 @@ impl TelemetryHost {
         });
         if let Some(interval) = inner.config.watch_interval {
             let weak: Weak<Inner> = Arc::downgrade(&inner);
-            let w = reload::watch(inner.config.filter_path.clone(), interval, stop, move || {
+            let w = reload::watch_file("telemetry-filter-watch", inner.config.filter_path.clone(), interval, stop, move || {
                 if let Some(inner) = weak.upgrade() {
                     let _ = TelemetryHost { inner }.reload();
                 }

@@ -24,4 +24,5 @@ pub use channel::ChannelConfig;
 pub use config::{FilterSettings, HostConfig};
 pub use host::{HostError, TelemetryHost};
 pub use metrics::{DropReason, Metrics};
+pub use reload::watch_file;
 pub use sentinel_wire::head::{HeadWriter, Tag};

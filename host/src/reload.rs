@@ -1,4 +1,4 @@
-//! Watches the filter file and asks the host to reload it when it changes.
+//! Watches a file (the filter, or a proxy's configuration) and runs a callback when it changes.
 //!
 //! Polling the file's identity (size, modification time, inode) is used rather than inotify: it
 //! sees atomic renames, editors that replace files and network filesystems alike, and costs one
@@ -25,14 +25,16 @@ fn stamp(path: &PathBuf) -> Option<Stamp> {
     Some(Stamp { len: m.len(), mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()), ino: m.ino() })
 }
 
-/// Starts the watcher thread; `on_change` runs on it each time the file's stamp changes.
-pub(crate) fn watch(
+/// Starts a watcher thread named `name`; `on_change` runs on it each time the file's stamp
+/// (size, modification time, inode) changes, until `stop` is set.
+pub fn watch_file(
+    name: &str,
     path: PathBuf,
     interval: Duration,
     stop: Arc<AtomicBool>,
-    on_change: impl Fn() + Send + 'static,
+    mut on_change: impl FnMut() + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("telemetry-filter-watch".into()).spawn(move || {
+    std::thread::Builder::new().name(name.into()).spawn(move || {
         let mut last = stamp(&path);
         while !stop.load(Relaxed) {
             std::thread::sleep(interval);
