@@ -87,7 +87,7 @@ fn print_event(line: &[u8], format: Format, out: &mut dyn Write) -> std::io::Res
     let start_ns = e["event"]["start_ns"].as_u64().unwrap_or(0);
     let secs = start_ns / 1_000_000_000;
     let time = format!("{:02}:{:02}:{:02}.{:06}", secs / 3600 % 24, secs / 60 % 60, secs % 60, start_ns / 1000 % 1_000_000);
-    let url = format!("{}{}", s(&e["url"]["domain"]).replace('-', ""), s(&e["url"]["path"]));
+    let url = format!("{}{}", e["url"]["domain"].as_str().unwrap_or(""), s(&e["url"]["path"]));
     writeln!(
         out,
         "{:<24} {:>6} {:<7} {:>9.2}  {:<15} {}",
@@ -98,4 +98,19 @@ fn print_event(line: &[u8], format: Format, out: &mut dyn Write) -> std::io::Res
         s(&e["client"]["address"]),
         url
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_keep_the_domain_as_it_is() {
+        let line = br#"{"event":{"start_ns":3723000001000},"http":{"request":{"method":"GET"},"response":{"status_code":503}},"url":{"domain":"my-shop.example","path":"/a-b"},"client":{"address":"203.0.113.7"},"timing":{"total_ms":1.5}}"#;
+        let mut out = Vec::new();
+        print_event(line, Format::Table, &mut out).unwrap();
+        let row = String::from_utf8(out).unwrap();
+        assert!(row.starts_with("01:02:03.000001"), "{row}");
+        assert!(row.contains(" 503 GET ") && row.contains("203.0.113.7") && row.trim_end().ends_with("my-shop.example/a-b"), "{row}");
+    }
 }
