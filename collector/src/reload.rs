@@ -35,8 +35,9 @@ pub async fn watch(
         if !forced && bytes == last {
             continue;
         }
+        let result = apply(&path, bytes.as_deref(), &current, &reloads).await;
         last = bytes;
-        match apply(&path, &current, &reloads).await {
+        match result {
             Ok(new) => {
                 metrics.reloads_ok.fetch_add(1, Relaxed);
                 tracing::info!(config = %path.display(), sinks = new.sinks.len(), "configuration reloaded");
@@ -50,8 +51,11 @@ pub async fn watch(
     }
 }
 
-async fn apply(path: &std::path::Path, current: &Config, reloads: &mpsc::Sender<Reload>) -> Result<Config, String> {
-    let new = sentinel_config::load(path).map_err(|e| e.to_string())?;
+/// Applies the file's bytes (read once, for the change check and for this).
+async fn apply(path: &std::path::Path, bytes: Option<&[u8]>, current: &Config, reloads: &mpsc::Sender<Reload>) -> Result<Config, String> {
+    let bytes = bytes.ok_or_else(|| format!("cannot read {}", path.display()))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("{} is not UTF-8 text: {e}", path.display()))?;
+    let new = sentinel_config::parse(&path.display().to_string(), text).map_err(|e| e.to_string())?;
     let sinks = sink_specs(&new)?;
     let (done, answer) = oneshot::channel();
     reloads.send(Reload { sinks, done }).await.map_err(|_| "the daemon is stopping".to_string())?;
