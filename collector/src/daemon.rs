@@ -4,8 +4,11 @@
 use crate::admin::{self, AdminState};
 use crate::ingest::unix::{self, UnixIngestConfig};
 use crate::metrics::Metrics;
+use crate::enrich::{self, EnrichmentHandle};
+use crate::pipeline::workers::Workers;
 use crate::pipeline::Pipeline;
-use crate::router::{Reload, Router, SinkSpec};
+use crate::router::{Router, SinkReload, SinkSpec};
+use sentinel_config::Enrichment;
 use crate::tap::TapHub;
 use anyhow::Context;
 use serde::Serialize;
@@ -13,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Everything the daemon needs to run.
 #[derive(Debug, Clone)]
@@ -27,6 +30,18 @@ pub struct DaemonConfig {
     pub host_name: String,
     /// Batches waiting for the sink before ingest stops reading (backpressure to the proxies).
     pub queue_batches: usize,
+    pub enrichment: Enrichment,
+    /// Pipeline worker threads.
+    pub workers: usize,
+}
+
+/// A new configuration's reloadable parts, answered once applied (or refused). It is applied
+/// whole or not at all: the enrichment data is loaded first, then the sinks are swapped between
+/// two batches, and only then does the new enrichment go into force.
+pub struct Reload {
+    pub sinks: Vec<SinkSpec>,
+    pub enrichment: Enrichment,
+    pub done: oneshot::Sender<Result<(), String>>,
 }
 
 /// What the daemon did, printed as one JSON line when it stops.
@@ -72,19 +87,30 @@ impl Daemon {
             }
             None => None,
         };
-        let router = Router::start(config.sinks.clone(), metrics.clone(), config.queue_batches, taps).await.map_err(anyhow::Error::msg)?;
+        let enrichment = Arc::new(
+            EnrichmentHandle::start(&config.enrichment, metrics.enrich.clone()).map_err(|e| anyhow::anyhow!("enrichment data: {e}"))?,
+        );
+        let router = Router::start(config.sinks.clone(), metrics.clone(), config.queue_batches, taps.clone()).await.map_err(anyhow::Error::msg)?;
         let output = router.first_output().unwrap_or_default();
         let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
-        let router_task = tokio::spawn(router.run(rx, reloads));
+        let (sink_reload_tx, sink_reloads) = mpsc::channel(1);
+        let router_task = tokio::spawn(router.run(rx, sink_reloads));
+        let reload_task = tokio::spawn(dispatch_reloads(reloads, enrichment.clone(), sink_reload_tx));
+        let watch_task = tokio::spawn(enrich::watch_files(enrichment.clone(), shutdown.clone()));
+        let pipeline = Arc::new(Pipeline::new(config.host_name.clone(), enrichment, taps, metrics.clone()));
+        let (workers, frames_tx) = Workers::start(config.workers, config.queue_batches, pipeline, tx).context("cannot start pipeline workers")?;
         let listener = unix::bind(&config.socket)?;
         ready.store(true, Relaxed);
-        tracing::info!(socket = %config.socket.path.display(), output = %output.display(), sinks = config.sinks.len(), "collector ready");
+        tracing::info!(socket = %config.socket.path.display(), output = %output.display(), sinks = config.sinks.len(), workers = config.workers, "collector ready");
 
-        let pipeline = Pipeline::new(config.host_name.clone());
-        unix::serve(listener, config.socket.clone(), pipeline, tx, metrics.clone(), shutdown).await;
-        // Every connection task has ended and dropped its sender: the sinks drain and sync.
+        unix::serve(listener, config.socket.clone(), frames_tx, metrics.clone(), shutdown).await;
+        // Every connection task has ended and dropped its sender: the workers finish what is
+        // queued, then the sinks drain and sync.
         ready.store(false, Relaxed);
+        tokio::task::spawn_blocking(move || workers.join()).await?;
         router_task.await?;
+        reload_task.abort();
+        watch_task.abort();
         if let Some(t) = admin_task {
             t.abort();
         }
@@ -96,5 +122,35 @@ impl Daemon {
             oversized: metrics.oversized.load(Relaxed),
             output,
         })
+    }
+}
+
+/// Applies reloads in order: enrichment loaded (off the reactor), sinks swapped, enrichment put
+/// in force. A failure at any step leaves everything as it was.
+async fn dispatch_reloads(mut reloads: mpsc::Receiver<Reload>, enrichment: Arc<EnrichmentHandle>, sinks: mpsc::Sender<SinkReload>) {
+    while let Some(r) = reloads.recv().await {
+        let handle = enrichment.clone();
+        let cfg = r.enrichment.clone();
+        let prepared = match tokio::task::spawn_blocking(move || handle.prepare(&cfg)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                let _ = r.done.send(Err(format!("enrichment data: {e}")));
+                continue;
+            }
+            Err(e) => {
+                let _ = r.done.send(Err(format!("enrichment data: {e}")));
+                continue;
+            }
+        };
+        let (done, answer) = oneshot::channel();
+        if sinks.send(SinkReload { sinks: r.sinks, done }).await.is_err() {
+            let _ = r.done.send(Err("the daemon is stopping".into()));
+            continue;
+        }
+        let result = answer.await.unwrap_or_else(|_| Err("the daemon is stopping".into()));
+        if result.is_ok() {
+            enrichment.commit(prepared);
+        }
+        let _ = r.done.send(result);
     }
 }

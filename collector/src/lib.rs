@@ -2,7 +2,9 @@
 //! the order data flows through them.
 //!
 //! - [`ingest`]: listeners that receive frames from proxies (the unix socket).
-//! - [`pipeline`]: what happens to each event between ingest and sinks (decode, validate, stamp).
+//! - [`pipeline`]: what happens to each event between ingest and sinks (decode, enrich, encode),
+//!   on worker threads.
+//! - [`enrich`]: geo, ASN, device and threat data, and the client address they are looked up for.
 //! - [`router`]: hands each batch to every running sink; swaps the sinks on reload.
 //! - [`sink`]: where events end up (rotating NDJSON files).
 //! - [`metrics`] and [`admin`]: the daemon's own counters and its HTTP endpoint.
@@ -13,6 +15,7 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod enrich;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
@@ -21,4 +24,4 @@ pub mod router;
 pub mod sink;
 pub mod tap;
 
-pub use daemon::{Daemon, DaemonConfig, Summary};
+pub use daemon::{Daemon, DaemonConfig, Reload, Summary};

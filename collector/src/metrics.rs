@@ -29,6 +29,78 @@ impl Malformed {
     }
 }
 
+/// The enrichers, as metric label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enricher {
+    Geo,
+    Asn,
+    Device,
+    Threat,
+}
+
+impl Enricher {
+    pub const ALL: [Enricher; 4] = [Enricher::Geo, Enricher::Asn, Enricher::Device, Enricher::Threat];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Enricher::Geo => "geo",
+            Enricher::Asn => "asn",
+            Enricher::Device => "device",
+            Enricher::Threat => "threat",
+        }
+    }
+}
+
+/// The enrichment stage's counters: lookups by enricher and result (`hit`: data found, `miss`:
+/// none for this address or agent, `error`: the data could not be read), the user-agent cache,
+/// and data file reloads.
+#[derive(Debug, Default)]
+pub struct EnrichMetrics {
+    lookups: [[AtomicU64; 3]; 4],
+    pub ua_cache_hits: AtomicU64,
+    pub ua_cache_misses: AtomicU64,
+    pub data_reloads_ok: AtomicU64,
+    pub data_reloads_failed: AtomicU64,
+}
+
+impl EnrichMetrics {
+    /// Adds one worker's `[hit, miss, error]` counts for an enricher.
+    pub fn add(&self, e: Enricher, counts: &[u64; 3]) {
+        for (slot, n) in self.lookups[e as usize].iter().zip(counts) {
+            if *n > 0 {
+                slot.fetch_add(*n, Relaxed);
+            }
+        }
+    }
+
+    pub fn add_ua_cache(&self, hits: u64, misses: u64) {
+        self.ua_cache_hits.fetch_add(hits, Relaxed);
+        self.ua_cache_misses.fetch_add(misses, Relaxed);
+    }
+
+    /// Lookups of one enricher with one result (`0` hit, `1` miss, `2` error).
+    pub fn lookups(&self, e: Enricher, result: usize) -> u64 {
+        self.lookups[e as usize][result].load(Relaxed)
+    }
+
+    fn render(&self, e: &mut Exposition) {
+        let mut rows = Vec::new();
+        for en in Enricher::ALL {
+            for (i, result) in ["hit", "miss", "error"].iter().enumerate() {
+                rows.push((format!("{{enricher=\"{}\",result=\"{result}\"}}", en.name()), self.lookups(en, i)));
+            }
+        }
+        let rows: Vec<(&str, u64)> = rows.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        e.family("sentinel_collector_enrich_lookups_total", "Enrichment lookups, by enricher and result.", "counter", &rows)
+            .labelled("sentinel_collector_enrich_cache_total", "User-agent cache lookups, by result.", "counter", "result", &[("hit", g(&self.ua_cache_hits)), ("miss", g(&self.ua_cache_misses))])
+            .labelled("sentinel_collector_enrich_data_reloads_total", "Enrichment data file reloads, by result.", "counter", "result", &[("ok", g(&self.data_reloads_ok)), ("failed", g(&self.data_reloads_failed))]);
+    }
+}
+
+/// Pipeline stages, as metric label values and tap stage names.
+pub const STAGE_NAMES: [&str; 3] = ["decode", "enrich", "encode"];
+
 /// All counters of one collector.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -53,6 +125,11 @@ pub struct Metrics {
     /// Counter frames received from proxies, and the latest of each connected proxy.
     pub stats_frames: AtomicU64,
     hosts: Mutex<BTreeMap<String, HostStats>>,
+    pub enrich: Arc<EnrichMetrics>,
+    /// Time each pipeline stage spends on one batch, by stage.
+    pub stage_seconds: [Histogram; 3],
+    /// Batches waiting for a pipeline worker.
+    pub pipeline_queue: AtomicU64,
 }
 
 /// One sink's counters.
@@ -149,6 +226,10 @@ impl Metrics {
         let latency: Vec<(&str, &Histogram)> = sinks.iter().map(|(id, m)| (id.as_str(), &m.batch_seconds)).collect();
         e.histograms("sentinel_collector_sink_batch_seconds", "Time to write one batch, by sink.", "sink", &latency);
         drop(sinks);
+        self.enrich.render(&mut e);
+        let stages: Vec<(&str, &Histogram)> = STAGE_NAMES.iter().copied().zip(self.stage_seconds.iter()).collect();
+        e.histograms("sentinel_collector_stage_seconds", "Time a pipeline stage spends on one batch, by stage.", "stage", &stages)
+            .gauge("sentinel_collector_pipeline_queue_batches", "Batches waiting for a pipeline worker.", g(&self.pipeline_queue));
         self.render_hosts(&mut e);
         e.finish()
     }

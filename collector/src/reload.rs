@@ -1,10 +1,10 @@
 //! Live reload of the configuration file: on SIGHUP, and when the file's content changes
-//! (checked every `interval`). A valid file replaces the sinks (see [`crate::router`]); an
-//! invalid one is refused, logged with its errors and counted, and the running setup stays.
+//! (checked every `interval`). A valid file replaces the enrichment and the sinks (see
+//! [`crate::daemon::Reload`]); an invalid one is refused, logged with its errors and counted, and the running setup stays.
 
 use crate::config::{needs_restart, sink_specs};
 use crate::metrics::Metrics;
-use crate::router::Reload;
+use crate::daemon::Reload;
 use sentinel_config::Config;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -58,7 +58,7 @@ async fn apply(path: &std::path::Path, bytes: Option<&[u8]>, current: &Config, r
     let new = sentinel_config::parse(&path.display().to_string(), text).map_err(|e| e.to_string())?;
     let sinks = sink_specs(&new)?;
     let (done, answer) = oneshot::channel();
-    reloads.send(Reload { sinks, done }).await.map_err(|_| "the daemon is stopping".to_string())?;
+    reloads.send(Reload { sinks, enrichment: new.enrichment.clone(), done }).await.map_err(|_| "the daemon is stopping".to_string())?;
     answer.await.map_err(|_| "the daemon is stopping".to_string())??;
     let fixed = needs_restart(current, &new);
     if !fixed.is_empty() {

@@ -19,7 +19,7 @@ pub struct SinkSpec {
 }
 
 /// A request to replace the running sinks, answered once applied (or refused).
-pub struct Reload {
+pub struct SinkReload {
     pub sinks: Vec<SinkSpec>,
     pub done: oneshot::Sender<Result<(), String>>,
 }
@@ -92,7 +92,7 @@ impl Router {
 
     /// Runs until the ingest side closes (every sender dropped), applying reloads between
     /// batches; then drains and syncs every sink.
-    pub async fn run(mut self, mut batches: mpsc::Receiver<Batch>, mut reloads: mpsc::Receiver<Reload>) {
+    pub async fn run(mut self, mut batches: mpsc::Receiver<Batch>, mut reloads: mpsc::Receiver<SinkReload>) {
         let mut reloads_open = true;
         loop {
             tokio::select! {
@@ -107,7 +107,7 @@ impl Router {
                 batch = batches.recv() => {
                     let Some(batch) = batch else { break };
                     let batch = Arc::new(batch);
-                    self.taps.offer(&batch);
+                    self.taps.offer(crate::tap::Stage::Processed, &batch);
                     for r in &self.running {
                         // A sink that is behind holds the router here: backpressure to ingest.
                         let _ = r.tx.send(batch.clone()).await;

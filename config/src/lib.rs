@@ -9,13 +9,14 @@
 mod document;
 mod env;
 mod error;
+pub mod ip;
 mod model;
 mod schema;
 
 pub use env::Secret;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Config, Enrichment, EventKind, FailureMode, FileSink, FilterPart, KafkaSink, LogFormat, Logging, Metrics, Sampling, Sink,
+    ClientIp, Config, DeviceDetection, Enrichment, EventKind, GeoIp, GeoLayout, AsnData, ThreatIntel, ThreatList, ThreatKind, ThreatWeights, FailureMode, FileSink, FilterPart, KafkaSink, LogFormat, Logging, Metrics, Sampling, Sink,
     SinkKind, Transport,
 };
 

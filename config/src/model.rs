@@ -79,13 +79,131 @@ pub struct Sampling {
     pub always_sample_client_errors: bool,
 }
 
-/// Which enrichers run in the collector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which enrichers run in the collector, and the data each reads. An enricher that is off is
+/// `None`; each data file is checked at start and reloaded when it changes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Enrichment {
-    pub geoip: bool,
-    pub asn: bool,
-    pub device_detection: bool,
-    pub threat_intel: bool,
+    pub geoip: Option<GeoIp>,
+    pub asn: Option<AsnData>,
+    pub device_detection: Option<DeviceDetection>,
+    pub threat_intel: Option<ThreatIntel>,
+    pub client_ip: ClientIp,
+    /// How often data files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+/// `geo.*` from MaxMind DB files (tried in order: DB-IP ships IPv4 and IPv6 apart).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoIp {
+    pub databases: Vec<PathBuf>,
+    pub layout: GeoLayout,
+    /// For the flat layout: schema field (`geo.country.iso_code`) ← record key (`country_code`).
+    pub fields: Vec<(String, String)>,
+}
+
+/// How a database's records are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeoLayout {
+    /// MaxMind GeoIP2 / GeoLite2 City and Country.
+    GeoIp2,
+    /// One flat map per network (DB-IP lite and other generic databases), read through `fields`.
+    Flat,
+}
+
+impl GeoLayout {
+    /// The `fields` of DB-IP's lite city databases, used by `layout "dbip"`.
+    pub const DBIP_FIELDS: &'static [(&'static str, &'static str)] = &[
+        ("geo.country.iso_code", "country_code"),
+        ("geo.region.name", "state1"),
+        ("geo.locality.name", "city"),
+        ("geo.postal_code", "postcode"),
+        ("geo.timezone", "timezone"),
+        ("geo.location.lat", "latitude"),
+        ("geo.location.lon", "longitude"),
+    ];
+    /// The schema fields a flat mapping may fill.
+    pub const TARGETS: &'static [&'static str] = &[
+        "geo.continent.code",
+        "geo.country.iso_code",
+        "geo.country.name",
+        "geo.region.iso_code",
+        "geo.region.name",
+        "geo.locality.name",
+        "geo.postal_code",
+        "geo.timezone",
+        "geo.location.lat",
+        "geo.location.lon",
+    ];
+}
+
+/// `asn.*` from MaxMind DB files (GeoLite2-ASN, GeoIP2-ISP) and/or CSV range files
+/// (`start,end,asn,organization`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsnData {
+    pub databases: Vec<PathBuf>,
+    pub csv: Vec<PathBuf>,
+}
+
+/// `device.*`, `user_agent.*`, `os.*` from the User-Agent header with uap-core's regexes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceDetection {
+    pub regexes: PathBuf,
+    /// Distinct user agents remembered per worker (parsing costs ~20 µs; a hit ~50 ns).
+    pub cache_size: usize,
+}
+
+/// `threat.*` from IP lists and databases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreatIntel {
+    pub lists: Vec<ThreatList>,
+    /// GeoIP2 Anonymous-IP databases (Tor exits, proxies, VPNs, hosting).
+    pub anonymous_ip: Vec<PathBuf>,
+    /// Files of AS numbers (one a line) whose addresses count as hosting.
+    pub hosting_asns: Vec<PathBuf>,
+    pub weights: ThreatWeights,
+}
+
+/// A named list file: one IP, CIDR or `first-last` range a line, `#`/`;` comments; the Tor
+/// bulk exit list and the older `ExitAddress` format too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreatList {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: ThreatKind,
+}
+
+/// Which `threat.*` flag a list sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreatKind {
+    KnownBad,
+    TorExit,
+    Proxy,
+    Hosting,
+}
+
+impl ThreatKind {
+    pub const ALL: [(&'static str, ThreatKind); 4] =
+        [("known-bad", ThreatKind::KnownBad), ("tor-exit", ThreatKind::TorExit), ("proxy", ThreatKind::Proxy), ("hosting", ThreatKind::Hosting)];
+}
+
+/// Points each flag adds to `threat.score` (the sum is capped at 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreatWeights {
+    pub known_bad: u32,
+    pub tor_exit: u32,
+    pub proxy: u32,
+    pub hosting: u32,
+}
+
+/// Where the client address comes from. By default it is the proxy's peer and
+/// `X-Forwarded-For` is never trusted; with trusted proxies, the chain is walked from the right
+/// past every trusted hop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientIp {
+    /// Addresses and CIDR blocks of proxies in front of this one.
+    pub trusted_proxies: Vec<String>,
+    /// The header carrying the chain (lower case).
+    pub header: String,
 }
 
 /// One output, named by its kind and an optional id (`sink "file" id="archive"`).
@@ -156,7 +274,14 @@ impl Default for Config {
             failure_mode: FailureMode::Open,
             filter: FilterPart { header_allowlist: Vec::new(), masked_headers: Vec::new(), body_capture_bytes: 0 },
             sampling: Sampling { rate: 1.0, always_sample_errors: true, always_sample_client_errors: false },
-            enrichment: Enrichment { geoip: false, asn: false, device_detection: false, threat_intel: false },
+            enrichment: Enrichment {
+                geoip: None,
+                asn: None,
+                device_detection: None,
+                threat_intel: None,
+                client_ip: ClientIp { trusted_proxies: Vec::new(), header: "x-forwarded-for".into() },
+                reload_interval: Duration::from_secs(10),
+            },
             sinks: Vec::new(),
             metrics: Metrics { listen: None },
             log: Logging { level: "info".into(), format: LogFormat::Text },
@@ -167,5 +292,20 @@ impl Default for Config {
 impl FileSink {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         FileSink { dir: dir.into(), rotate_bytes: 256 << 20, rotate_after: Duration::from_secs(3600), keep_files: 24 }
+    }
+}
+
+/// Where the usual tools install their data (geoipupdate on Debian; uap-core by hand).
+pub mod default_paths {
+    pub const GEOIP_CITY: &str = "/usr/share/GeoIP/GeoLite2-City.mmdb";
+    pub const GEOIP_ASN: &str = "/usr/share/GeoIP/GeoLite2-ASN.mmdb";
+    pub const UAP_REGEXES: &str = "/usr/share/uap-core/regexes.yaml";
+    pub const TOR_EXITS: &str = "/var/lib/sentinel/tor-exits.txt";
+    pub const KNOWN_BAD: &str = "/var/lib/sentinel/known-bad.netset";
+}
+
+impl Default for ThreatWeights {
+    fn default() -> Self {
+        ThreatWeights { known_bad: 60, tor_exit: 40, proxy: 25, hosting: 10 }
     }
 }

@@ -7,6 +7,7 @@ use crate::env::{expand, ExpandError, Secret};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::model::*;
 use kdl::{KdlEntry, KdlNode, KdlValue};
+use std::path::PathBuf;
 use std::time::Duration;
 
 const AGENT: &[&str] = &[
@@ -15,7 +16,13 @@ const AGENT: &[&str] = &[
 const TRANSPORT: &[&str] = &["path", "max-frame-bytes"];
 const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes"];
 const SAMPLING: &[&str] = &["rate", "always-sample-errors", "always-sample-client-errors"];
-const ENRICHMENT: &[&str] = &["geoip", "asn", "device-detection", "threat-intel"];
+const ENRICHMENT: &[&str] = &["geoip", "asn", "device-detection", "threat-intel", "client-ip", "reload-interval-secs"];
+const GEOIP: &[&str] = &["database", "layout", "field"];
+const ASN: &[&str] = &["database", "csv"];
+const DEVICE: &[&str] = &["regexes", "cache-size"];
+const THREAT: &[&str] = &["list", "anonymous-ip", "hosting-asns", "weights"];
+const CLIENT_IP: &[&str] = &["trusted-proxies", "header"];
+const WEIGHTS: &[&str] = &["known-bad", "tor-exit", "proxy", "hosting"];
 const FILE_SINK: &[&str] = &["path", "rotate-bytes", "rotate-secs", "keep-files"];
 const KAFKA_SINK: &[&str] = &["brokers", "topic", "batch-size", "flush-interval-ms", "username", "password"];
 const METRICS: &[&str] = &["listen"];
@@ -428,15 +435,225 @@ impl Reader<'_> {
         }
     }
 
+    /// An enricher switch: `geoip`, `geoip #false`, or `geoip { … }` (a block turns it on).
+    fn switch(&mut self, node: &KdlNode) -> Option<bool> {
+        let args = self.args(node, &[]);
+        match args.as_slice() {
+            [] => Some(true),
+            [e] => match e.value() {
+                KdlValue::Bool(b) => Some(*b),
+                _ => {
+                    self.wrong(node, e, "a boolean (#true or #false) or a block");
+                    None
+                }
+            },
+            [_, extra, ..] => {
+                let msg = format!("`{}` takes one boolean", node.name().value());
+                self.error(extra.span().offset(), msg);
+                None
+            }
+        }
+    }
+
+    fn paths(&mut self, node: &KdlNode) -> Vec<PathBuf> {
+        self.strings(node).into_iter().map(PathBuf::from).collect()
+    }
+
     fn enrichment(&mut self, n: &KdlNode, e: &mut Enrichment) {
         self.args(n, &[]);
         for c in self.children(n, ENRICHMENT, &[]) {
-            let Some(b) = self.boolean(c) else { continue };
             match c.name().value() {
-                "geoip" => e.geoip = b,
-                "asn" => e.asn = b,
-                "device-detection" => e.device_detection = b,
-                _ => e.threat_intel = b,
+                "client-ip" => self.client_ip(c, &mut e.client_ip),
+                "reload-interval-secs" => {
+                    if let Some(v) = self.integer(c, 1, 86_400) {
+                        e.reload_interval = Duration::from_secs(v);
+                    }
+                }
+                name => {
+                    if self.switch(c) != Some(true) {
+                        continue;
+                    }
+                    match name {
+                        "geoip" => e.geoip = Some(self.geoip(c)),
+                        "asn" => e.asn = Some(self.asn(c)),
+                        "device-detection" => e.device_detection = Some(self.device(c)),
+                        _ => e.threat_intel = self.threat(c),
+                    }
+                }
+            }
+        }
+    }
+
+    fn geoip(&mut self, n: &KdlNode) -> GeoIp {
+        let mut g = GeoIp { databases: Vec::new(), layout: GeoLayout::GeoIp2, fields: Vec::new() };
+        let mut dbip = false;
+        for c in self.children(n, GEOIP, &["field"]) {
+            match c.name().value() {
+                "database" => g.databases = self.paths(c),
+                "layout" => {
+                    if let Some(e) = self.one(c, "\"geoip2\", \"dbip\" or \"flat\"", "\"geoip2\"") {
+                        match self.choice(c, e, &[("geoip2", 0), ("dbip", 1), ("flat", 2)]) {
+                            Some(0) => g.layout = GeoLayout::GeoIp2,
+                            Some(1) => (g.layout, dbip) = (GeoLayout::Flat, true),
+                            Some(_) => g.layout = GeoLayout::Flat,
+                            None => {}
+                        }
+                    }
+                }
+                _ => {
+                    self.no_children(c);
+                    let args = self.args(c, &[]);
+                    let [target, key] = args.as_slice() else {
+                        self.error(c.span().offset(), "`field` takes a schema field and a record key").help =
+                            Some("for example `field \"geo.country.iso_code\" \"country_code\"`".into());
+                        continue;
+                    };
+                    let (Some(t), Some(k)) = (self.string_of(c, target), self.string_of(c, key)) else { continue };
+                    if !GeoLayout::TARGETS.contains(&t.as_str()) {
+                        let e = self.error(target.span().offset(), format!("`field`: \"{t}\" is not a geo field"));
+                        e.help = Some(match did_you_mean(&t, GeoLayout::TARGETS) {
+                            Some(k) => format!("did you mean \"{k}\"?"),
+                            None => format!("expected one of: {}", GeoLayout::TARGETS.join(", ")),
+                        });
+                        continue;
+                    }
+                    g.fields.push((t, k));
+                }
+            }
+        }
+        if g.databases.is_empty() {
+            g.databases.push(default_paths::GEOIP_CITY.into());
+        }
+        if dbip {
+            for (t, k) in GeoLayout::DBIP_FIELDS {
+                if !g.fields.iter().any(|(x, _)| x == t) {
+                    g.fields.push((t.to_string(), k.to_string()));
+                }
+            }
+        }
+        if g.layout == GeoLayout::Flat && g.fields.is_empty() {
+            self.error(n.span().offset(), "`geoip` with `layout \"flat\"` needs at least one `field`").help =
+                Some("map record keys to geo fields, e.g. `field \"geo.country.iso_code\" \"country_code\"`, or use `layout \"dbip\"`".into());
+        }
+        g
+    }
+
+    fn asn(&mut self, n: &KdlNode) -> AsnData {
+        let mut a = AsnData { databases: Vec::new(), csv: Vec::new() };
+        for c in self.children(n, ASN, &[]) {
+            match c.name().value() {
+                "database" => a.databases = self.paths(c),
+                _ => a.csv = self.paths(c),
+            }
+        }
+        if a.databases.is_empty() && a.csv.is_empty() {
+            a.databases.push(default_paths::GEOIP_ASN.into());
+        }
+        a
+    }
+
+    fn device(&mut self, n: &KdlNode) -> DeviceDetection {
+        let mut d = DeviceDetection { regexes: default_paths::UAP_REGEXES.into(), cache_size: 10_000 };
+        for c in self.children(n, DEVICE, &[]) {
+            match c.name().value() {
+                "regexes" => {
+                    if let Some(p) = self.string(c) {
+                        d.regexes = p.into();
+                    }
+                }
+                _ => d.cache_size = self.integer(c, 0, 10_000_000).map_or(d.cache_size, |v| v as usize),
+            }
+        }
+        d
+    }
+
+    fn threat(&mut self, n: &KdlNode) -> Option<ThreatIntel> {
+        let mut t = ThreatIntel { lists: Vec::new(), anonymous_ip: Vec::new(), hosting_asns: Vec::new(), weights: ThreatWeights::default() };
+        for c in self.children(n, THREAT, &["list"]) {
+            match c.name().value() {
+                "list" => {
+                    self.no_children(c);
+                    let args = self.args(c, &["kind"]);
+                    let [name, path] = args.as_slice() else {
+                        self.error(c.span().offset(), "`list` takes a name and a file").help =
+                            Some("for example `list \"tor\" \"/var/lib/sentinel/tor-exits.txt\" kind=\"tor-exit\"`".into());
+                        continue;
+                    };
+                    let (Some(name), Some(path)) = (self.string_of(c, name), self.string_of(c, path)) else { continue };
+                    let kind = match c.entry("kind") {
+                        Some(e) => match self.choice(c, e, &ThreatKind::ALL) {
+                            Some(k) => k,
+                            None => continue,
+                        },
+                        None => ThreatKind::KnownBad,
+                    };
+                    if t.lists.iter().any(|l| l.name == name) {
+                        self.error(c.span().offset(), format!("two threat lists are both called `{name}`")).help = Some("give each list its own name".into());
+                        continue;
+                    }
+                    t.lists.push(ThreatList { name, path: path.into(), kind });
+                }
+                "anonymous-ip" => t.anonymous_ip = self.paths(c),
+                "hosting-asns" => t.hosting_asns = self.paths(c),
+                _ => {
+                    self.no_children(c);
+                    self.args(c, WEIGHTS);
+                    for e in c.entries() {
+                        let Some(name) = e.name().map(|n| n.value()) else {
+                            self.error(e.span().offset(), "`weights` takes properties").help =
+                                Some("for example `weights known-bad=60 tor-exit=40 proxy=25 hosting=10`".into());
+                            continue;
+                        };
+                        let v = match e.value() {
+                            KdlValue::Integer(i) if (0..=100).contains(i) => *i as u32,
+                            _ => {
+                                self.wrong(c, e, "an integer from 0 to 100");
+                                continue;
+                            }
+                        };
+                        match name {
+                            "known-bad" => t.weights.known_bad = v,
+                            "tor-exit" => t.weights.tor_exit = v,
+                            "proxy" => t.weights.proxy = v,
+                            "hosting" => t.weights.hosting = v,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        if t.lists.is_empty() && t.anonymous_ip.is_empty() && t.hosting_asns.is_empty() {
+            // A bare `threat-intel` reads the two lists operators most often keep.
+            t.lists.push(ThreatList { name: "tor-exits".into(), path: default_paths::TOR_EXITS.into(), kind: ThreatKind::TorExit });
+            t.lists.push(ThreatList { name: "known-bad".into(), path: default_paths::KNOWN_BAD.into(), kind: ThreatKind::KnownBad });
+        }
+        Some(t)
+    }
+
+    fn client_ip(&mut self, n: &KdlNode, c: &mut ClientIp) {
+        self.args(n, &[]);
+        for child in self.children(n, CLIENT_IP, &[]) {
+            match child.name().value() {
+                "header" => {
+                    if let Some(h) = self.string(child) {
+                        c.header = h.to_ascii_lowercase();
+                    }
+                }
+                _ => {
+                    self.no_children(child);
+                    let entries = self.args(child, &[]);
+                    c.trusted_proxies.clear();
+                    for e in entries {
+                        let Some(v) = self.string_of(child, e) else { continue };
+                        match crate::ip::parse_range(&v) {
+                            Ok(_) => c.trusted_proxies.push(v),
+                            Err(msg) => {
+                                self.error(e.span().offset(), format!("`trusted-proxies`: {msg}")).help =
+                                    Some("write addresses or CIDR blocks, e.g. \"10.0.0.0/8\" \"192.0.2.10\"".into());
+                            }
+                        }
+                    }
+                }
             }
         }
     }

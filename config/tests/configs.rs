@@ -32,7 +32,7 @@ fn the_product_page_block_with_its_lists_fixed_reads_as_kdl_v1() {
     assert_eq!(c.events, vec![EventKind::RequestHeaders, EventKind::ResponseHeaders]);
     assert_eq!(c.timeout, Duration::from_millis(10));
     assert_eq!(c.failure_mode, FailureMode::Open);
-    assert!(c.enrichment.geoip && c.enrichment.asn && c.enrichment.device_detection && c.enrichment.threat_intel);
+    assert!(c.enrichment.geoip.is_some() && c.enrichment.asn.is_some() && c.enrichment.device_detection.is_some() && c.enrichment.threat_intel.is_some());
     assert_eq!(c.sampling.rate, 0.1);
     assert!(c.sampling.always_sample_errors);
     let SinkKind::Kafka(k) = &c.sinks[0].kind else { panic!("{:?}", c.sinks) };
@@ -102,5 +102,5 @@ fn broken_configs_name_the_line_the_column_and_the_fix() {
 #[test]
 fn kdl_v2_booleans_and_bare_flags_read_as_true() {
     let c = parse("v2.kdl", "agent \"t\" {\n  enrichment {\n    geoip #true\n    asn\n    threat-intel #false\n  }\n}\n").unwrap();
-    assert!(c.enrichment.geoip && c.enrichment.asn && !c.enrichment.threat_intel);
+    assert!(c.enrichment.geoip.is_some() && c.enrichment.asn.is_some() && c.enrichment.threat_intel.is_none());
 }

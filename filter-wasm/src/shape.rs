@@ -601,7 +601,7 @@ mod tests {
         assert_eq!(ev.http.request.header.get("user-agent"), Some("ua\u{fffd}"));
         assert_eq!(ev.url.domain.as_deref(), Some("Shop.example"));
         assert_eq!(ev.url.query, None);
-        assert_eq!(ev.network.unwrap().protocol.version, "2");
+        assert_eq!(ev.network.unwrap().protocol.unwrap().version, "2");
         assert_eq!(ev.client, Client { address: "2001:db8::7".into(), port: 40000 });
         let tls = ev.tls.unwrap();
         assert_eq!(tls.protocol.unwrap().version, "1.3");

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Written into every event as `schema_version`; major.minor (a new field is a minor version).
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "1.1";
 
 
 /// One request, as it leaves the proxy (and, later, as the collector enriches it).
@@ -39,8 +39,22 @@ pub struct Event<'a> {
     pub timing: Timing,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub sentinel: Option<Sentinel<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<Geo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<Asn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<UserAgent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<Os>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat: Option<Threat>,
     #[serde(borrow)]
     pub sampling: Sampling<'a>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<Redaction>,
     #[serde(borrow)]
     pub filter: FilterInfo<'a>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
@@ -112,11 +126,21 @@ pub struct Url<'a> {
     pub query: Option<Cow<'a, str>>,
 }
 
-/// `network.protocol.version`, e.g. `1.1` or `2`.
+/// `network.*`: `protocol.version` (e.g. `1.1` or `2`) and the direct peer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Network<'a> {
-    #[serde(borrow)]
-    pub protocol: Protocol<'a>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol<'a>>,
+    /// `network.peer.address`: the proxy's direct peer, set by the collector when a trusted
+    /// `X-Forwarded-For` chain moved `client.address` to the address behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Peer>,
+}
+
+/// `network.peer`: the other end of the proxy's client connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Peer {
+    pub address: String,
 }
 
 /// A `{version}` map, used by `network.protocol` and `tls.protocol`.
@@ -189,6 +213,119 @@ pub struct AgentVerdict<'a> {
     #[serde(borrow)]
     pub verdict: Cow<'a, str>,
     pub duration_ms: f64,
+}
+
+/// `geo.*`: where the client address is, from a GeoIP database (collector enrichment).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Geo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continent: Option<Code>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<Place>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Place>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Named>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+impl Geo {
+    /// True when no field is set (the lookup found nothing worth writing).
+    pub fn is_empty(&self) -> bool {
+        *self == Geo::default()
+    }
+}
+
+/// `geo.continent`: a two-letter code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Code {
+    pub code: String,
+}
+
+/// `geo.country` and `geo.region`: an ISO code and an English name, each optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Place {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iso_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `geo.locality`: a city name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Named {
+    pub name: String,
+}
+
+/// `geo.location`: latitude and longitude in degrees.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// `asn.*`: the autonomous system announcing the client address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Asn {
+    pub number: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+}
+
+/// `device.*`: the kind of device the user agent names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// desktop, mobile, tablet, tv, console, wearable, bot or other.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// `user_agent.*`: the browser or client, parsed from the User-Agent header.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserAgent {
+    pub original: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub is_bot: bool,
+}
+
+/// `os.*`: the operating system the user agent names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Os {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// `threat.*`: what the configured IP lists and databases say about the client address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Threat {
+    pub known_bad: bool,
+    pub tor_exit: bool,
+    pub proxy: bool,
+    pub hosting: bool,
+    /// Names of the lists that matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lists: Vec<String>,
+    /// 0 to 100: the configured weights of what matched, summed and capped.
+    pub score: u32,
+}
+
+/// `redaction.*`: which fields the collector's redaction changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Redaction {
+    pub fields: Vec<String>,
 }
 
 /// `sampling.*`: how many requests this event stands for, and why it was kept.

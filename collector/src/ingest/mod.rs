@@ -1,8 +1,42 @@
-//! Ingest: listeners that receive frames from proxies and hand processed batches to the sinks.
+//! Ingest: listeners that receive frames from proxies and hand them, a batch per read, to the
+//! pipeline workers.
 
 pub mod unix;
 
-/// Processed records from one read of one connection: NDJSON lines and how many there are.
+/// Event frames from one read of one connection, stored back to back: what ingest hands to the
+/// pipeline.
+#[derive(Debug, Default)]
+pub struct Frames {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Frames {
+    pub fn push(&mut self, payload: &[u8]) {
+        self.data.extend_from_slice(payload);
+        self.ends.push(self.data.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// All payload bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(s, e)| &self.data[s..e])
+    }
+}
+
+/// Processed records: NDJSON lines and how many there are. What the pipeline hands to the sinks.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub lines: Vec<u8>,

@@ -1,11 +1,10 @@
 //! The unix-socket listener proxies connect to. Each connection is read by its own task: the
-//! hello is checked, frames are parsed, valid events go through the pipeline and on to the sink
-//! in one batch per read. A peer that breaks the framing is disconnected; an invalid event or an
+//! hello is checked, frames are parsed, and the event frames of each read go to the pipeline
+//! workers as one batch. A peer that breaks the framing is disconnected; an invalid event or an
 //! oversized frame is counted and skipped. One bad peer never disturbs another.
 
-use super::Batch;
+use super::Frames;
 use crate::metrics::{Malformed, Metrics};
-use crate::pipeline::Pipeline;
 use sentinel_wire::frame::{self, FrameKind, HEADER_LEN};
 use sentinel_wire::stats::HostStats;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -61,8 +60,7 @@ pub fn bind(cfg: &UnixIngestConfig) -> Result<UnixListener, IngestError> {
 pub async fn serve(
     listener: UnixListener,
     cfg: UnixIngestConfig,
-    pipeline: Pipeline,
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<Frames>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -75,7 +73,6 @@ pub async fn serve(
                     metrics.connections.fetch_add(1, Relaxed);
                     let conn = Connection {
                         peer: std::sync::Mutex::new(None),
-                        pipeline: pipeline.clone(),
                         tx: tx.clone(),
                         metrics: metrics.clone(),
                         max_frame: cfg.max_frame_bytes,
@@ -104,8 +101,7 @@ fn remove_socket(path: &Path) {
 struct Connection {
     /// The proxy on the other end, once it has sent its counters.
     peer: std::sync::Mutex<Option<String>>,
-    pipeline: Pipeline,
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::Sender<Frames>,
     metrics: Arc<Metrics>,
     max_frame: usize,
 }
@@ -161,16 +157,18 @@ impl Connection {
         }
     }
 
-    /// Appends `bytes` to the buffer, processes every complete frame and hands the batch to the
-    /// sink (waiting while it is full: backpressure). False when the connection must close.
+    /// Appends `bytes` to the buffer, parses every complete frame and hands the event frames to
+    /// the pipeline (waiting while its queue is full: backpressure). False when the connection
+    /// must close.
     async fn ingest(&self, bytes: &[u8], buf: &mut Vec<u8>, state: &mut State) -> bool {
         self.metrics.bytes_received.fetch_add(bytes.len() as u64, Relaxed);
         buf.extend_from_slice(bytes);
-        let mut batch = Batch::default();
-        let keep_going = self.parse(buf, state, &mut batch);
-        if batch.events > 0 {
-            self.metrics.events_received.fetch_add(batch.events, Relaxed);
-            if self.tx.send(batch).await.is_err() {
+        let mut frames = Frames::default();
+        let keep_going = self.parse(buf, state, &mut frames);
+        if !frames.is_empty() {
+            self.metrics.pipeline_queue.fetch_add(1, Relaxed);
+            if self.tx.send(frames).await.is_err() {
+                self.metrics.pipeline_queue.fetch_sub(1, Relaxed);
                 return false;
             }
         }
@@ -178,7 +176,7 @@ impl Connection {
     }
 
     /// Consumes every complete unit in `buf`. False when the peer must be disconnected.
-    fn parse(&self, buf: &mut Vec<u8>, state: &mut State, batch: &mut Batch) -> bool {
+    fn parse(&self, buf: &mut Vec<u8>, state: &mut State, frames: &mut Frames) -> bool {
         let mut pos = 0;
         let ok = loop {
             let rest = &buf[pos..];
@@ -237,13 +235,7 @@ impl Connection {
                         continue;
                     }
                     self.metrics.frames_received.fetch_add(1, Relaxed);
-                    match self.pipeline.process(payload, &mut batch.lines) {
-                        Ok(()) => batch.events += 1,
-                        Err(e) => {
-                            tracing::debug!("skipping frame: {e}");
-                            self.metrics.malformed(Malformed::BadEvent);
-                        }
-                    }
+                    frames.push(payload);
                     pos += HEADER_LEN + header.len;
                 }
             }

@@ -1,6 +1,7 @@
 //! A live view of the events passing the collector, for an operator at a terminal (like
-//! `vector tap`). The router offers each batch to the [`TapHub`]; when nobody taps, that is one
-//! check and nothing else. Each tap session gets its own bounded view and filters on its own
+//! `vector tap`). Each [`Stage`] offers its batches to the [`TapHub`]; when nobody taps a stage,
+//! that is one check and nothing else (the pipeline renders events for a stage only while a
+//! session watches it). Each tap session gets its own bounded view and filters on its own
 //! task: a slow or busy tap loses events for itself (counted), never for the pipeline.
 
 pub mod client;
@@ -15,20 +16,30 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{broadcast, mpsc};
 
-/// The stages a tap can watch. Enrichment and redaction add theirs when they exist.
-pub const STAGES: &[&str] = &["processed"];
+/// Where a tap watches events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// As the proxy sent them (decoded, before anything is added).
+    Decoded,
+    /// After enrichment (geo, asn, device, threat).
+    Enriched,
+    /// As the sinks receive them.
+    Processed,
+}
 
-/// Where batches are offered to taps.
+/// The stages a tap can watch, by name (the first is the default).
+pub const STAGES: &[(&str, Stage)] = &[("processed", Stage::Processed), ("decoded", Stage::Decoded), ("enriched", Stage::Enriched)];
+
+/// Where batches are offered to taps, one channel per stage.
 #[derive(Clone)]
 pub struct TapHub {
-    tx: broadcast::Sender<Arc<Batch>>,
+    tx: [broadcast::Sender<Arc<Batch>>; 3],
 }
 
 impl Default for TapHub {
     fn default() -> Self {
         // Batches kept for a session that falls behind; past this it skips (counted as lagged).
-        let (tx, _) = broadcast::channel(256);
-        TapHub { tx }
+        TapHub { tx: std::array::from_fn(|_| broadcast::channel(256).0) }
     }
 }
 
@@ -38,20 +49,26 @@ pub struct TapRequest {
     pub filter: Filter,
     /// Most events a second sent to this session; 0 means no limit.
     pub rate: u32,
+    pub stage: Stage,
 }
 
 impl TapHub {
-    /// Offers a batch to the taps, if any: never waits.
-    pub fn offer(&self, batch: &Arc<Batch>) {
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(batch.clone());
+    /// True when a session watches `stage`: the pipeline renders events there only then.
+    pub fn watching(&self, stage: Stage) -> bool {
+        self.tx[stage as usize].receiver_count() > 0
+    }
+
+    /// Offers a batch to the taps of `stage`, if any: never waits.
+    pub fn offer(&self, stage: Stage, batch: &Arc<Batch>) {
+        if self.watching(stage) {
+            let _ = self.tx[stage as usize].send(batch.clone());
         }
     }
 
     /// Starts a session; its matching events arrive on the returned receiver as NDJSON lines.
     /// The session ends when the receiver is dropped.
     pub fn open(&self, req: TapRequest, metrics: Arc<Metrics>) -> mpsc::Receiver<Bytes> {
-        let mut rx = self.tx.subscribe();
+        let mut rx = self.tx[req.stage as usize].subscribe();
         let (out, lines) = mpsc::channel::<Bytes>(1024);
         tokio::spawn(async move {
             metrics.tap_sessions.fetch_add(1, Relaxed);
@@ -125,18 +142,24 @@ impl TokenBucket {
 pub fn parse_query(query: &str) -> Result<TapRequest, String> {
     let mut filter = Filter::parse("").map_err(|e| e.to_string())?;
     let mut rate = 0;
+    let mut stage = Stage::Processed;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
         match k {
             "filter" => filter = Filter::parse(&v).map_err(|e| e.to_string())?,
             "rate" => rate = v.parse().map_err(|_| format!("rate {v:?} is not a whole number of events a second"))?,
-            "stage" if STAGES.contains(&v.as_str()) => {}
-            "stage" => return Err(format!("unknown stage {v:?}: this collector has {}", STAGES.join(", "))),
+            "stage" => match STAGES.iter().find(|(name, _)| *name == v) {
+                Some((_, s)) => stage = *s,
+                None => {
+                    let names: Vec<&str> = STAGES.iter().map(|(n, _)| *n).collect();
+                    return Err(format!("unknown stage {v:?}: this collector has {}", names.join(", ")));
+                }
+            },
             other => return Err(format!("unknown tap parameter {other:?}")),
         }
     }
-    Ok(TapRequest { filter, rate })
+    Ok(TapRequest { filter, rate, stage })
 }
 
 /// `+` and `%XX` decoding; malformed escapes are kept as written.
@@ -179,7 +202,9 @@ mod tests {
         let req = parse_query(&format!("filter={}&rate=10&stage=processed", percent_encode(f))).unwrap();
         assert_eq!(req.rate, 10);
         assert_eq!(req.filter, Filter::parse(f).unwrap());
-        assert!(parse_query("stage=enriched").unwrap_err().contains("unknown stage"));
+        assert_eq!(req.stage, Stage::Processed);
+        assert_eq!(parse_query("stage=enriched").unwrap().stage, Stage::Enriched);
+        assert!(parse_query("stage=redacted-ish").unwrap_err().contains("unknown stage"));
         assert!(parse_query("rate=fast").is_err());
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%+1%41"), "% 1A", "a bad escape is kept, + is a space");

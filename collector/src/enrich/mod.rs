@@ -1,0 +1,268 @@
+//! The enrichment stage: adds `geo.*`, `asn.*`, `device.*`/`user_agent.*`/`os.*` and
+//! `threat.*` to each event from local data files, after the client address is settled
+//! ([`client_ip`]). Each enricher is on or off in the config and reads its own files; the
+//! loaded data is immutable and shared by the pipeline workers, and replaced as a whole when a
+//! file or the config changes ([`EnrichmentHandle`]), so a lookup never sees half-loaded data
+//! and no event waits for a reload.
+
+pub mod asn;
+pub mod client_ip;
+pub mod device;
+pub mod geo;
+pub mod mmdb;
+pub mod ranges;
+pub mod threat;
+
+use crate::metrics::{EnrichMetrics, Enricher};
+use arc_swap::ArcSwap;
+use asn::AsnLookup;
+use client_ip::ClientResolver;
+use device::{DeviceParser, UaCache};
+use geo::GeoLookup;
+pub use mmdb::DataError;
+use sentinel_config::Enrichment;
+use sentinel_wire::event::{Event, Network, Peer};
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use threat::ThreatLookup;
+
+/// The loaded data of every enricher that is on.
+#[derive(Debug, Default)]
+pub struct Enrichers {
+    pub geo: Option<Arc<GeoLookup>>,
+    pub asn: Option<Arc<AsnLookup>>,
+    pub device: Option<Arc<DeviceParser>>,
+    pub threat: Option<Arc<ThreatLookup>>,
+    pub client: ClientResolver,
+}
+
+/// What one worker keeps between events: its user-agent cache and counts not yet published.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    ua_cache: UaCache,
+    /// The parser the cache was filled with (held, so it cannot be confused with a new one at
+    /// the same address); a reload of the regexes empties the cache.
+    parser: Option<Arc<DeviceParser>>,
+    counts: [[u64; 3]; 4],
+}
+
+const HIT: usize = 0;
+const MISS: usize = 1;
+const ERROR: usize = 2;
+
+impl Scratch {
+    /// Adds this worker's counts to the shared metrics and starts counting again.
+    pub fn publish(&mut self, m: &EnrichMetrics) {
+        for (e, counts) in self.counts.iter_mut().enumerate() {
+            m.add(Enricher::ALL[e], counts);
+            *counts = [0; 3];
+        }
+        m.add_ua_cache(self.ua_cache.hits, self.ua_cache.misses);
+        (self.ua_cache.hits, self.ua_cache.misses) = (0, 0);
+    }
+
+    fn count<T, E: std::fmt::Display>(&mut self, e: Enricher, r: Result<Option<T>, E>) -> Option<T> {
+        let slot = match &r {
+            Ok(Some(_)) => HIT,
+            Ok(None) => MISS,
+            Err(err) => {
+                tracing::debug!(enricher = e.name(), "lookup failed: {err}");
+                ERROR
+            }
+        };
+        self.counts[e as usize][slot] += 1;
+        r.ok().flatten()
+    }
+}
+
+impl Enrichers {
+    /// Loads every enricher that is on.
+    pub fn load(cfg: &Enrichment) -> Result<Enrichers, DataError> {
+        Ok(Enrichers {
+            geo: cfg.geoip.as_ref().map(GeoLookup::load).transpose()?.map(Arc::new),
+            asn: cfg.asn.as_ref().map(AsnLookup::load).transpose()?.map(Arc::new),
+            device: cfg.device_detection.as_ref().map(DeviceParser::load).transpose()?.map(Arc::new),
+            threat: cfg.threat_intel.as_ref().map(ThreatLookup::load).transpose()?.map(Arc::new),
+            client: ClientResolver::new(&cfg.client_ip),
+        })
+    }
+
+    /// True when no enricher is on (the stage only settles the client address then).
+    pub fn is_empty(&self) -> bool {
+        self.geo.is_none() && self.asn.is_none() && self.device.is_none() && self.threat.is_none()
+    }
+
+    /// Enriches one event in place.
+    pub fn enrich(&self, ev: &mut Event<'_>, scratch: &mut Scratch) {
+        let chain = ev.http.request.header.get(&self.client.header);
+        let Some(ip) = self.client.resolve(&ev.client.address, chain) else { return };
+        let ip_text = ip.to_string();
+        if ip_text != ev.client.address {
+            let peer = std::mem::replace(&mut ev.client.address, Cow::Owned(ip_text));
+            ev.client.port = 0;
+            ev.network.get_or_insert_with(Network::default).peer = Some(Peer { address: peer.into_owned() });
+        }
+        if let Some(g) = &self.geo {
+            ev.geo = scratch.count(Enricher::Geo, g.lookup(ip));
+        }
+        if let Some(a) = &self.asn {
+            ev.asn = scratch.count(Enricher::Asn, a.lookup(ip));
+        }
+        if let Some(d) = &self.device {
+            if !scratch.parser.as_ref().is_some_and(|p| Arc::ptr_eq(p, d)) {
+                scratch.ua_cache.clear();
+                scratch.parser = Some(d.clone());
+            }
+            let parsed = match ev.http.request.header.get("user-agent").filter(|ua| !ua.is_empty()) {
+                Some(ua) => {
+                    let p = scratch.ua_cache.get(d, ua);
+                    ev.user_agent = Some(device::user_agent(ua, &p));
+                    Some(p)
+                }
+                None => None,
+            };
+            if let Some(p) = scratch.count::<_, std::convert::Infallible>(Enricher::Device, Ok(parsed)) {
+                ev.device = Some(p.device.clone());
+                ev.os = p.os.clone();
+            }
+        }
+        if let Some(t) = &self.threat {
+            let asn = ev.asn.as_ref().map(|a| a.number);
+            ev.threat = scratch.count(Enricher::Threat, t.lookup(ip, asn).map(Some));
+        }
+    }
+}
+
+/// A data file as last loaded: changed when its modification time or size differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    path: PathBuf,
+    seen: Option<(SystemTime, u64)>,
+}
+
+impl Stamp {
+    fn of(path: &PathBuf) -> Stamp {
+        let seen = std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        Stamp { path: path.clone(), seen }
+    }
+}
+
+/// Every data file a config reads.
+fn data_files(cfg: &Enrichment) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(g) = &cfg.geoip {
+        files.extend(g.databases.iter().cloned());
+    }
+    if let Some(a) = &cfg.asn {
+        files.extend(a.databases.iter().chain(&a.csv).cloned());
+    }
+    if let Some(d) = &cfg.device_detection {
+        files.push(d.regexes.clone());
+    }
+    if let Some(t) = &cfg.threat_intel {
+        files.extend(t.lists.iter().map(|l| l.path.clone()).chain(t.anonymous_ip.iter().cloned()).chain(t.hosting_asns.iter().cloned()));
+    }
+    files
+}
+
+/// The enrichment in force: read by every worker per batch, replaced when the config or a
+/// data file changes. A replacement that fails to load leaves the current one serving.
+pub struct EnrichmentHandle {
+    current: ArcSwap<Enrichers>,
+    state: Mutex<(Enrichment, Vec<Stamp>)>,
+    metrics: Arc<EnrichMetrics>,
+}
+
+impl EnrichmentHandle {
+    /// Loads the first enrichment; an error here stops the daemon from starting.
+    pub fn start(cfg: &Enrichment, metrics: Arc<EnrichMetrics>) -> Result<EnrichmentHandle, DataError> {
+        let stamps = data_files(cfg).iter().map(Stamp::of).collect();
+        let loaded = Enrichers::load(cfg)?;
+        Ok(EnrichmentHandle { current: ArcSwap::from_pointee(loaded), state: Mutex::new((cfg.clone(), stamps)), metrics })
+    }
+
+    /// The enrichment to use for the next batch.
+    pub fn current(&self) -> Arc<Enrichers> {
+        self.current.load_full()
+    }
+
+    /// Loads what a new config needs (on reload) without applying it; settings that did not
+    /// change reuse their loaded data. Slow (files are read): call off the reactor.
+    pub fn prepare(&self, cfg: &Enrichment) -> Result<Prepared, DataError> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.current();
+        let next = Enrichers {
+            geo: reuse(&state.0.geoip, &cfg.geoip, &old.geo, GeoLookup::load)?,
+            asn: reuse(&state.0.asn, &cfg.asn, &old.asn, AsnLookup::load)?,
+            device: reuse(&state.0.device_detection, &cfg.device_detection, &old.device, DeviceParser::load)?,
+            threat: reuse(&state.0.threat_intel, &cfg.threat_intel, &old.threat, ThreatLookup::load)?,
+            client: ClientResolver::new(&cfg.client_ip),
+        };
+        Ok(Prepared { cfg: cfg.clone(), next })
+    }
+
+    /// Puts a prepared enrichment in force: the next batch of every worker uses it.
+    pub fn commit(&self, p: Prepared) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.current.store(Arc::new(p.next));
+        *state = (p.cfg.clone(), data_files(&p.cfg).iter().map(Stamp::of).collect());
+    }
+
+    /// How often the data files are checked, as configured now.
+    pub fn check_interval(&self) -> std::time::Duration {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0.reload_interval
+    }
+
+    /// Reloads the data if any file changed since it was loaded; counted either way. On error
+    /// the current data keeps serving and the file is tried again when it changes again.
+    pub fn check_files(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now: Vec<Stamp> = state.1.iter().map(|s| Stamp::of(&s.path)).collect();
+        if now == state.1 {
+            return;
+        }
+        let changed: Vec<String> = now.iter().zip(&state.1).filter(|(a, b)| a != b).map(|(a, _)| a.path.display().to_string()).collect();
+        // Whatever happens, do not retry the same content every interval.
+        state.1 = now;
+        match Enrichers::load(&state.0) {
+            Ok(next) => {
+                self.current.store(Arc::new(next));
+                self.metrics.data_reloads_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(files = ?changed, "enrichment data reloaded");
+            }
+            Err(e) => {
+                self.metrics.data_reloads_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!("enrichment data not reloaded, the previous data keeps serving: {e}");
+            }
+        }
+    }
+}
+
+/// An enrichment loaded for a new config, not yet in force.
+pub struct Prepared {
+    cfg: Enrichment,
+    next: Enrichers,
+}
+
+/// The loaded part for `new` settings: the old one when the settings are the same.
+fn reuse<C: PartialEq, T>(old_cfg: &Option<C>, new_cfg: &Option<C>, old: &Option<Arc<T>>, load: impl Fn(&C) -> Result<T, DataError>) -> Result<Option<Arc<T>>, DataError> {
+    match (new_cfg, old) {
+        (Some(_), Some(loaded)) if old_cfg == new_cfg => Ok(Some(loaded.clone())),
+        (Some(c), _) => load(c).map(|t| Some(Arc::new(t))),
+        (None, _) => Ok(None),
+    }
+}
+
+/// Checks the data files at the configured interval until `stop` turns true.
+pub async fn watch_files(handle: Arc<EnrichmentHandle>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(handle.check_interval()) => {}
+        }
+        let h = handle.clone();
+        let _ = tokio::task::spawn_blocking(move || h.check_files()).await;
+    }
+}

@@ -1,0 +1,184 @@
+//! The stages an event passes between ingest and the sinks, in order: decode the MessagePack
+//! frame into the schema (a frame that is not a valid event is counted and skipped), enrich
+//! ([`crate::enrich`]), stamp `collector.host`, encode the NDJSON line the sinks write. The
+//! stages run on a pool of worker threads ([`workers`]), never on the async reactor, one batch
+//! of frames at a time.
+
+pub mod workers;
+
+use crate::enrich::{EnrichmentHandle, Scratch};
+use crate::ingest::{Batch, Frames};
+use crate::metrics::{Malformed, Metrics};
+use crate::tap::{Stage, TapHub};
+use sentinel_wire::event::{CollectorInfo, Event, EventError};
+use std::borrow::Cow;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+
+/// Why a frame did not become an output record.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error("cannot encode event as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The stages, shared by every worker.
+pub struct Pipeline {
+    host: String,
+    enrichment: Arc<EnrichmentHandle>,
+    taps: TapHub,
+    metrics: Arc<Metrics>,
+}
+
+/// Appends `event` as one NDJSON line; on error `out` is unchanged.
+fn encode_line(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    let mark = out.len();
+    if let Err(e) = serde_json::to_writer(&mut *out, event) {
+        out.truncate(mark);
+        return Err(e);
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+impl Pipeline {
+    pub fn new(host: String, enrichment: Arc<EnrichmentHandle>, taps: TapHub, metrics: Arc<Metrics>) -> Self {
+        Pipeline { host, enrichment, taps, metrics }
+    }
+
+    /// Runs every stage over one batch of frames and returns the NDJSON lines of the events
+    /// that made it through. Taps of the decoded and enriched stages get their own rendering,
+    /// only while a session watches them.
+    pub fn process(&self, frames: &Frames, scratch: &mut Scratch) -> Batch {
+        let enrichers = self.enrichment.current();
+        let tap_decoded = self.taps.watching(Stage::Decoded);
+        let tap_enriched = self.taps.watching(Stage::Enriched);
+        let (mut decoded_tap, mut enriched_tap) = (Batch::default(), Batch::default());
+        let mut out = Batch { lines: Vec::with_capacity(frames.bytes().len() * 3), events: 0 };
+        let [decode_t, enrich_t, encode_t] = &self.metrics.stage_seconds;
+        let (mut t_decode, mut t_enrich, mut t_encode) = (0.0f64, 0.0f64, 0.0f64);
+        for frame in frames.iter() {
+            let t0 = Instant::now();
+            let mut event = match Event::decode(frame) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::debug!("skipping frame: {e}");
+                    self.metrics.malformed(Malformed::BadEvent);
+                    continue;
+                }
+            };
+            if tap_decoded {
+                tap_line(&event, &mut decoded_tap);
+            }
+            let t1 = Instant::now();
+            enrichers.enrich(&mut event, scratch);
+            if tap_enriched {
+                tap_line(&event, &mut enriched_tap);
+            }
+            event.collector = Some(CollectorInfo { host: Cow::Borrowed(&self.host) });
+            let t2 = Instant::now();
+            match encode_line(&event, &mut out.lines) {
+                Ok(()) => out.events += 1,
+                Err(e) => {
+                    tracing::warn!("event not written: {e}");
+                    self.metrics.malformed(Malformed::BadEvent);
+                }
+            }
+            let t3 = Instant::now();
+            t_decode += (t1 - t0).as_secs_f64();
+            t_enrich += (t2 - t1).as_secs_f64();
+            t_encode += (t3 - t2).as_secs_f64();
+        }
+        for (h, secs) in [(decode_t, t_decode), (enrich_t, t_enrich), (encode_t, t_encode)] {
+            h.record(std::time::Duration::from_secs_f64(secs));
+        }
+        scratch.publish(&self.metrics.enrich);
+        self.metrics.events_received.fetch_add(out.events, Relaxed);
+        if tap_decoded {
+            self.taps.offer(Stage::Decoded, &Arc::new(decoded_tap));
+        }
+        if tap_enriched {
+            self.taps.offer(Stage::Enriched, &Arc::new(enriched_tap));
+        }
+        out
+    }
+}
+
+fn tap_line(event: &Event<'_>, batch: &mut Batch) {
+    if encode_line(event, &mut batch.lines).is_ok() {
+        batch.events += 1;
+    }
+}
+
+/// This machine's host name, for `collector.host`.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::mmdb::tests::data;
+    use sentinel_config::{Enrichment, GeoIp, GeoLayout};
+
+    fn pipeline(enrichment: &Enrichment) -> (Pipeline, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let handle = Arc::new(EnrichmentHandle::start(enrichment, metrics.enrich.clone()).unwrap());
+        (Pipeline::new("h1".into(), handle, TapHub::default(), metrics.clone()), metrics)
+    }
+
+    fn frame(id: &str, client: &str) -> Vec<u8> {
+        let mut ev = Event { event: sentinel_wire::event::EventInfo { id: id.into(), start_ns: 1, end_ns: 2 }, ..Default::default() };
+        ev.client.address = client.into();
+        let mut f = Vec::new();
+        ev.encode_into(&mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn valid_frames_become_lines_and_garbage_is_counted() {
+        let (p, metrics) = pipeline(&sentinel_config::Config::default().enrichment);
+        let mut frames = Frames::default();
+        frames.push(&frame("a", "192.0.2.1"));
+        frames.push(b"\xc1\xc1garbage");
+        frames.push(&frame("b", "192.0.2.2"));
+        let batch = p.process(&frames, &mut Scratch::default());
+        assert_eq!(batch.events, 2);
+        let lines: Vec<serde_json::Value> = batch.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["event"]["id"], "a");
+        assert_eq!(lines[1]["collector"]["host"], "h1");
+        assert_eq!(metrics.malformed_count(Malformed::BadEvent), 1);
+        assert_eq!(metrics.events_received.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn enrichment_adds_geo_and_counts_lookups() {
+        let mut cfg = sentinel_config::Config::default().enrichment;
+        cfg.geoip = Some(GeoIp { databases: vec![data("maxmind-test/GeoIP2-City-Test.mmdb")], layout: GeoLayout::GeoIp2, fields: vec![] });
+        let (p, metrics) = pipeline(&cfg);
+        let mut frames = Frames::default();
+        frames.push(&frame("a", "81.2.69.160"));
+        frames.push(&frame("b", "10.0.0.1"));
+        let batch = p.process(&frames, &mut Scratch::default());
+        let text = String::from_utf8(batch.lines).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["geo"]["country"]["iso_code"], "GB");
+        assert_eq!(first["geo"]["locality"]["name"], "London");
+        let second: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert!(second.get("geo").is_none());
+        use crate::metrics::Enricher;
+        assert_eq!((metrics.enrich.lookups(Enricher::Geo, 0), metrics.enrich.lookups(Enricher::Geo, 1)), (1, 1));
+    }
+}

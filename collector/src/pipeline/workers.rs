@@ -1,0 +1,58 @@
+//! The pipeline's worker threads. Ingest tasks hand batches of frames to a bounded queue; each
+//! worker takes one, runs every stage over it and passes the result on to the router. CPU-heavy
+//! stages (lookups, parsing, encoding) thus never hold up the async reactor, and when the
+//! workers or the sinks fall behind the queue fills and ingest stops reading: backpressure,
+//! not loss.
+
+use super::Pipeline;
+use crate::enrich::Scratch;
+use crate::ingest::{Batch, Frames};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::mpsc;
+
+/// The running workers; dropping every [`mpsc::Sender`] of their queue ends them.
+pub struct Workers {
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Worker threads to start when the config does not say: one per core, at most 8.
+pub fn default_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
+}
+
+impl Workers {
+    /// Starts `count` workers; returns them and the queue ingest sends to.
+    pub fn start(count: usize, queue_batches: usize, pipeline: Arc<Pipeline>, out: mpsc::Sender<Batch>) -> std::io::Result<(Workers, mpsc::Sender<Frames>)> {
+        let (tx, rx) = mpsc::channel::<Frames>(queue_batches.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::new();
+        for i in 0..count.max(1) {
+            let (rx, pipeline, out) = (rx.clone(), pipeline.clone(), out.clone());
+            let t = std::thread::Builder::new().name(format!("pipeline-{i}")).spawn(move || {
+                let mut scratch = Scratch::default();
+                loop {
+                    // One worker waits on the queue at a time; the others wait for the lock.
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                    let Some(frames) = next else { break };
+                    pipeline.metrics.pipeline_queue.fetch_sub(1, Relaxed);
+                    let batch = pipeline.process(&frames, &mut scratch);
+                    if batch.events > 0 && out.blocking_send(batch).is_err() {
+                        break;
+                    }
+                }
+            })?;
+            threads.push(t);
+        }
+        Ok((Workers { threads }, tx))
+    }
+
+    /// Waits for every worker to finish the batches still queued (call after the senders are
+    /// gone).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
