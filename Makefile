@@ -6,12 +6,17 @@ FILTERS    := target/filters
 WASM       := filter-wasm/target/wasm32-wasip2/release/sentinel_filter.wasm
 FILTER_BUILD = cd filter-wasm && $(2) $(CARGO) build --release --target wasm32-wasip2 --quiet $(1) && cd .. && cp $(WASM) $(FILTERS)/$(3)
 
-.PHONY: setup filters test-filters build demo test bench wrk clean
+.PHONY: setup data filters test-filters build demo test bench wrk clean
 
 ## setup: the wasm target and the C tools some crates build with (cmake for Pingora's zlib-ng).
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake; }
+
+## data: enrichment data for the tests and the demo (MaxMind test databases, DB-IP lite, ASN
+## ranges, uap-core), fetched once into target/data/.
+data:
+	@scripts/fetch-data.sh
 
 ## filters: the production filter component.
 filters: setup
@@ -34,11 +39,11 @@ build: setup filters
 	$(CARGO) build --release --workspace --bins
 
 ## demo: reference proxy + filter + collector writing local files, traffic generated, summary.
-demo: build
+demo: build data
 	./target/release/sentinel-demo run
 
 ## test: unit tests (filter natively, workspace) and end-to-end tests against the real binaries.
-test: build test-filters
+test: build test-filters data
 	cd filter-wasm && $(CARGO) test --quiet
 	$(CARGO) test --release --workspace
 

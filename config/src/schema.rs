@@ -209,6 +209,11 @@ impl Reader<'_> {
     /// A boolean; a bare node (`geoip`) means true. Accepts KDL v2 `#true` and v1 `true`.
     fn boolean(&mut self, node: &KdlNode) -> Option<bool> {
         self.no_children(node);
+        self.bool_args(node)
+    }
+
+    /// The boolean argument of a node (none means true).
+    fn bool_args(&mut self, node: &KdlNode) -> Option<bool> {
         let args = self.args(node, &[]);
         match args.as_slice() {
             [] => Some(true),
@@ -437,22 +442,7 @@ impl Reader<'_> {
 
     /// An enricher switch: `geoip`, `geoip #false`, or `geoip { … }` (a block turns it on).
     fn switch(&mut self, node: &KdlNode) -> Option<bool> {
-        let args = self.args(node, &[]);
-        match args.as_slice() {
-            [] => Some(true),
-            [e] => match e.value() {
-                KdlValue::Bool(b) => Some(*b),
-                _ => {
-                    self.wrong(node, e, "a boolean (#true or #false) or a block");
-                    None
-                }
-            },
-            [_, extra, ..] => {
-                let msg = format!("`{}` takes one boolean", node.name().value());
-                self.error(extra.span().offset(), msg);
-                None
-            }
-        }
+        self.bool_args(node)
     }
 
     fn paths(&mut self, node: &KdlNode) -> Vec<PathBuf> {

@@ -2,6 +2,7 @@
 //! upstream, the collector and the reference proxy (as real child processes, with the real filter
 //! .wasm), varied generated traffic, and the scraping of each part's `/metrics`.
 
+pub mod enrichment;
 pub mod metrics;
 pub mod stack;
 pub mod traffic;

@@ -74,7 +74,13 @@ async fn demo(requests: u64, concurrency: usize, dir: PathBuf, filter: Option<Pa
     let dir = std::path::absolute(&dir)?;
     println!("Sentinel Telemetry demo");
     println!("  starting upstream, collector and proxy (filter {})", filter.display());
-    let stack = Stack::start(paths, StackConfig::new(&dir, &filter)).await?;
+    let data = sentinel_demo::enrichment::data_dir(&paths.bin_dir);
+    anyhow::ensure!(data.join("dbip").exists(), "{} has no enrichment data: run scripts/fetch-data.sh first", data.display());
+    std::fs::create_dir_all(&dir)?;
+    let mut config = StackConfig::new(&dir, &filter);
+    config.collector_enrichment = Some(sentinel_demo::enrichment::demo_block(&data, &dir)?);
+    println!("  enrichment: DB-IP lite city (CC-BY-4.0, db-ip.com), ASN ranges, uap-core, demo threat lists");
+    let stack = Stack::start(paths, config).await?;
     println!("  proxy http://{}  collector socket {}", stack.proxy_addr, stack.socket.display());
     println!("  sending {requests} requests over {concurrency} connections");
     let report = traffic::run(&stack.proxy_addr, seed, requests, concurrency, move |done| {
@@ -126,6 +132,29 @@ async fn demo(requests: u64, concurrency: usize, dir: PathBuf, filter: Option<Pa
         summary["malformed"]
     );
     println!("  credentials     {masked} Authorization headers masked; {leaked} secret values found in the output");
+    let top = |field: &dyn Fn(&serde_json::Value) -> Option<String>| {
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for e in &events {
+            if let Some(k) = field(e) {
+                *counts.entry(k).or_default() += 1;
+            }
+        }
+        let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.iter().take(6).map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    println!("  countries       {}", top(&|e| text(&e["geo"]["country"]["iso_code"])));
+    println!("  cities          {}", top(&|e| text(&e["geo"]["locality"]["name"])));
+    println!("  networks        {}", top(&|e| e["asn"]["number"].as_u64().map(|n| format!("AS{n} {}", e["asn"]["organization"].as_str().unwrap_or("")))));
+    println!("  devices         {}", top(&|e| text(&e["device"]["type"])));
+    println!("  browsers        {}", top(&|e| text(&e["user_agent"]["name"])));
+    println!(
+        "  threats         {} from Tor exits, {} on a known-bad list, {} with a score over 0",
+        count(&|e| e["threat"]["tor_exit"] == true),
+        count(&|e| e["threat"]["known_bad"] == true),
+        count(&|e| e["threat"]["score"].as_u64().unwrap_or(0) > 0)
+    );
     println!("  output          {}", output.display());
     if let Some(e) = events.iter().find(|e| e["http"]["request"]["header"]["authorization"].is_string()) {
         println!("  one event:\n{}", serde_json::to_string_pretty(e)?);
