@@ -22,8 +22,9 @@ struct Cli {
 enum Command {
     /// Run the daemon until SIGTERM or SIGINT; prints a JSON summary line when it stops.
     Run(RunArgs),
-    /// Check a configuration file without starting anything: exit 0 when valid, else 1 with
-    /// every error (file:line:column, what was expected, the fix) on stderr.
+    /// Check a configuration file without starting anything: the file itself (every error with
+    /// file:line:column, what was expected, the fix), its sinks, and the enrichment data it
+    /// names. Exit 0 when valid, else 1 with the errors on stderr.
     Validate {
         /// The KDL configuration file.
         config: PathBuf,
@@ -89,16 +90,24 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Validate { config } => match sentinel_config::load(&config) {
-            Ok(c) => {
-                println!("{}: valid ({} sink{})", config.display(), c.sinks.len(), if c.sinks.len() == 1 { "" } else { "s" });
-                ExitCode::SUCCESS
+        Command::Validate { config } => {
+            // The file, then what it names: sinks this build runs, and the enrichment data.
+            let checked = sentinel_config::load(&config).map_err(|e| e.to_string()).and_then(|c| {
+                config::sink_specs(&c)?;
+                sentinel_collector::enrich::Enrichers::load(&c.enrichment).map_err(|e| format!("enrichment data: {e}"))?;
+                Ok(c)
+            });
+            match checked {
+                Ok(c) => {
+                    println!("{}: valid ({} sink{})", config.display(), c.sinks.len(), if c.sinks.len() == 1 { "" } else { "s" });
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Tap(t) => {
             let args = tap::client::TapArgs {
                 addr: t.addr,
