@@ -60,7 +60,7 @@ async fn every_request_becomes_one_event_with_its_fields() -> anyhow::Result<()>
         assert_eq!(e["client"]["address"], "127.0.0.1");
         assert!(e["client"]["port"].as_u64().unwrap() > 0);
         assert_eq!(e["filter"]["version"], "0.1.0");
-        assert_eq!(e["schema_version"], "1.0");
+        assert_eq!(e["schema_version"], sentinel_wire::SCHEMA_VERSION);
         assert_eq!(e["url"]["domain"], "127.0.0.1");
         assert_eq!(e["network"]["protocol"]["version"], "1.1");
         let total = e["timing"]["total_ms"].as_f64().unwrap();
