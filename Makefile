@@ -6,7 +6,7 @@ FILTERS    := target/filters
 WASM       := filter-wasm/target/wasm32-wasip2/release/sentinel_filter.wasm
 FILTER_BUILD = cd filter-wasm && $(2) $(CARGO) build --release --target wasm32-wasip2 --quiet $(1) && cd .. && cp $(WASM) $(FILTERS)/$(3)
 
-.PHONY: setup data filters test-filters build demo test bench wrk clean
+.PHONY: setup data filters test-filters build demo test bench bench-collector wrk clean
 
 ## setup: the wasm target and the C tools some crates build with (cmake for Pingora's zlib-ng).
 setup:
@@ -50,6 +50,11 @@ test: build test-filters data
 ## bench: criterion benchmark of the request-path cost (host call + guest + encode + queue push).
 bench: filters
 	$(CARGO) bench -p sentinel-host --bench request_path
+
+## bench-collector: the collector pipeline per stage and in full, events/s per core, and the
+## two user-agent parsers side by side.
+bench-collector: data
+	$(CARGO) bench -p sentinel-collector --bench pipeline
 
 ## wrk: proxy throughput with telemetry off and on, in one run (installs wrk if missing).
 wrk: build
