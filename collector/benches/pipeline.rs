@@ -1,10 +1,11 @@
-//! The collector's pipeline cost per event, single-threaded, on a realistic mix: 10,000 events
-//! whose client addresses are spread over the IPv4 space (plus a share of IPv6) and whose user
-//! agents follow a long-tailed mix of 60 real agents. Data: DB-IP lite city (geo), the free ASN
-//! ranges (~515k), uap-core (device), 20 threat lists of 5,000 ranges each (100k ranges).
+//! The collector's pipeline cost per event, single-threaded, on batches of 10,000 events with a
+//! long-tailed mix of 60 real user agents, and client addresses either from 2,000 clients
+//! (long-tailed, as a real site sees them) or every one new (the worst case for the address
+//! cache). Data: DB-IP lite city (geo), the free ASN ranges (~515k), uap-core (device), 20 threat
+//! lists of 5,000 ranges each (100k ranges).
 //!
-//! Stage by stage (each alone after decode), then the full pipeline, then decode + encode only
-//! (forwarding). Events/s per core = 1 / (time per event). A second group times the two
+//! Decode + encode only (forwarding), each enricher alone (address enrichers on all-new
+//! addresses: their real lookup cost), then the full pipeline both ways. Events/s per core = 1 / (time per event). A second group times the two
 //! user-agent parsers on the same agents, uncached, so the choice of `ua-parser` is on file.
 //!
 //! Run: `make bench-collector` (needs `make data`).
@@ -21,6 +22,10 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The allocator the daemon runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn data(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/data").join(rel);
@@ -83,18 +88,31 @@ fn agents() -> Vec<String> {
     v
 }
 
-/// `n` event frames: addresses spread over the space (15% IPv6), agents long-tailed.
-fn frames(n: usize) -> Frames {
+/// A client address spread over the space (15% IPv6).
+fn address(r: u64) -> String {
+    if r % 100 < 15 {
+            format!("2a0{}:{:x}:{:x}::{:x}", r % 10, (r >> 8) & 0xffff, (r >> 24) & 0xffff, (r >> 40) & 0xffff)
+    } else {
+        std::net::Ipv4Addr::from(((r >> 16) as u32) | 0x0100_0000).to_string()
+    }
+}
+
+/// `n` event frames. Addresses: `clients` distinct ones picked long-tailed (a few clients send
+/// most requests, as on a real site), or every event from a new address when `clients` is 0.
+/// Agents long-tailed over 60.
+fn frames(n: usize, clients: usize) -> Frames {
     let agents = agents();
     let mut rng = Rng(7);
+    let pool: Vec<String> = (0..clients).map(|_| address(rng.next())).collect();
     let mut frames = Frames::default();
     let mut buf = Vec::new();
     for i in 0..n {
         let r = rng.next();
-        let ip = if r % 100 < 15 {
-            format!("2a0{}:{:x}:{:x}::{:x}", r % 10, (r >> 8) & 0xffff, (r >> 24) & 0xffff, (r >> 40) & 0xffff)
+        let ip = if clients == 0 {
+            address(r)
         } else {
-            std::net::Ipv4Addr::from(((r >> 16) as u32) | 0x0100_0000).to_string()
+            let u = (rng.next() % 1_000_000) as f64 / 1e6;
+            pool[((u * u * u) * clients as f64) as usize].clone()
         };
         // Long tail: square the uniform pick so low indexes dominate.
         let u = (rng.next() % 1000) as f64 / 1000.0;
@@ -161,6 +179,7 @@ fn enrichment(geo: bool, asn: bool, device: bool, threat: Option<&[ThreatList]>)
         device_detection: device.then(|| DeviceDetection { regexes: data("uap-core/regexes.yaml"), cache_size: 10_000 }),
         threat_intel: threat.map(|lists| ThreatIntel { lists: lists.to_vec(), anonymous_ip: vec![], hosting_asns: vec![], weights: ThreatWeights::default() }),
         client_ip: ClientIp { trusted_proxies: vec!["10.0.0.0/8".into()], header: "x-forwarded-for".into() },
+        address_cache_size: 10_000,
         reload_interval: Duration::from_secs(3600),
     }
 }
@@ -174,22 +193,28 @@ fn pipeline(cfg: &Enrichment) -> Pipeline {
 fn stages(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let lists = threat_lists(dir.path());
-    let frames = frames(10_000);
+    let frames_mix = frames(10_000, 2_000);
+    let frames_new = frames(10_000, 0);
     let mut g = c.benchmark_group("pipeline");
-    g.throughput(Throughput::Elements(frames.len() as u64));
+    g.throughput(Throughput::Elements(frames_mix.len() as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(6));
-    let cases: [(&str, Enrichment); 6] = [
-        ("forward (decode + encode)", enrichment(false, false, false, None)),
-        ("geo (DB-IP city)", enrichment(true, false, false, None)),
-        ("asn (515k CSV ranges)", enrichment(false, true, false, None)),
-        ("device (uap-core, cached)", enrichment(false, false, true, None)),
-        ("threat (20 lists, 100k ranges)", enrichment(false, false, false, Some(&lists))),
-        ("full (geo + asn + device + threat)", enrichment(true, true, true, Some(&lists))),
+    let cases: [(&str, Enrichment, &Frames); 7] = [
+        ("forward (decode + encode)", enrichment(false, false, false, None), &frames_mix),
+        ("geo (DB-IP city)", enrichment(true, false, false, None), &frames_new),
+        ("asn (515k CSV ranges)", enrichment(false, true, false, None), &frames_new),
+        ("device (uap-core)", enrichment(false, false, true, None), &frames_mix),
+        ("threat (20 lists, 100k ranges)", enrichment(false, false, false, Some(&lists)), &frames_new),
+        ("full, 2000 clients", enrichment(true, true, true, Some(&lists)), &frames_mix),
+        ("full, every address new", enrichment(true, true, true, Some(&lists)), &frames_new),
     ];
-    for (name, cfg) in &cases {
-        let p = pipeline(cfg);
+    for (name, cfg, frames) in &cases {
+        // Loaded on first use, so a filtered run loads only what it measures.
+        let mut p = None;
         let mut scratch = Scratch::default();
-        g.bench_function(*name, |b| b.iter(|| black_box(p.process(&frames, &mut scratch))));
+        g.bench_function(*name, |b| {
+            let p = p.get_or_insert_with(|| pipeline(cfg));
+            b.iter(|| black_box(p.process(&frames, &mut scratch)))
+        });
     }
     g.finish();
 }

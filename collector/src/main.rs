@@ -11,6 +11,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
+/// The pipeline allocates and frees many small strings per batch; mimalloc's per-thread heaps
+/// measured 10–20% faster on the whole pipeline than the system allocator (benches/pipeline.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Receives telemetry events from proxies, processes them and writes them to sinks.")]
 struct Cli {

@@ -51,14 +51,21 @@ impl Enricher {
     }
 }
 
-/// The enrichment stage's counters: lookups by enricher and result (`hit`: data found, `miss`:
-/// none for this address or agent, `error`: the data could not be read), the user-agent cache,
-/// and data file reloads.
+/// The enrichment stage's caches, as metric label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKind {
+    UserAgent,
+    Address,
+}
+
+/// The enrichment stage's counters: results by enricher (`hit`: data found, `miss`: none for
+/// this address or agent, `error`: the data could not be read), the caches, and data file
+/// reloads.
 #[derive(Debug, Default)]
 pub struct EnrichMetrics {
     lookups: [[AtomicU64; 3]; 4],
-    pub ua_cache_hits: AtomicU64,
-    pub ua_cache_misses: AtomicU64,
+    /// Cache hits and misses, by [`CacheKind`].
+    cache: [[AtomicU64; 2]; 2],
     pub data_reloads_ok: AtomicU64,
     pub data_reloads_failed: AtomicU64,
 }
@@ -73,9 +80,12 @@ impl EnrichMetrics {
         }
     }
 
-    pub fn add_ua_cache(&self, hits: u64, misses: u64) {
-        self.ua_cache_hits.fetch_add(hits, Relaxed);
-        self.ua_cache_misses.fetch_add(misses, Relaxed);
+    pub fn add_cache(&self, c: CacheKind, hits: u64, misses: u64) {
+        for (slot, n) in self.cache[c as usize].iter().zip([hits, misses]) {
+            if n > 0 {
+                slot.fetch_add(n, Relaxed);
+            }
+        }
     }
 
     /// Lookups of one enricher with one result (`0` hit, `1` miss, `2` error).
@@ -92,8 +102,15 @@ impl EnrichMetrics {
         }
         let rows: Vec<(&str, u64)> = rows.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         let g = |a: &AtomicU64| a.load(Relaxed);
-        e.family("sentinel_collector_enrich_lookups_total", "Enrichment lookups, by enricher and result.", "counter", &rows)
-            .labelled("sentinel_collector_enrich_cache_total", "User-agent cache lookups, by result.", "counter", "result", &[("hit", g(&self.ua_cache_hits)), ("miss", g(&self.ua_cache_misses))])
+        let mut cache = Vec::new();
+        for (i, kind) in ["user_agent", "address"].iter().enumerate() {
+            for (j, result) in ["hit", "miss"].iter().enumerate() {
+                cache.push((format!("{{cache=\"{kind}\",result=\"{result}\"}}"), g(&self.cache[i][j])));
+            }
+        }
+        let cache: Vec<(&str, u64)> = cache.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        e.family("sentinel_collector_enrich_lookups_total", "Enrichment results per event, by enricher: data found (hit), none (miss), lookup failed (error).", "counter", &rows)
+            .family("sentinel_collector_enrich_cache_total", "Enrichment cache lookups, by cache and result.", "counter", &cache)
             .labelled("sentinel_collector_enrich_data_reloads_total", "Enrichment data file reloads, by result.", "counter", "result", &[("ok", g(&self.data_reloads_ok)), ("failed", g(&self.data_reloads_failed))]);
     }
 }

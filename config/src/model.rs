@@ -88,6 +88,8 @@ pub struct Enrichment {
     pub device_detection: Option<DeviceDetection>,
     pub threat_intel: Option<ThreatIntel>,
     pub client_ip: ClientIp,
+    /// Distinct client addresses whose geo/asn/threat answers each pipeline worker remembers.
+    pub address_cache_size: usize,
     /// How often data files are checked for changes.
     pub reload_interval: Duration,
 }
@@ -280,6 +282,7 @@ impl Default for Config {
                 device_detection: None,
                 threat_intel: None,
                 client_ip: ClientIp { trusted_proxies: Vec::new(), header: "x-forwarded-for".into() },
+                address_cache_size: 10_000,
                 reload_interval: Duration::from_secs(10),
             },
             sinks: Vec::new(),

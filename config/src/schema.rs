@@ -16,7 +16,7 @@ const AGENT: &[&str] = &[
 const TRANSPORT: &[&str] = &["path", "max-frame-bytes"];
 const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes"];
 const SAMPLING: &[&str] = &["rate", "always-sample-errors", "always-sample-client-errors"];
-const ENRICHMENT: &[&str] = &["geoip", "asn", "device-detection", "threat-intel", "client-ip", "reload-interval-secs"];
+const ENRICHMENT: &[&str] = &["geoip", "asn", "device-detection", "threat-intel", "client-ip", "address-cache-size", "reload-interval-secs"];
 const GEOIP: &[&str] = &["database", "layout", "field"];
 const ASN: &[&str] = &["database", "csv"];
 const DEVICE: &[&str] = &["regexes", "cache-size"];
@@ -454,6 +454,7 @@ impl Reader<'_> {
         for c in self.children(n, ENRICHMENT, &[]) {
             match c.name().value() {
                 "client-ip" => self.client_ip(c, &mut e.client_ip),
+                "address-cache-size" => e.address_cache_size = self.integer(c, 0, 10_000_000).map_or(e.address_cache_size, |v| v as usize),
                 "reload-interval-secs" => {
                     if let Some(v) = self.integer(c, 1, 86_400) {
                         e.reload_interval = Duration::from_secs(v);

@@ -140,8 +140,11 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
     let geo_misses = m.get("sentinel_collector_enrich_lookups_total{enricher=\"geo\",result=\"miss\"}");
     assert_eq!(geo_hits + geo_misses, 2000.0, "one geo lookup per event");
     assert_eq!(geo_hits as usize, events.iter().filter(|e| e.get("geo").is_some()).count());
-    let (hits, misses) = (m.get("sentinel_collector_enrich_cache_total{result=\"hit\"}"), m.get("sentinel_collector_enrich_cache_total{result=\"miss\"}"));
-    assert!(misses <= 9.0 * 2.0 && hits >= 2000.0 - misses, "nine user agents, two workers: {hits} hits, {misses} misses");
+    let cache = |c: &str, r: &str| m.get(&format!("sentinel_collector_enrich_cache_total{{cache=\"{c}\",result=\"{r}\"}}"));
+    let (hits, misses) = (cache("user_agent", "hit"), cache("user_agent", "miss"));
+    assert!(misses <= 9.0 * 2.0 && hits + misses == 2000.0, "nine user agents, two workers: {hits} hits, {misses} misses");
+    let (hits, misses) = (cache("address", "hit"), cache("address", "miss"));
+    assert!(misses <= 12.0 * 2.0 && hits + misses == 2000.0, "twelve client addresses, two workers: {hits} hits, {misses} misses");
 
     // A list update under traffic: 8.8.8.8 becomes known-bad once the new file is loaded.
     replace(&bad, "8.8.8.0/24\n")?;

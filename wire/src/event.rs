@@ -11,6 +11,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// Written into every event as `schema_version`; major.minor (a new field is a minor version).
 pub const SCHEMA_VERSION: &str = "1.1";
@@ -39,18 +40,19 @@ pub struct Event<'a> {
     pub timing: Timing,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub sentinel: Option<Sentinel<'a>>,
+    // The collector's enrichment: shared (`Arc`) because one lookup answers many events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub geo: Option<Geo>,
+    pub geo: Option<Arc<Geo>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asn: Option<Asn>,
+    pub asn: Option<Arc<Asn>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<Device>,
+    pub device: Option<Arc<Device>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<UserAgent<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<UserAgent>,
+    pub os: Option<Arc<Os>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub os: Option<Os>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threat: Option<Threat>,
+    pub threat: Option<Arc<Threat>>,
     #[serde(borrow)]
     pub sampling: Sampling<'a>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -291,12 +293,13 @@ pub struct Device {
 
 /// `user_agent.*`: the browser or client, parsed from the User-Agent header.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UserAgent {
-    pub original: String,
+pub struct UserAgent<'a> {
+    #[serde(borrow)]
+    pub original: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    pub version: Option<Arc<str>>,
     pub is_bot: bool,
 }
 

@@ -1,22 +1,23 @@
 //! `device.*`, `user_agent.*` and `os.*` from the User-Agent header, with uap-core's regexes and
 //! the `ua-parser` engine (~20 µs a parse measured here, against ~500 µs for `uaparser`; see
-//! `benches/enrich.rs`). Real traffic repeats a few user agents heavily, so each worker keeps a
-//! bounded cache of parsed agents.
+//! `benches/pipeline.rs`). Real traffic repeats a few user agents heavily, so each worker keeps
+//! a bounded cache of parsed agents ([`super::cache`]).
 
 use super::mmdb::DataError;
 use sentinel_config::DeviceDetection;
 use sentinel_wire::event::{Device, Os, UserAgent};
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
-/// What one user agent parses to (without `user_agent.original`, which is the key).
+/// What one user agent parses to (without `user_agent.original`, which is the key), shared by
+/// every event with that agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
-    pub device: Device,
-    pub name: Option<String>,
-    pub version: Option<String>,
-    pub os: Option<Os>,
+    pub device: Arc<Device>,
+    pub name: Option<Arc<str>>,
+    pub version: Option<Arc<str>>,
+    pub os: Option<Arc<Os>>,
     pub is_bot: bool,
 }
 
@@ -71,10 +72,10 @@ impl DeviceParser {
         let kind = classify(ua, &family, brand.as_deref(), model.as_deref(), os.as_ref().map(|o| o.name.as_str()));
         Parsed {
             is_bot: kind == "bot",
-            device: Device { kind: kind.to_owned(), brand, model },
-            name,
-            version,
-            os: os.filter(|o| o.name != "Other"),
+            device: Arc::new(Device { kind: kind.to_owned(), brand, model }),
+            name: name.map(Arc::from),
+            version: version.map(Arc::from),
+            os: os.filter(|o| o.name != "Other").map(Arc::new),
         }
     }
 }
@@ -108,51 +109,9 @@ pub fn classify(ua: &str, family: &str, brand: Option<&str>, model: Option<&str>
     "other"
 }
 
-/// A bounded cache of parsed agents for one worker: two generations, the older dropped when
-/// the newer fills, so hot agents stay and memory is capped at twice `size` entries.
-#[derive(Debug, Default)]
-pub struct UaCache {
-    new: HashMap<Box<str>, Arc<Parsed>>,
-    old: HashMap<Box<str>, Arc<Parsed>>,
-    pub hits: u64,
-    pub misses: u64,
-}
-
-impl UaCache {
-    /// The parse of `ua`, from the cache or freshly made.
-    pub fn get(&mut self, parser: &DeviceParser, ua: &str) -> Arc<Parsed> {
-        if let Some(p) = self.new.get(ua) {
-            self.hits += 1;
-            return p.clone();
-        }
-        let p = match self.old.remove(ua) {
-            Some(p) => {
-                self.hits += 1;
-                p
-            }
-            None => {
-                self.misses += 1;
-                Arc::new(parser.parse(ua))
-            }
-        };
-        if parser.cache_size > 0 {
-            if self.new.len() >= parser.cache_size {
-                self.old = std::mem::take(&mut self.new);
-            }
-            self.new.insert(ua.into(), p.clone());
-        }
-        p
-    }
-
-    pub fn clear(&mut self) {
-        self.new.clear();
-        self.old.clear();
-    }
-}
-
 /// `user_agent.*` for an event.
-pub fn user_agent(original: &str, p: &Parsed) -> UserAgent {
-    UserAgent { original: original.to_owned(), name: p.name.clone(), version: p.version.clone(), is_bot: p.is_bot }
+pub fn user_agent<'a>(original: Cow<'a, str>, p: &Parsed) -> UserAgent<'a> {
+    UserAgent { original, name: p.name.clone(), version: p.version.clone(), is_bot: p.is_bot }
 }
 
 #[cfg(test)]
@@ -199,24 +158,7 @@ mod tests {
         assert_eq!(chrome.version.as_deref(), Some("124.0.0"));
         let iphone = p.parse(AGENTS[3].0);
         assert_eq!(iphone.device.brand.as_deref(), Some("Apple"));
-        assert_eq!(iphone.os.unwrap().version.as_deref(), Some("17.4"));
-    }
-
-    #[test]
-    fn the_cache_is_bounded_and_counts_hits() {
-        let p = parser();
-        let mut c = UaCache::default();
-        for _ in 0..3 {
-            for (ua, ..) in &AGENTS[..3] {
-                c.get(&p, ua);
-            }
-        }
-        assert_eq!((c.hits, c.misses), (6, 3));
-        for (ua, ..) in AGENTS {
-            c.get(&p, ua);
-        }
-        assert!(c.new.len() <= 4 && c.old.len() <= 4);
-        assert_eq!(*c.get(&p, AGENTS[12].0), p.parse(AGENTS[12].0));
+        assert_eq!(iphone.os.as_ref().unwrap().version.as_deref(), Some("17.4"));
     }
 
     #[test]

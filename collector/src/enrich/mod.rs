@@ -6,6 +6,7 @@
 //! and no event waits for a reload.
 
 pub mod asn;
+pub mod cache;
 pub mod client_ip;
 pub mod device;
 pub mod geo;
@@ -13,15 +14,17 @@ pub mod mmdb;
 pub mod ranges;
 pub mod threat;
 
-use crate::metrics::{EnrichMetrics, Enricher};
+use crate::metrics::{CacheKind, EnrichMetrics, Enricher};
 use arc_swap::ArcSwap;
 use asn::AsnLookup;
 use client_ip::ClientResolver;
-use device::{DeviceParser, UaCache};
+use cache::Cache;
+use device::DeviceParser;
 use geo::GeoLookup;
 pub use mmdb::DataError;
 use sentinel_config::Enrichment;
-use sentinel_wire::event::{Event, Network, Peer};
+use sentinel_wire::event::{Asn, Event, Geo, Network, Peer, Threat};
+use std::net::IpAddr;
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,16 +39,34 @@ pub struct Enrichers {
     pub device: Option<Arc<DeviceParser>>,
     pub threat: Option<Arc<ThreatLookup>>,
     pub client: ClientResolver,
+    /// Distinct client addresses each worker remembers the answers for.
+    pub address_cache_size: usize,
 }
 
-/// What one worker keeps between events: its user-agent cache and counts not yet published.
+/// What the address-based enrichers say about one address; cached per worker, since a client
+/// sends many requests.
 #[derive(Debug, Default)]
+struct AddressFacts {
+    geo: Option<Arc<Geo>>,
+    asn: Option<Arc<Asn>>,
+    threat: Option<Arc<Threat>>,
+}
+
+/// What one worker keeps between events: its caches and counts not yet published.
+#[derive(Debug)]
 pub struct Scratch {
-    ua_cache: UaCache,
-    /// The parser the cache was filled with (held, so it cannot be confused with a new one at
-    /// the same address); a reload of the regexes empties the cache.
-    parser: Option<Arc<DeviceParser>>,
+    agents: Cache<String, Arc<device::Parsed>>,
+    addresses: Cache<u128, Arc<AddressFacts>>,
+    /// The data the caches were filled from (held, so it cannot be confused with new data at
+    /// the same address); new data empties them.
+    filled_from: Option<Arc<Enrichers>>,
     counts: [[u64; 3]; 4],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch { agents: Cache::new(0), addresses: Cache::new(0), filled_from: None, counts: [[0; 3]; 4] }
+    }
 }
 
 const HIT: usize = 0;
@@ -59,21 +80,23 @@ impl Scratch {
             m.add(Enricher::ALL[e], counts);
             *counts = [0; 3];
         }
-        m.add_ua_cache(self.ua_cache.hits, self.ua_cache.misses);
-        (self.ua_cache.hits, self.ua_cache.misses) = (0, 0);
+        let (h, miss) = self.agents.take_counts();
+        m.add_cache(CacheKind::UserAgent, h, miss);
+        let (h, miss) = self.addresses.take_counts();
+        m.add_cache(CacheKind::Address, h, miss);
     }
 
-    fn count<T, E: std::fmt::Display>(&mut self, e: Enricher, r: Result<Option<T>, E>) -> Option<T> {
-        let slot = match &r {
-            Ok(Some(_)) => HIT,
-            Ok(None) => MISS,
-            Err(err) => {
-                tracing::debug!(enricher = e.name(), "lookup failed: {err}");
-                ERROR
-            }
-        };
-        self.counts[e as usize][slot] += 1;
-        r.ok().flatten()
+    fn count<T>(&mut self, e: Enricher, found: &Option<T>) {
+        self.counts[e as usize][if found.is_some() { HIT } else { MISS }] += 1;
+    }
+
+    /// Empties the caches when the data changed since they were filled.
+    fn follow(&mut self, data: &Arc<Enrichers>) {
+        if !self.filled_from.as_ref().is_some_and(|d| Arc::ptr_eq(d, data)) {
+            self.agents.clear(data.device.as_ref().map_or(0, |d| d.cache_size));
+            self.addresses.clear(data.address_cache_size);
+            self.filled_from = Some(data.clone());
+        }
     }
 }
 
@@ -86,6 +109,7 @@ impl Enrichers {
             device: cfg.device_detection.as_ref().map(DeviceParser::load).transpose()?.map(Arc::new),
             threat: cfg.threat_intel.as_ref().map(ThreatLookup::load).transpose()?.map(Arc::new),
             client: ClientResolver::new(&cfg.client_ip),
+            address_cache_size: cfg.address_cache_size,
         })
     }
 
@@ -94,45 +118,80 @@ impl Enrichers {
         self.geo.is_none() && self.asn.is_none() && self.device.is_none() && self.threat.is_none()
     }
 
+    /// Looks an address up in every address-based enricher. Errors are counted; facts with an
+    /// error are not cached, so the next event tries again.
+    fn address_facts(&self, ip: IpAddr, errors: &mut [u64; 4]) -> (AddressFacts, bool) {
+        let mut failed = false;
+        let geo = self.geo.as_ref().and_then(|g| settle(Enricher::Geo, g.lookup(ip), errors, &mut failed));
+        let asn = self.asn.as_ref().and_then(|a| settle(Enricher::Asn, a.lookup(ip), errors, &mut failed));
+        let asn_number = asn.as_ref().map(|a| a.number);
+        let threat = self.threat.as_ref().and_then(|t| settle(Enricher::Threat, t.lookup(ip, asn_number).map(Some), errors, &mut failed));
+        (AddressFacts { geo: geo.map(Arc::new), asn: asn.map(Arc::new), threat: threat.map(Arc::new) }, failed)
+    }
+
     /// Enriches one event in place.
-    pub fn enrich(&self, ev: &mut Event<'_>, scratch: &mut Scratch) {
+    pub fn enrich(self: &Arc<Self>, ev: &mut Event<'_>, scratch: &mut Scratch) {
+        scratch.follow(self);
         let chain = ev.http.request.header.get(&self.client.header);
         let Some(ip) = self.client.resolve(&ev.client.address, chain) else { return };
-        let ip_text = ip.to_string();
-        if ip_text != ev.client.address {
-            let peer = std::mem::replace(&mut ev.client.address, Cow::Owned(ip_text));
+        if ev.client.address.parse::<IpAddr>().ok() != Some(ip) {
+            let peer = std::mem::replace(&mut ev.client.address, Cow::Owned(ip.to_string()));
             ev.client.port = 0;
             ev.network.get_or_insert_with(Network::default).peer = Some(Peer { address: peer.into_owned() });
         }
-        if let Some(g) = &self.geo {
-            ev.geo = scratch.count(Enricher::Geo, g.lookup(ip));
-        }
-        if let Some(a) = &self.asn {
-            ev.asn = scratch.count(Enricher::Asn, a.lookup(ip));
+        if self.geo.is_some() || self.asn.is_some() || self.threat.is_some() {
+            let mut errors = [0u64; 4];
+            let mut uncached = false;
+            let key = ranges::key(ip);
+            let facts = scratch.addresses.get_or_insert(&key, || {
+                let (facts, failed) = self.address_facts(ip, &mut errors);
+                uncached = failed;
+                Arc::new(facts)
+            });
+            if uncached {
+                // Drop the entry just made, so a transient failure is not remembered.
+                scratch.addresses.remove(&key);
+            }
+            for (e, n) in errors.iter().enumerate() {
+                scratch.counts[e][ERROR] += n;
+            }
+            if self.geo.is_some() {
+                scratch.count(Enricher::Geo, &facts.geo);
+                ev.geo = facts.geo.clone();
+            }
+            if self.asn.is_some() {
+                scratch.count(Enricher::Asn, &facts.asn);
+                ev.asn = facts.asn.clone();
+            }
+            if self.threat.is_some() {
+                scratch.count(Enricher::Threat, &facts.threat);
+                ev.threat = facts.threat.clone();
+            }
         }
         if let Some(d) = &self.device {
-            if !scratch.parser.as_ref().is_some_and(|p| Arc::ptr_eq(p, d)) {
-                scratch.ua_cache.clear();
-                scratch.parser = Some(d.clone());
-            }
-            let parsed = match ev.http.request.header.get("user-agent").filter(|ua| !ua.is_empty()) {
-                Some(ua) => {
-                    let p = scratch.ua_cache.get(d, ua);
-                    ev.user_agent = Some(device::user_agent(ua, &p));
-                    Some(p)
-                }
-                None => None,
-            };
-            if let Some(p) = scratch.count::<_, std::convert::Infallible>(Enricher::Device, Ok(parsed)) {
+            let ua = ev.http.request.header.0.iter().find(|(n, _)| n == "user-agent").map(|(_, v)| v.clone()).filter(|ua| !ua.is_empty());
+            let parsed = ua.map(|ua| {
+                let p = scratch.agents.get_or_insert(ua.as_ref(), || Arc::new(d.parse(&ua)));
+                ev.user_agent = Some(device::user_agent(ua, &p));
+                p
+            });
+            scratch.count(Enricher::Device, &parsed);
+            if let Some(p) = parsed {
                 ev.device = Some(p.device.clone());
                 ev.os = p.os.clone();
             }
         }
-        if let Some(t) = &self.threat {
-            let asn = ev.asn.as_ref().map(|a| a.number);
-            ev.threat = scratch.count(Enricher::Threat, t.lookup(ip, asn).map(Some));
-        }
     }
+}
+
+/// A lookup's answer, with a failure counted for its enricher and noted in `failed`.
+fn settle<T>(e: Enricher, r: Result<Option<T>, maxminddb::MaxMindDbError>, errors: &mut [u64; 4], failed: &mut bool) -> Option<T> {
+    r.unwrap_or_else(|err| {
+        tracing::debug!(enricher = e.name(), "lookup failed: {err}");
+        errors[e as usize] += 1;
+        *failed = true;
+        None
+    })
 }
 
 /// A data file as last loaded: changed when its modification time or size differ.
@@ -199,6 +258,7 @@ impl EnrichmentHandle {
             device: reuse(&state.0.device_detection, &cfg.device_detection, &old.device, DeviceParser::load)?,
             threat: reuse(&state.0.threat_intel, &cfg.threat_intel, &old.threat, ThreatLookup::load)?,
             client: ClientResolver::new(&cfg.client_ip),
+            address_cache_size: cfg.address_cache_size,
         };
         Ok(Prepared { cfg: cfg.clone(), next })
     }
