@@ -170,7 +170,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Value<'a> {
                 Ok(Value(Some(Scalar::Num(v))))
             }
             fn visit_f32<E>(self, v: f32) -> Result<Self::Value, E> {
-                Ok(Value(Some(Scalar::Num(f64::from(v)))))
+                // Through its shortest decimal form, so 51.5143f32 is written 51.5143, not
+                // 51.51430130004883.
+                Ok(Value(Some(Scalar::Num(v.to_string().parse().unwrap_or(f64::from(v))))))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(Value(Some(Scalar::Num(v as f64))))
