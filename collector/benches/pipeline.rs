@@ -11,7 +11,9 @@
 //! Run: `make bench-collector` (needs `make data`).
 
 use criterion::{criterion_group, Criterion, Throughput};
-use sentinel_collector::enrich::{EnrichmentHandle, Scratch};
+use sentinel_collector::enrich::EnrichmentHandle;
+use sentinel_collector::pipeline::WorkerScratch;
+use sentinel_collector::sample::SamplingHandle;
 use sentinel_collector::ingest::Frames;
 use sentinel_collector::metrics::Metrics;
 use sentinel_collector::pipeline::Pipeline;
@@ -187,7 +189,9 @@ fn enrichment(geo: bool, asn: bool, device: bool, threat: Option<&[ThreatList]>)
 fn pipeline(cfg: &Enrichment) -> Pipeline {
     let metrics = Arc::new(Metrics::default());
     let handle = Arc::new(EnrichmentHandle::start(cfg, metrics.enrich.clone()).expect("load enrichment data"));
-    Pipeline::new("bench".into(), handle, TapHub::default(), metrics)
+    // Sampling at 100%, as the budget says: the stage runs and keeps everything.
+    let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));
+    Pipeline::new("bench".into(), sampling, handle, TapHub::default(), metrics)
 }
 
 fn stages(c: &mut Criterion) {
@@ -210,7 +214,7 @@ fn stages(c: &mut Criterion) {
     for (name, cfg, frames) in &cases {
         // Loaded on first use, so a filtered run loads only what it measures.
         let mut p = None;
-        let mut scratch = Scratch::default();
+        let mut scratch = WorkerScratch::default();
         g.bench_function(*name, |b| {
             let p = p.get_or_insert_with(|| pipeline(cfg));
             b.iter(|| black_box(p.process(&frames, &mut scratch)))

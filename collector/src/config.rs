@@ -37,6 +37,7 @@ pub fn daemon_config(c: &Config) -> Result<DaemonConfig, String> {
         admin_listen: c.metrics.listen,
         host_name: pipeline::host_name(),
         queue_batches: 1024,
+        sampling: c.sampling.clone(),
         enrichment: c.enrichment.clone(),
         workers: pipeline::workers::default_count(),
     })

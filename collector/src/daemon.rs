@@ -8,7 +8,8 @@ use crate::enrich::{self, EnrichmentHandle};
 use crate::pipeline::workers::Workers;
 use crate::pipeline::Pipeline;
 use crate::router::{Router, SinkReload, SinkSpec};
-use sentinel_config::Enrichment;
+use crate::sample::SamplingHandle;
+use sentinel_config::{Enrichment, Sampling};
 use crate::tap::TapHub;
 use anyhow::Context;
 use serde::Serialize;
@@ -30,6 +31,7 @@ pub struct DaemonConfig {
     pub host_name: String,
     /// Batches waiting for the sink before ingest stops reading (backpressure to the proxies).
     pub queue_batches: usize,
+    pub sampling: Sampling,
     pub enrichment: Enrichment,
     /// Pipeline worker threads.
     pub workers: usize,
@@ -40,6 +42,7 @@ pub struct DaemonConfig {
 /// two batches, and only then does the new enrichment go into force.
 pub struct Reload {
     pub sinks: Vec<SinkSpec>,
+    pub sampling: Sampling,
     pub enrichment: Enrichment,
     pub done: oneshot::Sender<Result<(), String>>,
 }
@@ -95,9 +98,10 @@ impl Daemon {
         let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
         let (sink_reload_tx, sink_reloads) = mpsc::channel(1);
         let router_task = tokio::spawn(router.run(rx, sink_reloads));
-        let reload_task = tokio::spawn(dispatch_reloads(reloads, enrichment.clone(), sink_reload_tx));
+        let sampling = Arc::new(SamplingHandle::new(&config.sampling));
+        let reload_task = tokio::spawn(dispatch_reloads(reloads, sampling.clone(), enrichment.clone(), sink_reload_tx));
         let watch_task = tokio::spawn(enrich::watch_files(enrichment.clone(), shutdown.clone()));
-        let pipeline = Arc::new(Pipeline::new(config.host_name.clone(), enrichment, taps, metrics.clone()));
+        let pipeline = Arc::new(Pipeline::new(config.host_name.clone(), sampling, enrichment, taps, metrics.clone()));
         let (workers, frames_tx) = Workers::start(config.workers, config.queue_batches, pipeline, tx).context("cannot start pipeline workers")?;
         let listener = unix::bind(&config.socket)?;
         ready.store(true, Relaxed);
@@ -125,9 +129,9 @@ impl Daemon {
     }
 }
 
-/// Applies reloads in order: enrichment loaded (off the reactor), sinks swapped, enrichment put
-/// in force. A failure at any step leaves everything as it was.
-async fn dispatch_reloads(mut reloads: mpsc::Receiver<Reload>, enrichment: Arc<EnrichmentHandle>, sinks: mpsc::Sender<SinkReload>) {
+/// Applies reloads in order: enrichment loaded (off the reactor), sinks swapped, enrichment and
+/// sampling put in force. A failure at any step leaves everything as it was.
+async fn dispatch_reloads(mut reloads: mpsc::Receiver<Reload>, sampling: Arc<SamplingHandle>, enrichment: Arc<EnrichmentHandle>, sinks: mpsc::Sender<SinkReload>) {
     while let Some(r) = reloads.recv().await {
         let handle = enrichment.clone();
         let cfg = r.enrichment.clone();
@@ -150,6 +154,7 @@ async fn dispatch_reloads(mut reloads: mpsc::Receiver<Reload>, enrichment: Arc<E
         let result = answer.await.unwrap_or_else(|_| Err("the daemon is stopping".into()));
         if result.is_ok() {
             enrichment.commit(prepared);
+            sampling.reconfigure(&r.sampling);
         }
         let _ = r.done.send(result);
     }

@@ -4,6 +4,7 @@
 //! - [`ingest`]: listeners that receive frames from proxies (the unix socket).
 //! - [`pipeline`]: what happens to each event between ingest and sinks (decode, enrich, encode),
 //!   on worker threads.
+//! - [`sample`]: the collector's consistent and dynamic sampling.
 //! - [`enrich`]: geo, ASN, device and threat data, and the client address they are looked up for.
 //! - [`router`]: hands each batch to every running sink; swaps the sinks on reload.
 //! - [`sink`]: where events end up (rotating NDJSON files).
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod reload;
 pub mod router;
+pub mod sample;
 pub mod sink;
 pub mod tap;
 

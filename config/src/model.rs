@@ -69,14 +69,36 @@ pub struct FilterPart {
     pub body_capture_bytes: u32,
 }
 
-/// Head sampling (in the filter) and its error rules.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Sampling: the fixed rate and error rules apply in the filter (head sampling) and again in
+/// the collector, consistently by request id, so an event kept at the edge is never dropped
+/// again for rate; the dynamic sampler runs in the collector only.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
     pub rate: f64,
     /// Keep every 5xx whatever the rate.
     pub always_sample_errors: bool,
     /// Keep every 4xx too.
     pub always_sample_client_errors: bool,
+    pub dynamic: Option<DynamicSampling>,
+}
+
+/// The collector's dynamic sampler: per key, aiming at a total rate of events while keeping
+/// rare keys whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicSampling {
+    /// Events a second the sampler aims to keep, over all keys.
+    pub target_events_per_sec: f64,
+    /// The fields whose values make a key (see [`DynamicSampling::KEY_FIELDS`]).
+    pub key: Vec<String>,
+    /// How often the per-key rates are recomputed from the traffic seen.
+    pub adjust_interval: Duration,
+}
+
+impl DynamicSampling {
+    /// Fields a key can be made of; `status_class` is `2xx`, `4xx`, `5xx`…
+    pub const KEY_FIELDS: &'static [&'static str] =
+        &["http.route", "http.request.method", "status_class", "http.response.status_code", "url.domain", "url.path"];
+    pub const DEFAULT_KEY: &'static [&'static str] = &["http.route", "http.request.method", "status_class"];
 }
 
 /// Which enrichers run in the collector, and the data each reads. An enricher that is off is
@@ -275,7 +297,7 @@ impl Default for Config {
             timeout: Duration::from_millis(10),
             failure_mode: FailureMode::Open,
             filter: FilterPart { header_allowlist: Vec::new(), masked_headers: Vec::new(), body_capture_bytes: 0 },
-            sampling: Sampling { rate: 1.0, always_sample_errors: true, always_sample_client_errors: false },
+            sampling: Sampling { rate: 1.0, always_sample_errors: true, always_sample_client_errors: false, dynamic: None },
             enrichment: Enrichment {
                 geoip: None,
                 asn: None,

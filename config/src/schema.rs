@@ -15,7 +15,8 @@ const AGENT: &[&str] = &[
 ];
 const TRANSPORT: &[&str] = &["path", "max-frame-bytes"];
 const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes"];
-const SAMPLING: &[&str] = &["rate", "always-sample-errors", "always-sample-client-errors"];
+const SAMPLING: &[&str] = &["rate", "always-sample-errors", "always-sample-client-errors", "dynamic"];
+const DYNAMIC: &[&str] = &["target-events-per-sec", "key", "adjust-interval-secs"];
 const ENRICHMENT: &[&str] = &["geoip", "asn", "device-detection", "threat-intel", "client-ip", "address-cache-size", "reload-interval-secs"];
 const GEOIP: &[&str] = &["database", "layout", "field"];
 const ASN: &[&str] = &["database", "csv"];
@@ -431,6 +432,7 @@ impl Reader<'_> {
                         s.always_sample_errors = b;
                     }
                 }
+                "dynamic" => s.dynamic = self.dynamic(c),
                 _ => {
                     if let Some(b) = self.boolean(c) {
                         s.always_sample_client_errors = b;
@@ -438,6 +440,47 @@ impl Reader<'_> {
                 }
             }
         }
+    }
+
+    fn dynamic(&mut self, n: &KdlNode) -> Option<DynamicSampling> {
+        self.args(n, &[]);
+        let mut d = DynamicSampling {
+            target_events_per_sec: 0.0,
+            key: DynamicSampling::DEFAULT_KEY.iter().map(|s| s.to_string()).collect(),
+            adjust_interval: Duration::from_secs(15),
+        };
+        for c in self.children(n, DYNAMIC, &[]) {
+            match c.name().value() {
+                "target-events-per-sec" => d.target_events_per_sec = self.number(c, 1.0, 1e9).unwrap_or(d.target_events_per_sec),
+                "adjust-interval-secs" => d.adjust_interval = self.integer(c, 1, 3600).map_or(d.adjust_interval, Duration::from_secs),
+                _ => {
+                    self.no_children(c);
+                    let entries = self.args(c, &[]);
+                    let mut key = Vec::new();
+                    for e in entries {
+                        let Some(f) = self.string_of(c, e) else { continue };
+                        if DynamicSampling::KEY_FIELDS.contains(&f.as_str()) {
+                            key.push(f);
+                        } else {
+                            let err = self.error(e.span().offset(), format!("`key`: \"{f}\" cannot be part of a sampling key"));
+                            err.help = Some(match did_you_mean(&f, DynamicSampling::KEY_FIELDS) {
+                                Some(k) => format!("did you mean \"{k}\"?"),
+                                None => format!("expected some of: {}", DynamicSampling::KEY_FIELDS.join(", ")),
+                            });
+                        }
+                    }
+                    if !key.is_empty() {
+                        d.key = key;
+                    }
+                }
+            }
+        }
+        if d.target_events_per_sec <= 0.0 {
+            self.error(n.span().offset(), "`dynamic` needs `target-events-per-sec`").help =
+                Some("for example `dynamic { target-events-per-sec 1000; }`".into());
+            return None;
+        }
+        Some(d)
     }
 
     /// An enricher switch: `geoip`, `geoip #false`, or `geoip { … }` (a block turns it on).

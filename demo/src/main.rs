@@ -78,7 +78,7 @@ async fn demo(requests: u64, concurrency: usize, dir: PathBuf, filter: Option<Pa
     anyhow::ensure!(data.join("dbip").exists(), "{} has no enrichment data: run scripts/fetch-data.sh first", data.display());
     std::fs::create_dir_all(&dir)?;
     let mut config = StackConfig::new(&dir, &filter);
-    config.collector_enrichment = Some(sentinel_demo::enrichment::demo_block(&data, &dir)?);
+    config.collector_blocks = Some(sentinel_demo::enrichment::demo_block(&data, &dir)?);
     println!("  enrichment: DB-IP lite city (CC-BY-4.0, db-ip.com), ASN ranges, uap-core, demo threat lists");
     let stack = Stack::start(paths, config).await?;
     println!("  proxy http://{}  collector socket {}", stack.proxy_addr, stack.socket.display());

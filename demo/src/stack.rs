@@ -73,13 +73,14 @@ pub struct StackConfig {
     /// Configure the proxy's telemetry with this KDL text (written to `dir/proxy.kdl`) instead
     /// of flags; its transport path should be the stack's socket, `dir/telemetry.sock`.
     pub proxy_kdl: Option<String>,
-    /// An `enrichment { … }` block for the collector (implies a config file).
-    pub collector_enrichment: Option<String>,
+    /// Blocks added to the collector's agent (`enrichment { … }`, `sampling { … }`); implies a
+    /// config file.
+    pub collector_blocks: Option<String>,
 }
 
 impl StackConfig {
     pub fn new(dir: impl Into<PathBuf>, filter: impl Into<PathBuf>) -> Self {
-        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None, collector_config_file: false, proxy_kdl: None, collector_enrichment: None }
+        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None, collector_config_file: false, proxy_kdl: None, collector_blocks: None }
     }
 }
 
@@ -132,7 +133,7 @@ impl Stack {
     pub async fn start_collector(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(self.paths.bin_dir.join("sentinel-collector"));
         cmd.arg("run");
-        if self.config.collector_config_file || self.config.collector_enrichment.is_some() {
+        if self.config.collector_config_file || self.config.collector_blocks.is_some() {
             let path = self.config.dir.join("collector.kdl");
             std::fs::write(&path, self.collector_kdl())?;
             cmd.arg("--config").arg(path);
@@ -156,7 +157,7 @@ impl Stack {
             self.socket.display().to_string(),
             self.output_dir.display().to_string(),
             self.collector_admin,
-            self.config.collector_enrichment.as_deref().unwrap_or("")
+            self.config.collector_blocks.as_deref().unwrap_or("")
         )
     }
 

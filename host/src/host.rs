@@ -271,6 +271,12 @@ impl TelemetryHost {
         self.inner.current.load().version.clone()
     }
 
+    /// Body bytes the active filter keeps per direction: what a proxy should capture, read per
+    /// request so a reconfiguration reaches the proxy's capture buffers too.
+    pub fn body_capture_bytes(&self) -> usize {
+        self.inner.current.load().config.body_capture_bytes as usize
+    }
+
     /// Stops the threads after trying, for at most `grace`, to send what is queued.
     pub fn shutdown(&self, grace: Duration) {
         self.inner.stop.store(true, Relaxed);

@@ -73,15 +73,25 @@ struct Args {
     runtime_dir: PathBuf,
 }
 
-fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,sentinel_host=info")).init();
-    let args = Args::parse();
+/// Logs through `tracing` (Pingora's and the host's `log` records included), text or JSON and
+/// the level from the config's `log` block, `RUST_LOG` over both.
+fn init_logging(config: Option<&sentinel_config::Config>) {
+    let level = config.map_or("warn,sentinel_host=info,sentinel_proxy=info", |c| c.log.level.as_str());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.map(|c| c.log.format) {
+        Some(sentinel_config::LogFormat::Json) => builder.json().init(),
+        _ => builder.init(),
+    }
+}
 
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     let agent_config = match &args.config {
         Some(path) => Some(sentinel_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?),
         None => None,
     };
-    let mut body_capture_bytes = args.body_capture_bytes;
+    init_logging(agent_config.as_ref());
     let telemetry = match &args.filter {
         None => None,
         Some(filter) => {
@@ -103,7 +113,6 @@ fn main() -> anyhow::Result<()> {
             };
             cfg.cache_dir = args.cache_dir.clone();
             cfg.channel.capacity_bytes = args.queue_bytes;
-            body_capture_bytes = cfg.filter.body_capture_bytes;
             let host = TelemetryHost::start(cfg).context("starting telemetry")?;
             log::info!("telemetry filter {} loaded from {}", host.active_version(), filter.display());
             if let (Some(path), Some(c)) = (&args.config, agent_config) {
@@ -123,7 +132,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let app = proxy::ReferenceProxy::new(args.upstream.clone(), telemetry.clone(), body_capture_bytes as usize);
+    let app = proxy::ReferenceProxy::new(args.upstream.clone(), telemetry.clone());
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, app);
     service.add_tcp(&args.listen);
     server.add_service(service);

@@ -14,12 +14,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct ReferenceProxy {
     upstream: String,
     telemetry: Option<TelemetryHost>,
-    body_capture_bytes: usize,
 }
 
 impl ReferenceProxy {
-    pub fn new(upstream: String, telemetry: Option<TelemetryHost>, body_capture_bytes: usize) -> Self {
-        ReferenceProxy { upstream, telemetry, body_capture_bytes }
+    pub fn new(upstream: String, telemetry: Option<TelemetryHost>) -> Self {
+        ReferenceProxy { upstream, telemetry }
+    }
+
+    /// Body bytes to capture per direction: what the active filter keeps (0 without telemetry).
+    fn body_capture_bytes(&self) -> usize {
+        self.telemetry.as_ref().map_or(0, TelemetryHost::body_capture_bytes)
     }
 }
 
@@ -100,8 +104,9 @@ impl ProxyHttp for ReferenceProxy {
         _end: bool,
         ctx: &mut RequestContext,
     ) -> Result<()> {
-        if self.body_capture_bytes > 0 {
-            capture(&mut ctx.request_body, body, self.body_capture_bytes);
+        let cap = self.body_capture_bytes();
+        if cap > 0 {
+            capture(&mut ctx.request_body, body, cap);
         }
         Ok(())
     }
@@ -124,8 +129,9 @@ impl ProxyHttp for ReferenceProxy {
         end_of_stream: bool,
         ctx: &mut RequestContext,
     ) -> Result<Option<Duration>> {
-        if self.body_capture_bytes > 0 {
-            capture(&mut ctx.response_body, body, self.body_capture_bytes);
+        let cap = self.body_capture_bytes();
+        if cap > 0 {
+            capture(&mut ctx.response_body, body, cap);
         }
         if end_of_stream {
             ctx.upstream_end = ctx.upstream_start.map(|s| s.elapsed());

@@ -45,7 +45,7 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
     let bad = dir.path().join("bad.netset");
     std::fs::write(&bad, "# nothing yet\n")?;
     let mut config = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
-    config.collector_enrichment = Some(format!(
+    config.collector_blocks = Some(format!(
         r#"    enrichment {{
         geoip {{ database {}; }}
         asn {{ csv {:?}; }}

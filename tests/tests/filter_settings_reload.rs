@@ -57,3 +57,41 @@ async fn sampling_changes_live_from_the_config_file() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+fn body_kdl(socket: &std::path::Path, capture: u32) -> String {
+    format!(
+        "agent \"telemetry\" {{\n    transport \"unix_socket\" {{ path {:?}; }}\n    events \"request_headers\" \"response_headers\" \"request_body\" \"response_body\"\n    filter {{ body-capture-bytes {capture}; }}\n}}\n",
+        socket.display().to_string()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_capture_changes_live_in_the_proxy_and_the_filter() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let paths = Paths::discover()?;
+    let socket = dir.path().join("telemetry.sock");
+    let mut cfg = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
+    cfg.proxy_kdl = Some(body_kdl(&socket, 0));
+    let stack = Stack::start(paths, cfg).await?;
+    let first = traffic::run(&stack.proxy_addr, 33, 200, 4, |_| {}).await;
+    stack.settle(Duration::from_secs(10)).await?;
+    assert!(stack.events()?.iter().all(|e| e["http"]["response"]["body"].get("content").is_none()), "capture is off");
+
+    // 8 bytes a direction from now on: the proxy must buffer them for the filter to keep them.
+    std::fs::write(dir.path().join("proxy.kdl"), body_kdl(&socket, 8))?;
+    wait_reloads(&stack, 1.0).await?;
+    let second = traffic::run(&stack.proxy_addr, 34, 200, 4, |_| {}).await;
+    stack.settle(Duration::from_secs(10)).await?;
+    let after: Vec<serde_json::Value> = stack.events()?.into_iter().skip(200).collect();
+    assert_eq!(after.len(), 200);
+    let with_body: Vec<&serde_json::Value> = after.iter().filter(|e| e["http"]["response"]["body"]["size"].as_u64().unwrap_or(0) > 0).collect();
+    assert!(!with_body.is_empty());
+    for e in with_body {
+        let body = &e["http"]["response"]["body"];
+        let content = body["content"].as_str().unwrap_or_else(|| panic!("no captured body: {e}"));
+        assert!(!content.is_empty() && content.len() <= 8, "{content:?}");
+        assert_eq!(body["truncated"].as_bool().unwrap_or(false), body["size"].as_u64().unwrap_or(0) > 8, "{e}");
+    }
+    assert_eq!(first.failed + second.failed, 0);
+    Ok(())
+}

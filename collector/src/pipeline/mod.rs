@@ -1,12 +1,13 @@
 //! The stages an event passes between ingest and the sinks, in order: decode the MessagePack
-//! frame into the schema (a frame that is not a valid event is counted and skipped), enrich
-//! ([`crate::enrich`]), stamp `collector.host`, encode the NDJSON line the sinks write. The
+//! frame into the schema (a frame that is not a valid event is counted and skipped), sample
+//! ([`crate::sample`]), enrich ([`crate::enrich`]), stamp `collector.host`, encode the NDJSON line the sinks write. The
 //! stages run on a pool of worker threads ([`workers`]), never on the async reactor, one batch
 //! of frames at a time.
 
 pub mod workers;
 
 use crate::enrich::{EnrichmentHandle, Scratch};
+use crate::sample::{SampleScratch, SamplingHandle};
 use crate::ingest::{Batch, Frames};
 use crate::metrics::{Malformed, Metrics};
 use crate::tap::{Stage, TapHub};
@@ -29,9 +30,17 @@ pub enum PipelineError {
 /// The stages, shared by every worker.
 pub struct Pipeline {
     host: String,
+    sampling: Arc<SamplingHandle>,
     enrichment: Arc<EnrichmentHandle>,
     taps: TapHub,
     metrics: Arc<Metrics>,
+}
+
+/// What one worker keeps between batches: each stage's caches and pending counts.
+#[derive(Default)]
+pub struct WorkerScratch {
+    pub sample: SampleScratch,
+    pub enrich: Scratch,
 }
 
 /// Appends `event` as one NDJSON line; on error `out` is unchanged.
@@ -46,15 +55,16 @@ fn encode_line(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::E
 }
 
 impl Pipeline {
-    pub fn new(host: String, enrichment: Arc<EnrichmentHandle>, taps: TapHub, metrics: Arc<Metrics>) -> Self {
-        Pipeline { host, enrichment, taps, metrics }
+    pub fn new(host: String, sampling: Arc<SamplingHandle>, enrichment: Arc<EnrichmentHandle>, taps: TapHub, metrics: Arc<Metrics>) -> Self {
+        Pipeline { host, sampling, enrichment, taps, metrics }
     }
 
     /// Runs every stage over one batch of frames and returns the NDJSON lines of the events
     /// that made it through. Taps of the decoded and enriched stages get their own rendering,
     /// only while a session watches them.
-    pub fn process(&self, frames: &Frames, scratch: &mut Scratch) -> Batch {
+    pub fn process(&self, frames: &Frames, scratch: &mut WorkerScratch) -> Batch {
         let enrichers = self.enrichment.current();
+        let sampler = self.sampling.current();
         let mut out = Batch { lines: Vec::with_capacity(frames.bytes().len() * 3), events: 0 };
         // Stage by stage over the whole batch: each stage's code and data stay hot, and each
         // is timed once per batch.
@@ -71,8 +81,13 @@ impl Pipeline {
         }
         self.tap(Stage::Decoded, &events);
         let t1 = Instant::now();
+        let dropped = sampler.sample(&mut events, &mut scratch.sample);
+        self.metrics.sampled_out_rate.fetch_add(dropped.rate, Relaxed);
+        self.metrics.sampled_out_dynamic.fetch_add(dropped.dynamic, Relaxed);
+        self.metrics.sampling_keys.store(sampler.sampled_keys() as u64, Relaxed);
+        let t_sampled = Instant::now();
         for event in &mut events {
-            enrichers.enrich(event, scratch);
+            enrichers.enrich(event, &mut scratch.enrich);
             event.collector = Some(CollectorInfo { host: Cow::Borrowed(&self.host) });
         }
         self.tap(Stage::Enriched, &events);
@@ -87,11 +102,12 @@ impl Pipeline {
             }
         }
         let t3 = Instant::now();
-        let [decode_t, enrich_t, encode_t] = &self.metrics.stage_seconds;
+        let [decode_t, sample_t, enrich_t, encode_t] = &self.metrics.stage_seconds;
         decode_t.record(t1 - t0);
-        enrich_t.record(t2 - t1);
+        sample_t.record(t_sampled - t1);
+        enrich_t.record(t2 - t_sampled);
         encode_t.record(t3 - t2);
-        scratch.publish(&self.metrics.enrich);
+        scratch.enrich.publish(&self.metrics.enrich);
         self.metrics.events_received.fetch_add(out.events, Relaxed);
         out
     }
@@ -132,7 +148,8 @@ mod tests {
     fn pipeline(enrichment: &Enrichment) -> (Pipeline, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let handle = Arc::new(EnrichmentHandle::start(enrichment, metrics.enrich.clone()).unwrap());
-        (Pipeline::new("h1".into(), handle, TapHub::default(), metrics.clone()), metrics)
+        let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));
+        (Pipeline::new("h1".into(), sampling, handle, TapHub::default(), metrics.clone()), metrics)
     }
 
     fn frame(id: &str, client: &str) -> Vec<u8> {
@@ -150,7 +167,7 @@ mod tests {
         frames.push(&frame("a", "192.0.2.1"));
         frames.push(b"\xc1\xc1garbage");
         frames.push(&frame("b", "192.0.2.2"));
-        let batch = p.process(&frames, &mut Scratch::default());
+        let batch = p.process(&frames, &mut WorkerScratch::default());
         assert_eq!(batch.events, 2);
         let lines: Vec<serde_json::Value> = batch.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
@@ -168,7 +185,7 @@ mod tests {
         let mut frames = Frames::default();
         frames.push(&frame("a", "81.2.69.160"));
         frames.push(&frame("b", "10.0.0.1"));
-        let batch = p.process(&frames, &mut Scratch::default());
+        let batch = p.process(&frames, &mut WorkerScratch::default());
         let text = String::from_utf8(batch.lines).unwrap();
         let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["geo"]["country"]["iso_code"], "GB");

@@ -4,8 +4,7 @@
 //! workers or the sinks fall behind the queue fills and ingest stops reading: backpressure,
 //! not loss.
 
-use super::Pipeline;
-use crate::enrich::Scratch;
+use super::{Pipeline, WorkerScratch};
 use crate::ingest::{Batch, Frames};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -31,7 +30,7 @@ impl Workers {
         for i in 0..count.max(1) {
             let (rx, pipeline, out) = (rx.clone(), pipeline.clone(), out.clone());
             let t = std::thread::Builder::new().name(format!("pipeline-{i}")).spawn(move || {
-                let mut scratch = Scratch::default();
+                let mut scratch = WorkerScratch::default();
                 loop {
                     // One worker waits on the queue at a time; the others wait for the lock.
                     let next = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
