@@ -83,7 +83,7 @@ const BROKEN: &[(&str, usize, usize, &str, &str)] = &[
     ("agent \"t\" {\n  enrichment {\n    threat-intel {\n      weights tor-exit=400\n    }\n  }\n}\n", 4, 15, "expected an integer from 0 to 100", ""),
     ("agent \"t\" {\n  enrichment {\n    threat-intel { list \"tor\" \"/x\" kind=\"tor\"; }\n  }\n}\n", 3, 36, "`list`: unknown value \"tor\"", "tor-exit"),
     ("agent \"t\" {\n  enrichment {\n    device-detecton\n  }\n}\n", 3, 5, "unknown node `device-detecton` in `enrichment`", "did you mean `device-detection`?"),
-    ("agent \"t\" {\n  sampling {\n    dynamic { target-events-per-sec 10; key \"http.rout\"; }\n  }\n}\n", 3, 46, "`key`: \"http.rout\" cannot be part of a sampling key", "did you mean \"http.route\"?"),
+    ("agent \"t\" {\n  sampling {\n    dynamic { target-events-per-sec 10; key \"http.rout\"; }\n  }\n}\n", 3, 45, "`key`: \"http.rout\" cannot be part of a sampling key", "did you mean \"http.route\"?"),
     ("agent \"t\" {\n  sampling {\n    dynamic { key \"url.path\"; }\n  }\n}\n", 3, 5, "`dynamic` needs `target-events-per-sec`", "target-events-per-sec 1000"),
     ("agent \"t\" {\n  timeout-ms\n}\n", 2, 3, "`timeout-ms` needs a value: an integer from 1 to 60000", "for example `timeout-ms 1`"),
     ("agnet \"t\" {\n}\n", 1, 1, "unknown node `agnet` at the top level", "did you mean `agent`?"),

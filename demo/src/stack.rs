@@ -201,6 +201,22 @@ impl Stack {
         scrape(&self.collector_admin).await
     }
 
+    /// Waits until `series` on the collector's (or, with `proxy`, the proxy's) `/metrics`
+    /// reaches `at_least`, for at most `timeout`.
+    pub async fn wait_metric(&self, proxy: bool, series: &str, at_least: f64, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = if proxy { self.proxy_metrics().await? } else { self.collector_metrics().await? };
+            if m.get(series) >= at_least {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{series} never reached {at_least} within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the collector with SIGTERM and returns its summary line (JSON).
     pub async fn stop_collector(&mut self) -> anyhow::Result<serde_json::Value> {
         let Some(child) = self.collector.take() else { bail!("collector is not running") };

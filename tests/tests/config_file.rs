@@ -1,6 +1,7 @@
 //! The collector configured by a KDL file runs the same path as one configured by flags, and
 //! `validate` answers a broken file with its position and fix, without starting anything.
 
+use anyhow::Context;
 use sentinel_demo::stack::{Paths, Stack, StackConfig};
 use sentinel_demo::traffic;
 use std::process::Command;
@@ -23,11 +24,7 @@ async fn a_collector_run_from_a_config_file_writes_every_event() -> anyhow::Resu
     // SIGHUP re-reads the file even when it did not change (what `systemctl reload` sends).
     let pid = stack.collector_pid().expect("collector runs");
     assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status()?.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while stack.collector_metrics().await?.get("sentinel_collector_config_reloads_total{result=\"ok\"}") < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack.wait_metric(false, "sentinel_collector_config_reloads_total{result=\"ok\"}", 1.0, Duration::from_secs(10)).await.context("SIGHUP did not reload")?;
     let more = traffic::run(&stack.proxy_addr, 6, 100, 4, |_| {}).await;
     assert_eq!(more.failed, 0);
     stack.settle(Duration::from_secs(10)).await?;

@@ -8,12 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 async fn wait_for(stack: &Stack, series: &str, want: f64) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stack.collector_metrics().await?.get(series) < want {
-        anyhow::ensure!(Instant::now() < deadline, "{series} never reached {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    stack.wait_metric(false, series, want, Duration::from_secs(10)).await
 }
 
 fn ids(events: &[serde_json::Value]) -> Vec<String> {

@@ -10,7 +10,7 @@ use sentinel_demo::traffic;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn xff(e: &Value) -> &str {
     e["http"]["request"]["header"]["x-forwarded-for"].as_str().unwrap_or("")
@@ -21,15 +21,6 @@ fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("new");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
-}
-
-async fn wait_for(stack: &Stack, series: &str, at_least: f64) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while stack.collector_metrics().await?.get(series) < at_least {
-        anyhow::ensure!(Instant::now() < deadline, "{series} never reached {at_least}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +66,7 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
             .spawn()
     };
     let (decoded, enriched) = (tap("decoded")?, tap("enriched")?);
-    wait_for(&stack, "sentinel_collector_tap_sessions", 2.0).await?;
+    stack.wait_metric(false, "sentinel_collector_tap_sessions", 2.0, Duration::from_secs(15)).await?;
 
     let report = traffic::run(&stack.proxy_addr, 7, 2000, 8, |_| {}).await;
     assert_eq!(report.failed, 0);
@@ -148,11 +139,11 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
 
     // A list update under traffic: 8.8.8.8 becomes known-bad once the new file is loaded.
     replace(&bad, "8.8.8.0/24\n")?;
-    wait_for(&stack, "sentinel_collector_enrich_data_reloads_total{result=\"ok\"}", 1.0).await?;
+    stack.wait_metric(false, "sentinel_collector_enrich_data_reloads_total{result=\"ok\"}", 1.0, Duration::from_secs(15)).await?;
     let reloaded_at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
     // A corrupt update is refused; the list loaded before keeps answering.
     replace(&bad, "8.8.8.0/24\n300.1.1.1\n")?;
-    wait_for(&stack, "sentinel_collector_enrich_data_reloads_total{result=\"failed\"}", 1.0).await?;
+    stack.wait_metric(false, "sentinel_collector_enrich_data_reloads_total{result=\"failed\"}", 1.0, Duration::from_secs(15)).await?;
     let report = traffic::run(&stack.proxy_addr, 8, 2000, 8, |_| {}).await;
     assert_eq!(report.failed, 0);
     stack.settle(Duration::from_secs(10)).await?;

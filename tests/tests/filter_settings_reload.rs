@@ -4,7 +4,7 @@
 
 use sentinel_demo::stack::{Paths, Stack, StackConfig};
 use sentinel_demo::traffic;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn kdl(socket: &std::path::Path, sampling: &str) -> String {
     format!(
@@ -14,12 +14,7 @@ fn kdl(socket: &std::path::Path, sampling: &str) -> String {
 }
 
 async fn wait_reloads(stack: &Stack, want: f64) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stack.proxy_metrics().await?.get("sentinel_filter_reloads_total{result=\"ok\"}") < want {
-        anyhow::ensure!(Instant::now() < deadline, "the proxy never applied the new settings");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    stack.wait_metric(true, "sentinel_filter_reloads_total{result=\"ok\"}", want, Duration::from_secs(10)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

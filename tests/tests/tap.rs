@@ -23,11 +23,7 @@ async fn tap_prints_what_its_filter_selects_without_slowing_the_pipeline() -> an
     let table = tap(&["--format", "table", "--limit", "5"])?;
     let limited = tap(&["--rate", "2", "--limit", "1000"])?;
     // Let the sessions start before traffic flows.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while stack.collector_metrics().await?.get("sentinel_collector_tap_sessions") < 3.0 {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "tap sessions never opened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack.wait_metric(false, "sentinel_collector_tap_sessions", 3.0, Duration::from_secs(10)).await?;
 
     let report = traffic::run(&stack.proxy_addr, 41, 3000, 8, |_| {}).await;
     assert_eq!(report.failed, 0);
