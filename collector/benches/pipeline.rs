@@ -191,7 +191,9 @@ fn pipeline(cfg: &Enrichment) -> Pipeline {
     let handle = Arc::new(EnrichmentHandle::start(cfg, metrics.enrich.clone()).expect("load enrichment data"));
     // Sampling at 100%, as the budget says: the stage runs and keeps everything.
     let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));
-    Pipeline::new("bench".into(), sampling, handle, TapHub::default(), metrics)
+    // Redaction as configured by default: every detector, masking.
+    let redaction = Arc::new(arc_swap::ArcSwap::from_pointee(sentinel_collector::redact::Redactor::new(&sentinel_config::Config::default().redaction)));
+    Pipeline::new("bench".into(), sampling, handle, redaction, TapHub::default(), metrics)
 }
 
 fn stages(c: &mut Criterion) {

@@ -39,6 +39,7 @@ pub fn daemon_config(c: &Config) -> Result<DaemonConfig, String> {
         queue_batches: 1024,
         sampling: c.sampling.clone(),
         enrichment: c.enrichment.clone(),
+        redaction: c.redaction.clone(),
         workers: pipeline::workers::default_count(),
     })
 }

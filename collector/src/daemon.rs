@@ -9,7 +9,9 @@ use crate::pipeline::workers::Workers;
 use crate::pipeline::Pipeline;
 use crate::router::{Router, SinkReload, SinkSpec};
 use crate::sample::SamplingHandle;
-use sentinel_config::{Enrichment, Sampling};
+use crate::redact::Redactor;
+use arc_swap::ArcSwap;
+use sentinel_config::{Enrichment, Redaction, Sampling};
 use crate::tap::TapHub;
 use anyhow::Context;
 use serde::Serialize;
@@ -33,6 +35,7 @@ pub struct DaemonConfig {
     pub queue_batches: usize,
     pub sampling: Sampling,
     pub enrichment: Enrichment,
+    pub redaction: Option<Redaction>,
     /// Pipeline worker threads.
     pub workers: usize,
 }
@@ -44,6 +47,7 @@ pub struct Reload {
     pub sinks: Vec<SinkSpec>,
     pub sampling: Sampling,
     pub enrichment: Enrichment,
+    pub redaction: Option<Redaction>,
     pub done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -99,9 +103,11 @@ impl Daemon {
         let (sink_reload_tx, sink_reloads) = mpsc::channel(1);
         let router_task = tokio::spawn(router.run(rx, sink_reloads));
         let sampling = Arc::new(SamplingHandle::new(&config.sampling));
-        let reload_task = tokio::spawn(dispatch_reloads(reloads, sampling.clone(), enrichment.clone(), sink_reload_tx));
+        let redaction = Arc::new(ArcSwap::from_pointee(Redactor::new(&config.redaction)));
+        let live = Live { sampling: sampling.clone(), enrichment: enrichment.clone(), redaction: redaction.clone() };
+        let reload_task = tokio::spawn(dispatch_reloads(reloads, live, sink_reload_tx));
         let watch_task = tokio::spawn(enrich::watch_files(enrichment.clone(), shutdown.clone()));
-        let pipeline = Arc::new(Pipeline::new(config.host_name.clone(), sampling, enrichment, taps, metrics.clone()));
+        let pipeline = Arc::new(Pipeline::new(config.host_name.clone(), sampling, enrichment, redaction, taps, metrics.clone()));
         let (workers, frames_tx) = Workers::start(config.workers, config.queue_batches, pipeline, tx).context("cannot start pipeline workers")?;
         let listener = unix::bind(&config.socket)?;
         ready.store(true, Relaxed);
@@ -129,11 +135,18 @@ impl Daemon {
     }
 }
 
-/// Applies reloads in order: enrichment loaded (off the reactor), sinks swapped, enrichment and
-/// sampling put in force. A failure at any step leaves everything as it was.
-async fn dispatch_reloads(mut reloads: mpsc::Receiver<Reload>, sampling: Arc<SamplingHandle>, enrichment: Arc<EnrichmentHandle>, sinks: mpsc::Sender<SinkReload>) {
+/// Applies reloads in order: enrichment loaded (off the reactor), sinks swapped, enrichment,
+/// sampling and redaction put in force. A failure at any step leaves everything as it was.
+/// The pipeline settings a reload replaces.
+struct Live {
+    sampling: Arc<SamplingHandle>,
+    enrichment: Arc<EnrichmentHandle>,
+    redaction: Arc<ArcSwap<Option<Redactor>>>,
+}
+
+async fn dispatch_reloads(mut reloads: mpsc::Receiver<Reload>, live: Live, sinks: mpsc::Sender<SinkReload>) {
     while let Some(r) = reloads.recv().await {
-        let handle = enrichment.clone();
+        let handle = live.enrichment.clone();
         let cfg = r.enrichment.clone();
         let prepared = match tokio::task::spawn_blocking(move || handle.prepare(&cfg)).await {
             Ok(Ok(p)) => p,
@@ -153,8 +166,9 @@ async fn dispatch_reloads(mut reloads: mpsc::Receiver<Reload>, sampling: Arc<Sam
         }
         let result = answer.await.unwrap_or_else(|_| Err("the daemon is stopping".into()));
         if result.is_ok() {
-            enrichment.commit(prepared);
-            sampling.reconfigure(&r.sampling);
+            live.enrichment.commit(prepared);
+            live.sampling.reconfigure(&r.sampling);
+            live.redaction.store(Arc::new(Redactor::new(&r.redaction)));
         }
         let _ = r.done.send(result);
     }

@@ -5,6 +5,7 @@
 //! - [`pipeline`]: what happens to each event between ingest and sinks (decode, enrich, encode),
 //!   on worker threads.
 //! - [`sample`]: the collector's consistent and dynamic sampling.
+//! - [`redact`]: PII and secrets removed before any sink sees an event.
 //! - [`enrich`]: geo, ASN, device and threat data, and the client address they are looked up for.
 //! - [`router`]: hands each batch to every running sink; swaps the sinks on reload.
 //! - [`sink`]: where events end up (rotating NDJSON files).
@@ -20,6 +21,7 @@ pub mod enrich;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod redact;
 pub mod reload;
 pub mod router;
 pub mod sample;

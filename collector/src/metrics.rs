@@ -116,7 +116,7 @@ impl EnrichMetrics {
 }
 
 /// Pipeline stages, as metric label values and tap stage names.
-pub const STAGE_NAMES: [&str; 4] = ["decode", "sample", "enrich", "encode"];
+pub const STAGE_NAMES: [&str; 5] = ["decode", "sample", "enrich", "redact", "encode"];
 
 /// All counters of one collector.
 #[derive(Debug, Default)]
@@ -144,7 +144,9 @@ pub struct Metrics {
     hosts: Mutex<BTreeMap<String, HostStats>>,
     pub enrich: Arc<EnrichMetrics>,
     /// Time each pipeline stage spends on one batch, by stage.
-    pub stage_seconds: [Histogram; 4],
+    pub stage_seconds: [Histogram; 5],
+    /// Events the redaction stage changed.
+    pub events_redacted: AtomicU64,
     /// Events the collector's sampling left out, by reason (the fixed rate, the dynamic sampler).
     pub sampled_out_rate: AtomicU64,
     pub sampled_out_dynamic: AtomicU64,
@@ -253,6 +255,7 @@ impl Metrics {
         e.histograms("sentinel_collector_stage_seconds", "Time a pipeline stage spends on one batch, by stage.", "stage", &stages)
             .gauge("sentinel_collector_pipeline_queue_batches", "Batches waiting for a pipeline worker.", g(&self.pipeline_queue))
             .labelled("sentinel_collector_sampled_out_total", "Events the collector's sampling left out, by reason.", "counter", "reason", &[("rate", g(&self.sampled_out_rate)), ("dynamic", g(&self.sampled_out_dynamic))])
+            .counter("sentinel_collector_events_redacted_total", "Events the redaction stage changed.", g(&self.events_redacted))
             .gauge("sentinel_collector_sampling_keys", "Keys the dynamic sampler samples below rate 1 now.", g(&self.sampling_keys));
         self.render_hosts(&mut e);
         e.finish()

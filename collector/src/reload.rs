@@ -58,7 +58,7 @@ async fn apply(path: &std::path::Path, bytes: Option<&[u8]>, current: &Config, r
     let new = sentinel_config::parse(&path.display().to_string(), text).map_err(|e| e.to_string())?;
     let sinks = sink_specs(&new)?;
     let (done, answer) = oneshot::channel();
-    reloads.send(Reload { sinks, sampling: new.sampling.clone(), enrichment: new.enrichment.clone(), done }).await.map_err(|_| "the daemon is stopping".to_string())?;
+    reloads.send(Reload { sinks, sampling: new.sampling.clone(), enrichment: new.enrichment.clone(), redaction: new.redaction.clone(), done }).await.map_err(|_| "the daemon is stopping".to_string())?;
     answer.await.map_err(|_| "the daemon is stopping".to_string())??;
     let fixed = needs_restart(current, &new);
     if !fixed.is_empty() {

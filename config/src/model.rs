@@ -20,6 +20,8 @@ pub struct Config {
     pub filter: FilterPart,
     pub sampling: Sampling,
     pub enrichment: Enrichment,
+    /// PII redaction in the collector; on unless `redaction #false`.
+    pub redaction: Option<Redaction>,
     pub sinks: Vec<Sink>,
     pub metrics: Metrics,
     pub log: Logging,
@@ -230,6 +232,65 @@ pub struct ClientIp {
     pub header: String,
 }
 
+/// What the collector removes before any sink sees an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redaction {
+    /// Content detectors that run (names of [`Redaction::DETECTORS`]).
+    pub detectors: Vec<String>,
+    /// What replaces a finding unless its detector says otherwise.
+    pub mode: RedactionMode,
+    /// Per-detector modes.
+    pub detector_modes: Vec<(String, RedactionMode)>,
+    /// Query parameters whose values are always replaced (case-insensitive).
+    pub query_params: Vec<String>,
+    /// Headers whose values are always replaced (lower case).
+    pub headers: Vec<String>,
+    /// The key of `hash` mode (HMAC-SHA256).
+    pub hash_key: Option<Secret>,
+    /// Truncate `client.address` (and forwarded hops) to /24 or /48 after enrichment.
+    pub anonymize_client_ip: bool,
+}
+
+/// How a finding is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedactionMode {
+    /// `[REDACTED:kind]`.
+    Mask,
+    /// Nothing.
+    Remove,
+    /// `hmac:` and 16 hex digits of HMAC-SHA256 with the configured key: joins still work.
+    Hash,
+}
+
+impl RedactionMode {
+    pub const ALL: [(&'static str, RedactionMode); 3] = [("mask", RedactionMode::Mask), ("remove", RedactionMode::Remove), ("hash", RedactionMode::Hash)];
+}
+
+impl Redaction {
+    pub const DETECTORS: &'static [&'static str] =
+        &["email", "payment-card", "jwt", "bearer-basic", "aws-access-key", "github-token", "slack-token", "stripe-key", "us-ssn", "iban", "phone"];
+    pub const QUERY_PARAMS: &'static [&'static str] = &[
+        "token", "access_token", "refresh_token", "id_token", "password", "passwd", "pwd", "secret", "client_secret", "api_key", "apikey",
+        "key", "signature", "sig", "session", "session_id", "sessionid", "sid", "auth", "code", "private_key",
+    ];
+    pub const HEADERS: &'static [&'static str] =
+        &["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token", "x-csrf-token", "x-session-id"];
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction {
+            detectors: Redaction::DETECTORS.iter().map(|s| s.to_string()).collect(),
+            mode: RedactionMode::Mask,
+            detector_modes: Vec::new(),
+            query_params: Redaction::QUERY_PARAMS.iter().map(|s| s.to_string()).collect(),
+            headers: Redaction::HEADERS.iter().map(|s| s.to_string()).collect(),
+            hash_key: None,
+            anonymize_client_ip: false,
+        }
+    }
+}
+
 /// One output, named by its kind and an optional id (`sink "file" id="archive"`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sink {
@@ -307,6 +368,7 @@ impl Default for Config {
                 address_cache_size: 10_000,
                 reload_interval: Duration::from_secs(10),
             },
+            redaction: Some(Redaction::default()),
             sinks: Vec::new(),
             metrics: Metrics { listen: None },
             log: Logging { level: "info".into(), format: LogFormat::Text },

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const AGENT: &[&str] = &[
-    "type", "transport", "events", "timeout-ms", "failure-mode", "filter", "sampling", "enrichment", "sink", "metrics", "log",
+    "type", "transport", "events", "timeout-ms", "failure-mode", "filter", "sampling", "enrichment", "redaction", "sink", "metrics", "log",
 ];
 const TRANSPORT: &[&str] = &["path", "max-frame-bytes"];
 const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes"];
@@ -22,6 +22,7 @@ const GEOIP: &[&str] = &["database", "layout", "field"];
 const ASN: &[&str] = &["database", "csv"];
 const DEVICE: &[&str] = &["regexes", "cache-size"];
 const THREAT: &[&str] = &["list", "anonymous-ip", "hosting-asns", "weights"];
+const REDACTION: &[&str] = &["detectors", "mode", "detector", "query-params", "headers", "hash-key", "anonymize-client-ip"];
 const CLIENT_IP: &[&str] = &["trusted-proxies", "header"];
 const WEIGHTS: &[&str] = &["known-bad", "tor-exit", "proxy", "hosting"];
 const FILE_SINK: &[&str] = &["path", "rotate-bytes", "rotate-secs", "keep-files"];
@@ -48,6 +49,11 @@ pub fn read(doc: &Document<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<
     } else {
         Err(ConfigErrors { file: String::new(), errors: r.errors })
     }
+}
+
+/// The detector names as `choice` options.
+fn detector_choices() -> Vec<(&'static str, &'static str)> {
+    Redaction::DETECTORS.iter().map(|d| (*d, *d)).collect()
 }
 
 struct Reader<'a> {
@@ -328,6 +334,7 @@ impl Reader<'_> {
                 "filter" => self.filter(n, &mut c.filter),
                 "sampling" => self.sampling(n, &mut c.sampling),
                 "enrichment" => self.enrichment(n, &mut c.enrichment),
+                "redaction" => c.redaction = self.redaction(n),
                 "sink" => {
                     if let Some(s) = self.sink(n) {
                         if c.sinks.iter().any(|x| x.id == s.id) {
@@ -481,6 +488,55 @@ impl Reader<'_> {
             return None;
         }
         Some(d)
+    }
+
+    fn redaction(&mut self, n: &KdlNode) -> Option<Redaction> {
+        if self.switch(n) != Some(true) {
+            return None;
+        }
+        let mut r = Redaction::default();
+        let mut key_at = None;
+        for c in self.children(n, REDACTION, &["detector"]) {
+            match c.name().value() {
+                "detectors" => {
+                    self.no_children(c);
+                    let entries = self.args(c, &[]);
+                    r.detectors = entries.into_iter().filter_map(|e| self.choice(c, e, &detector_choices()).map(str::to_string)).collect();
+                }
+                "mode" => {
+                    if let Some(e) = self.one(c, "\"mask\", \"remove\" or \"hash\"", "\"mask\"") {
+                        r.mode = self.choice(c, e, &RedactionMode::ALL).unwrap_or(r.mode);
+                    }
+                }
+                "detector" => {
+                    self.no_children(c);
+                    let args = self.args(c, &["mode"]);
+                    let ([name], Some(mode)) = (args.as_slice(), c.entry("mode")) else {
+                        self.error(c.span().offset(), "`detector` takes a detector and `mode=`").help =
+                            Some("for example `detector \"email\" mode=\"hash\"`".into());
+                        continue;
+                    };
+                    let d = self.choice(c, name, &detector_choices());
+                    let m = self.choice(c, mode, &RedactionMode::ALL);
+                    if let (Some(d), Some(m)) = (d, m) {
+                        r.detector_modes.push((d.to_string(), m));
+                    }
+                }
+                "query-params" => r.query_params = self.strings(c),
+                "headers" => r.headers = self.strings(c).into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+                "hash-key" => {
+                    key_at = Some(c.span().offset());
+                    r.hash_key = self.string(c).map(Secret::new);
+                }
+                _ => r.anonymize_client_ip = self.boolean(c).unwrap_or(r.anonymize_client_ip),
+            }
+        }
+        let hashes = r.mode == RedactionMode::Hash || r.detector_modes.iter().any(|(_, m)| *m == RedactionMode::Hash);
+        if hashes && r.hash_key.as_ref().is_none_or(|k| k.expose().len() < 16) {
+            self.error(key_at.unwrap_or(n.span().offset()), "`hash` mode needs a `hash-key` of at least 16 characters").help =
+                Some("for example `hash-key \"${REDACTION_KEY}\"` with the key in the environment".into());
+        }
+        Some(r)
     }
 
     /// An enricher switch: `geoip`, `geoip #false`, or `geoip { … }` (a block turns it on).

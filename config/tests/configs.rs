@@ -42,7 +42,11 @@ fn the_product_page_block_with_its_lists_fixed_reads_as_kdl_v1() {
 
 #[test]
 fn the_shipped_example_and_every_docs_example_parse() {
-    let env = |k: &str| (k == "KAFKA_PASSWORD").then(|| "from-env".to_string());
+    let env = |k: &str| match k {
+        "KAFKA_PASSWORD" => Some("from-env".to_string()),
+        "REDACTION_KEY" => Some("a-key-of-sixteen-or-more".to_string()),
+        _ => None,
+    };
     let example = repo("examples/telemetry.kdl");
     let c = parse_with_env("examples/telemetry.kdl", &example, &env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.log.format, LogFormat::Json);
@@ -85,6 +89,8 @@ const BROKEN: &[(&str, usize, usize, &str, &str)] = &[
     ("agent \"t\" {\n  enrichment {\n    device-detecton\n  }\n}\n", 3, 5, "unknown node `device-detecton` in `enrichment`", "did you mean `device-detection`?"),
     ("agent \"t\" {\n  sampling {\n    dynamic { target-events-per-sec 10; key \"http.rout\"; }\n  }\n}\n", 3, 45, "`key`: \"http.rout\" cannot be part of a sampling key", "did you mean \"http.route\"?"),
     ("agent \"t\" {\n  sampling {\n    dynamic { key \"url.path\"; }\n  }\n}\n", 3, 5, "`dynamic` needs `target-events-per-sec`", "target-events-per-sec 1000"),
+    ("agent \"t\" {\n  redaction { mode \"hash\"; }\n}\n", 2, 3, "`hash` mode needs a `hash-key` of at least 16 characters", "REDACTION_KEY"),
+    ("agent \"t\" {\n  redaction { detectors \"emial\"; }\n}\n", 2, 25, "`detectors`: unknown value \"emial\"", "did you mean \"email\"?"),
     ("agent \"t\" {\n  timeout-ms\n}\n", 2, 3, "`timeout-ms` needs a value: an integer from 1 to 60000", "for example `timeout-ms 1`"),
     ("agnet \"t\" {\n}\n", 1, 1, "unknown node `agnet` at the top level", "did you mean `agent`?"),
     ("agent \"t\" {\n  sink \"file\" bogus=1 { path \"/a\"; }\n}\n", 2, 15, "`sink` takes no property `bogus`", ""),

@@ -1,13 +1,15 @@
 //! The stages an event passes between ingest and the sinks, in order: decode the MessagePack
 //! frame into the schema (a frame that is not a valid event is counted and skipped), sample
-//! ([`crate::sample`]), enrich ([`crate::enrich`]), stamp `collector.host`, encode the NDJSON line the sinks write. The
+//! ([`crate::sample`]), enrich ([`crate::enrich`]), redact ([`crate::redact`]), stamp `collector.host`, encode the NDJSON line the sinks write. The
 //! stages run on a pool of worker threads ([`workers`]), never on the async reactor, one batch
 //! of frames at a time.
 
 pub mod workers;
 
 use crate::enrich::{EnrichmentHandle, Scratch};
+use crate::redact::{detect::Span, Redactor};
 use crate::sample::{SampleScratch, SamplingHandle};
+use arc_swap::ArcSwap;
 use crate::ingest::{Batch, Frames};
 use crate::metrics::{Malformed, Metrics};
 use crate::tap::{Stage, TapHub};
@@ -32,6 +34,7 @@ pub struct Pipeline {
     host: String,
     sampling: Arc<SamplingHandle>,
     enrichment: Arc<EnrichmentHandle>,
+    redaction: Arc<ArcSwap<Option<Redactor>>>,
     taps: TapHub,
     metrics: Arc<Metrics>,
 }
@@ -41,6 +44,7 @@ pub struct Pipeline {
 pub struct WorkerScratch {
     pub sample: SampleScratch,
     pub enrich: Scratch,
+    pub spans: Vec<Span>,
 }
 
 /// Appends `event` as one NDJSON line; on error `out` is unchanged.
@@ -55,8 +59,15 @@ fn encode_line(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::E
 }
 
 impl Pipeline {
-    pub fn new(host: String, sampling: Arc<SamplingHandle>, enrichment: Arc<EnrichmentHandle>, taps: TapHub, metrics: Arc<Metrics>) -> Self {
-        Pipeline { host, sampling, enrichment, taps, metrics }
+    pub fn new(
+        host: String,
+        sampling: Arc<SamplingHandle>,
+        enrichment: Arc<EnrichmentHandle>,
+        redaction: Arc<ArcSwap<Option<Redactor>>>,
+        taps: TapHub,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Pipeline { host, sampling, enrichment, redaction, taps, metrics }
     }
 
     /// Runs every stage over one batch of frames and returns the NDJSON lines of the events
@@ -91,6 +102,15 @@ impl Pipeline {
             event.collector = Some(CollectorInfo { host: Cow::Borrowed(&self.host) });
         }
         self.tap(Stage::Enriched, &events);
+        let t_enriched = Instant::now();
+        if let Some(r) = self.redaction.load().as_ref() {
+            let mut redacted = 0;
+            for event in &mut events {
+                r.redact(event, &mut scratch.spans);
+                redacted += u64::from(event.redaction.is_some());
+            }
+            self.metrics.events_redacted.fetch_add(redacted, Relaxed);
+        }
         let t2 = Instant::now();
         for event in &events {
             match encode_line(event, &mut out.lines) {
@@ -102,10 +122,11 @@ impl Pipeline {
             }
         }
         let t3 = Instant::now();
-        let [decode_t, sample_t, enrich_t, encode_t] = &self.metrics.stage_seconds;
+        let [decode_t, sample_t, enrich_t, redact_t, encode_t] = &self.metrics.stage_seconds;
         decode_t.record(t1 - t0);
         sample_t.record(t_sampled - t1);
-        enrich_t.record(t2 - t_sampled);
+        enrich_t.record(t_enriched - t_sampled);
+        redact_t.record(t2 - t_enriched);
         encode_t.record(t3 - t2);
         scratch.enrich.publish(&self.metrics.enrich);
         self.metrics.events_received.fetch_add(out.events, Relaxed);
@@ -149,7 +170,8 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let handle = Arc::new(EnrichmentHandle::start(enrichment, metrics.enrich.clone()).unwrap());
         let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));
-        (Pipeline::new("h1".into(), sampling, handle, TapHub::default(), metrics.clone()), metrics)
+        let redaction = Arc::new(ArcSwap::from_pointee(Redactor::new(&sentinel_config::Config::default().redaction)));
+        (Pipeline::new("h1".into(), sampling, handle, redaction, TapHub::default(), metrics.clone()), metrics)
     }
 
     fn frame(id: &str, client: &str) -> Vec<u8> {

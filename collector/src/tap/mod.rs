@@ -23,12 +23,13 @@ pub enum Stage {
     Decoded,
     /// After enrichment (geo, asn, device, threat).
     Enriched,
-    /// As the sinks receive them.
+    /// As the sinks receive them: after redaction (`redacted` names it too).
     Processed,
 }
 
 /// The stages a tap can watch, by name (the first is the default).
-pub const STAGES: &[(&str, Stage)] = &[("processed", Stage::Processed), ("decoded", Stage::Decoded), ("enriched", Stage::Enriched)];
+pub const STAGES: &[(&str, Stage)] =
+    &[("processed", Stage::Processed), ("decoded", Stage::Decoded), ("enriched", Stage::Enriched), ("redacted", Stage::Processed)];
 
 /// Where batches are offered to taps, one channel per stage.
 #[derive(Clone)]

@@ -1,0 +1,497 @@
+//! Content detectors: each finds the spans of one kind of personal or secret data in a text, by
+//! hand-written scanning with the checks that keep ordinary traffic out (Luhn for cards, mod-97
+//! for IBANs, issuer prefixes, word boundaries). No regex engine: every detector is one pass
+//! over the bytes, and most texts are rejected by a cheap first-byte test.
+
+/// The kinds of data detected, as written in config and in `redaction.fields` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Email,
+    Card,
+    Jwt,
+    Credential,
+    AwsKey,
+    GithubToken,
+    SlackToken,
+    StripeKey,
+    UsSsn,
+    Iban,
+    Phone,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 11] =
+        [Kind::Email, Kind::Card, Kind::Jwt, Kind::Credential, Kind::AwsKey, Kind::GithubToken, Kind::SlackToken, Kind::StripeKey, Kind::UsSsn, Kind::Iban, Kind::Phone];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Email => "email",
+            Kind::Card => "payment-card",
+            Kind::Jwt => "jwt",
+            Kind::Credential => "bearer-basic",
+            Kind::AwsKey => "aws-access-key",
+            Kind::GithubToken => "github-token",
+            Kind::SlackToken => "slack-token",
+            Kind::StripeKey => "stripe-key",
+            Kind::UsSsn => "us-ssn",
+            Kind::Iban => "iban",
+            Kind::Phone => "phone",
+        }
+    }
+
+    pub fn of(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A detected span: bytes `start..end` of the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub kind: Kind,
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// True when `i..j` is not glued to word characters on either side.
+fn bounded(t: &[u8], i: usize, j: usize) -> bool {
+    (i == 0 || !is_word(t[i - 1])) && (j >= t.len() || !is_word(t[j]))
+}
+
+/// Every span of the enabled kinds in `text`, sorted and without overlaps (the earlier, then the
+/// longer, wins).
+pub fn find(text: &str, kinds: &[Kind], out: &mut Vec<Span>) {
+    out.clear();
+    let t = text.as_bytes();
+    for &k in kinds {
+        match k {
+            Kind::Email => emails(t, out),
+            Kind::Card => cards(t, out),
+            Kind::Jwt => jwts(t, out),
+            Kind::Credential => credentials(t, out),
+            Kind::AwsKey => prefixed(t, &[b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA"], 16, 16, |b| b.is_ascii_uppercase() || b.is_ascii_digit(), k, out),
+            Kind::GithubToken => {
+                prefixed(t, &[b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"], 36, 36, |b| b.is_ascii_alphanumeric(), k, out);
+                prefixed(t, &[b"github_pat_"], 82, 82, |b| b.is_ascii_alphanumeric() || b == b'_', k, out);
+            }
+            Kind::SlackToken => prefixed(t, &[b"xoxb-", b"xoxa-", b"xoxp-", b"xoxr-", b"xoxs-", b"xapp-"], 10, 250, |b| b.is_ascii_alphanumeric() || b == b'-', k, out),
+            Kind::StripeKey => prefixed(t, &[b"sk_live_", b"sk_test_", b"rk_live_", b"rk_test_"], 16, 247, |b| b.is_ascii_alphanumeric(), k, out),
+            Kind::UsSsn => ssns(t, out),
+            Kind::Iban => ibans(t, out),
+            Kind::Phone => phones(t, out),
+        }
+    }
+    if out.len() > 1 {
+        out.sort_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
+        let mut end = 0;
+        out.retain(|s| {
+            let keep = s.start >= end;
+            if keep {
+                end = s.end;
+            }
+            keep
+        });
+    }
+}
+
+/// `prefix` + `min..=max` bytes of `body`, bounded on both sides.
+fn prefixed(t: &[u8], prefixes: &[&[u8]], min: usize, max: usize, body: impl Fn(u8) -> bool, kind: Kind, out: &mut Vec<Span>) {
+    for p in prefixes {
+        let mut from = 0;
+        while let Some(i) = memfind(&t[from..], p).map(|i| i + from) {
+            from = i + 1;
+            if i > 0 && is_word(t[i - 1]) {
+                continue;
+            }
+            let s = i + p.len();
+            let n = t[s..].iter().take(max + 1).take_while(|b| body(**b)).count();
+            if n >= min && n <= max && (s + n >= t.len() || !is_word(t[s + n]) || !body(t[s + n])) && bounded(t, i, s + n) {
+                out.push(Span { start: i, end: s + n, kind });
+            }
+        }
+    }
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    let first = needle[0];
+    let mut i = 0;
+    while i + needle.len() <= hay.len() {
+        match hay[i..hay.len() - needle.len() + 1].iter().position(|b| *b == first) {
+            None => return None,
+            Some(p) => {
+                i += p;
+                if &hay[i..i + needle.len()] == needle {
+                    return Some(i);
+                }
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+fn emails(t: &[u8], out: &mut Vec<Span>) {
+    let local = |b: u8| b.is_ascii_alphanumeric() || b"._%+-".contains(&b);
+    let domain = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-';
+    for (at, _) in t.iter().enumerate().filter(|(_, b)| **b == b'@') {
+        let start = at - t[..at].iter().rev().take_while(|b| local(**b)).count();
+        let mut end = at + 1 + t[at + 1..].iter().take_while(|b| domain(**b)).count();
+        while end > at + 1 && matches!(t[end - 1], b'.' | b'-') {
+            end -= 1;
+        }
+        if start == at || t[start] == b'.' {
+            continue;
+        }
+        let host = &t[at + 1..end];
+        let Some(dot) = host.iter().rposition(|b| *b == b'.') else { continue };
+        let tld = &host[dot + 1..];
+        if dot == 0 || matches!(host[0], b'.' | b'-') || tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) || host.windows(2).any(|w| w == b"..") {
+            continue;
+        }
+        out.push(Span { start, end, kind: Kind::Email });
+    }
+}
+
+/// Digits of a candidate number: runs of digits joined by single spaces or dashes.
+fn digit_run(t: &[u8], start: usize, max_digits: usize) -> (usize, Vec<u8>) {
+    let mut digits = Vec::with_capacity(max_digits);
+    let mut i = start;
+    while i < t.len() && digits.len() <= max_digits {
+        if t[i].is_ascii_digit() {
+            digits.push(t[i] - b'0');
+            i += 1;
+        } else if (t[i] == b' ' || t[i] == b'-') && i + 1 < t.len() && t[i + 1].is_ascii_digit() && !digits.is_empty() {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    (i, digits)
+}
+
+fn luhn(d: &[u8]) -> bool {
+    let sum: u32 = d.iter().rev().enumerate().map(|(i, &x)| {
+        let x = u32::from(x);
+        if i % 2 == 1 { if x * 2 > 9 { x * 2 - 9 } else { x * 2 } } else { x }
+    }).sum();
+    sum.is_multiple_of(10)
+}
+
+/// The issuer ranges of the major card brands and their lengths.
+fn card_issuer(d: &[u8]) -> bool {
+    let n = d.len();
+    let p = |k: usize| d.iter().take(k).fold(0u32, |a, &x| a * 10 + u32::from(x));
+    match d[0] {
+        4 => matches!(n, 13 | 16 | 19),
+        5 => (51..=55).contains(&p(2)) && n == 16,
+        2 => (2221..=2720).contains(&p(4)) && n == 16,
+        3 => (matches!(p(2), 34 | 37) && n == 15) || ((3528..=3589).contains(&p(4)) && (16..=19).contains(&n)) || ((matches!(p(2), 36 | 38) || (300..=305).contains(&p(3))) && (14..=19).contains(&n)),
+        6 => (p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)) || (622_126..=622_925).contains(&p(6))) && (16..=19).contains(&n),
+        _ => false,
+    }
+}
+
+fn cards(t: &[u8], out: &mut Vec<Span>) {
+    let mut i = 0;
+    while i < t.len() {
+        if !t[i].is_ascii_digit() || (i > 0 && (is_word(t[i - 1]) || t[i - 1] == b'-' || t[i - 1] == b'.')) {
+            i += 1;
+            continue;
+        }
+        let (end, digits) = digit_run(t, i, 19);
+        // A decimal point after the digits makes it a number, not a card.
+        let decimal = end + 1 < t.len() && t[end] == b'.' && t[end + 1].is_ascii_digit();
+        if (13..=19).contains(&digits.len()) && bounded(t, i, end) && !decimal && card_issuer(&digits) && luhn(&digits) {
+            out.push(Span { start: i, end, kind: Kind::Card });
+        }
+        i = end.max(i + 1);
+    }
+}
+
+fn b64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+fn jwts(t: &[u8], out: &mut Vec<Span>) {
+    let mut from = 0;
+    while let Some(i) = memfind(&t[from..], b"eyJ").map(|i| i + from) {
+        from = i + 3;
+        if i > 0 && b64url(t[i - 1]) {
+            continue;
+        }
+        let mut j = i;
+        let mut parts = 0;
+        loop {
+            let n = t[j..].iter().take_while(|b| b64url(**b)).count();
+            if n < 4 && parts < 2 {
+                break;
+            }
+            j += n;
+            parts += 1;
+            if parts == 3 || j >= t.len() || t[j] != b'.' {
+                break;
+            }
+            j += 1;
+        }
+        if parts == 3 && j - i >= 30 {
+            out.push(Span { start: i, end: j, kind: Kind::Jwt });
+            from = j;
+        }
+    }
+}
+
+/// The token after `Bearer ` / `Basic ` (any case): the scheme is kept, the credential is the
+/// span. A bearer token must look like one (12+ characters with a digit, mixed case or token
+/// punctuation: "Bearer authentication" is prose); a basic credential must decode to `user:pass`.
+fn credentials(t: &[u8], out: &mut Vec<Span>) {
+    for (scheme, basic) in [(&b"bearer "[..], false), (b"basic ", true)] {
+        let mut i = 0;
+        while i + scheme.len() < t.len() {
+            if t[i..i + scheme.len()].eq_ignore_ascii_case(scheme) && (i == 0 || !is_word(t[i - 1])) {
+                let s = i + scheme.len();
+                let n = t[s..].iter().take_while(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b)).count();
+                let tok = &t[s..s + n];
+                let ok = if basic { basic_credential(tok) } else { bearer_token(tok) };
+                if ok && (s + n >= t.len() || !is_word(t[s + n])) {
+                    out.push(Span { start: s, end: s + n, kind: Kind::Credential });
+                }
+                i = s + n.max(1);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+fn bearer_token(tok: &[u8]) -> bool {
+    let digit = tok.iter().any(u8::is_ascii_digit);
+    let mixed = tok.iter().any(u8::is_ascii_uppercase) && tok.iter().any(u8::is_ascii_lowercase);
+    let punct = tok.iter().any(|b| b"-._~+/=".contains(b));
+    tok.len() >= 12 && (digit || mixed || punct)
+}
+
+/// Standard base64 that decodes to printable `user:password`.
+fn basic_credential(tok: &[u8]) -> bool {
+    if tok.len() < 8 || tok.len() % 4 != 0 {
+        return false;
+    }
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let body = tok.iter().rposition(|c| *c != b'=').map_or(&tok[..0], |p| &tok[..=p]);
+    if tok.len() - body.len() > 2 {
+        return false;
+    }
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut decoded = Vec::with_capacity(tok.len());
+    for &c in body {
+        let Some(v) = val(c) else { return false };
+        bits = bits << 6 | u32::from(v);
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            decoded.push((bits >> nbits) as u8);
+        }
+    }
+    decoded.contains(&b':') && decoded.iter().all(|b| (0x20..0x7f).contains(b))
+}
+
+fn ssns(t: &[u8], out: &mut Vec<Span>) {
+    if t.len() < 11 {
+        return;
+    }
+    for i in 0..=t.len() - 11 {
+        let w = &t[i..i + 11];
+        let shape = w.iter().enumerate().all(|(k, b)| if k == 3 || k == 6 { *b == b'-' } else { b.is_ascii_digit() });
+        if !shape || !bounded(t, i, i + 11) || (i > 0 && t[i - 1] == b'-') || (i + 11 < t.len() && t[i + 11] == b'-') {
+            continue;
+        }
+        let num = |r: std::ops::Range<usize>| w[r].iter().fold(0u32, |a, b| a * 10 + u32::from(b - b'0'));
+        let (area, group, serial) = (num(0..3), num(4..6), num(7..11));
+        if area != 0 && area != 666 && area < 900 && group != 0 && serial != 0 {
+            out.push(Span { start: i, end: i + 11, kind: Kind::UsSsn });
+        }
+    }
+}
+
+/// IBAN lengths by country (the registry's), for the countries that use IBAN.
+fn iban_length(cc: &[u8]) -> Option<usize> {
+    const L: &[(&[u8; 2], usize)] = &[
+        (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20), (b"BE", 16), (b"BG", 22), (b"BH", 22), (b"BR", 29),
+        (b"CH", 21), (b"CR", 22), (b"CY", 28), (b"CZ", 24), (b"DE", 22), (b"DK", 18), (b"DO", 28), (b"EE", 20), (b"EG", 29), (b"ES", 24),
+        (b"FI", 18), (b"FO", 18), (b"FR", 27), (b"GB", 22), (b"GE", 22), (b"GI", 23), (b"GL", 18), (b"GR", 27), (b"GT", 28), (b"HR", 21),
+        (b"HU", 28), (b"IE", 22), (b"IL", 23), (b"IS", 26), (b"IT", 27), (b"JO", 30), (b"KW", 30), (b"KZ", 20), (b"LB", 28), (b"LI", 21),
+        (b"LT", 20), (b"LU", 20), (b"LV", 21), (b"MC", 27), (b"MD", 24), (b"ME", 22), (b"MK", 19), (b"MR", 27), (b"MT", 31), (b"MU", 30),
+        (b"NL", 18), (b"NO", 15), (b"PK", 24), (b"PL", 28), (b"PS", 29), (b"PT", 25), (b"QA", 29), (b"RO", 24), (b"RS", 22), (b"SA", 24),
+        (b"SE", 24), (b"SI", 19), (b"SK", 24), (b"SM", 27), (b"TN", 24), (b"TR", 26), (b"UA", 29), (b"VG", 24), (b"XK", 20),
+    ];
+    L.iter().find(|(c, _)| &c[..] == cc).map(|(_, n)| *n)
+}
+
+fn ibans(t: &[u8], out: &mut Vec<Span>) {
+    let mut i = 0;
+    while i + 15 <= t.len() {
+        let Some(len) = (t[i].is_ascii_uppercase() && t[i + 1].is_ascii_uppercase() && t[i + 2].is_ascii_digit() && t[i + 3].is_ascii_digit() && (i == 0 || !is_word(t[i - 1])))
+            .then(|| iban_length(&t[i..i + 2]))
+            .flatten()
+        else {
+            i += 1;
+            continue;
+        };
+        // Compact or printed in groups of four separated by single spaces.
+        let mut chars = Vec::with_capacity(len);
+        let mut j = i;
+        while j < t.len() && chars.len() < len {
+            if t[j].is_ascii_uppercase() || t[j].is_ascii_digit() {
+                chars.push(t[j]);
+                j += 1;
+            } else if t[j] == b' ' && chars.len() % 4 == 0 && j + 1 < t.len() && t[j + 1].is_ascii_alphanumeric() {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if chars.len() == len && (j >= t.len() || !is_word(t[j])) && mod97(&chars) == 1 {
+            out.push(Span { start: i, end: j, kind: Kind::Iban });
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn mod97(chars: &[u8]) -> u32 {
+    let rotated = chars[4..].iter().chain(&chars[..4]);
+    let mut r = 0u32;
+    for &c in rotated {
+        let v = if c.is_ascii_digit() { u32::from(c - b'0') } else { u32::from(c - b'A') + 10 };
+        r = if v >= 10 { (r * 100 + v) % 97 } else { (r * 10 + v) % 97 };
+    }
+    r
+}
+
+/// E.164 (`+` and 8–15 digits, spaces, dashes or parentheses between groups) and North American
+/// numbers written the usual ways: `(212) 555-0147`, `212-555-0147`, `212.555.0147`.
+fn phones(t: &[u8], out: &mut Vec<Span>) {
+    let mut i = 0;
+    while i < t.len() {
+        let b = t[i];
+        if b == b'+' && (i == 0 || !is_word(t[i - 1])) && i + 1 < t.len() && t[i + 1].is_ascii_digit() {
+            let mut j = i + 1;
+            let mut digits = 0;
+            while j < t.len() {
+                if t[j].is_ascii_digit() {
+                    digits += 1;
+                } else if !(b" -()".contains(&t[j]) && j + 1 < t.len() && (t[j + 1].is_ascii_digit() || t[j + 1] == b'(')) {
+                    break;
+                }
+                j += 1;
+            }
+            if (8..=15).contains(&digits) && (j >= t.len() || !is_word(t[j])) {
+                out.push(Span { start: i, end: j, kind: Kind::Phone });
+                i = j;
+                continue;
+            }
+        }
+        if let Some(end) = nanp(t, i) {
+            out.push(Span { start: i, end, kind: Kind::Phone });
+            i = end;
+            continue;
+        }
+        i += 1;
+    }
+}
+
+fn nanp(t: &[u8], i: usize) -> Option<usize> {
+    if i > 0 && (is_word(t[i - 1]) || matches!(t[i - 1], b'-' | b'.' | b'/' | b':')) {
+        return None;
+    }
+    let d = |k: usize, n: usize| t.get(k..k + n).filter(|s| s.iter().all(u8::is_ascii_digit)).is_some();
+    let (area_end, sep) = if t.get(i) == Some(&b'(') && d(i + 1, 3) && t.get(i + 4) == Some(&b')') {
+        let sep = if t.get(i + 5) == Some(&b' ') { i + 6 } else { i + 5 };
+        (sep, None)
+    } else if d(i, 3) && matches!(t.get(i + 3), Some(b'-' | b'.')) {
+        (i + 4, t.get(i + 3).copied())
+    } else {
+        return None;
+    };
+    let area = if t[i] == b'(' { &t[i + 1..i + 4] } else { &t[i..i + 3] };
+    // Area and exchange codes never start with 0 or 1.
+    if area[0] < b'2' || !d(area_end, 3) || t[area_end] < b'2' {
+        return None;
+    }
+    let want = sep.unwrap_or(b'-');
+    if t.get(area_end + 3) != Some(&want) || !d(area_end + 4, 4) {
+        return None;
+    }
+    let end = area_end + 8;
+    if end < t.len() && (is_word(t[end]) || matches!(t[end], b'-' | b'.') && t.get(end + 1).is_some_and(u8::is_ascii_digit)) {
+        return None;
+    }
+    Some(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds_in(text: &str) -> Vec<(Kind, &str)> {
+        let mut spans = Vec::new();
+        find(text, &Kind::ALL, &mut spans);
+        spans.iter().map(|s| (s.kind, &text[s.start..s.end])).collect()
+    }
+
+    #[test]
+    fn each_detector_finds_its_kind_in_context() {
+        assert_eq!(kinds_in("mail jane.doe+x@example.co.uk now"), vec![(Kind::Email, "jane.doe+x@example.co.uk")]);
+        assert_eq!(kinds_in("card 4111 1111 1111 1111."), vec![(Kind::Card, "4111 1111 1111 1111")]);
+        assert_eq!(kinds_in("pan=5500-0000-0000-0004&x=1"), vec![(Kind::Card, "5500-0000-0000-0004")]);
+        assert_eq!(kinds_in("Authorization: Bearer abcDEF123456xyz"), vec![(Kind::Credential, "abcDEF123456xyz")]);
+        assert_eq!(kinds_in("id AKIAIOSFODNN7EXAMPLE ok"), vec![(Kind::AwsKey, "AKIAIOSFODNN7EXAMPLE")]);
+        assert_eq!(kinds_in("ssn 123-45-6789"), vec![(Kind::UsSsn, "123-45-6789")]);
+        assert_eq!(kinds_in("to GB82 WEST 1234 5698 7654 32 please"), vec![(Kind::Iban, "GB82 WEST 1234 5698 7654 32")]);
+        assert_eq!(kinds_in("DE89370400440532013000"), vec![(Kind::Iban, "DE89370400440532013000")]);
+        assert_eq!(kinds_in("call +44 20 7946 0958 or (212) 555-0147"), vec![(Kind::Phone, "+44 20 7946 0958"), (Kind::Phone, "(212) 555-0147")]);
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        assert_eq!(kinds_in(&format!("t={jwt}&a=1")), vec![(Kind::Jwt, jwt)]);
+    }
+
+    #[test]
+    fn ordinary_traffic_is_left_alone() {
+        for text in [
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            "2026-11-22T10:47:02.123Z",
+            "0192f0c4-7c1a-7d5e-9f00-0000000001a2",
+            "order ORD-2024-000123 shipped",
+            "/api/orders/4111111111111112",
+            "version 1.2.3-beta.4",
+            "user@localhost",
+            "page=2&sort=desc&per_page=50",
+            "1700000000000",
+            "10.0.0.1:8080",
+            "Bearer x",
+        ] {
+            assert_eq!(kinds_in(text), vec![], "{text}");
+        }
+    }
+
+    #[test]
+    fn checks_reject_near_misses() {
+        assert!(kinds_in("4111 1111 1111 1112").is_empty(), "Luhn fails");
+        assert!(kinds_in("GB82 WEST 1234 5698 7654 33").is_empty(), "mod 97 fails");
+        assert!(kinds_in("000-12-3456 666-12-3456 900-12-3456 123-00-4567").is_empty(), "impossible SSNs");
+        assert!(kinds_in("(112) 555-0147").is_empty(), "area codes never start with 1");
+    }
+}

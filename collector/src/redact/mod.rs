@@ -1,0 +1,272 @@
+//! The redaction stage, the last before the sinks: nothing a sink sees (and nothing the
+//! write-ahead log will store) carries the personal or secret data it finds. By field: the values
+//! of deny-listed query parameters and headers. By content ([`detect`]): e-mail addresses, card
+//! numbers, JWTs, bearer/basic credentials, cloud and SaaS keys, US SSNs, IBANs and phone numbers
+//! in the URL path and query, header values, captured bodies and the user agent. Each detector
+//! masks, removes or replaces with a keyed hash (HMAC-SHA256, so joins still work). The client
+//! address can be truncated (IPv4 /24, IPv6 /48) after enrichment used it. `redaction.fields`
+//! lists what was changed.
+
+pub mod detect;
+
+use detect::{Kind, Span};
+use hmac::{Hmac, Mac};
+use sentinel_config::{Redaction as RedactionConfig, RedactionMode};
+use sentinel_wire::event::{Event, Headers, Redaction};
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// The configured redaction, shared by the workers.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    kinds: Vec<Kind>,
+    modes: Vec<(Kind, RedactionMode)>,
+    field_mode: RedactionMode,
+    query_params: Vec<String>,
+    headers: Vec<String>,
+    key: Vec<u8>,
+    anonymize_ip: bool,
+}
+
+impl Redactor {
+    /// `None` when redaction is off.
+    pub fn new(cfg: &Option<RedactionConfig>) -> Option<Redactor> {
+        let c = cfg.as_ref()?;
+        Some(Redactor {
+            kinds: c.detectors.iter().filter_map(|d| Kind::of(d)).collect(),
+            modes: c.detector_modes.iter().filter_map(|(d, m)| Some((Kind::of(d)?, *m))).collect(),
+            field_mode: c.mode,
+            query_params: c.query_params.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            headers: c.headers.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            key: c.hash_key.as_ref().map(|k| k.expose().as_bytes().to_vec()).unwrap_or_default(),
+            anonymize_ip: c.anonymize_client_ip,
+        })
+    }
+
+    fn mode(&self, kind: Kind) -> RedactionMode {
+        self.modes.iter().find(|(k, _)| *k == kind).map_or(self.field_mode, |(_, m)| *m)
+    }
+
+    /// What replaces a value: a mask naming what it was, nothing, or a keyed hash.
+    fn replacement(&self, mode: RedactionMode, what: &str, value: &str) -> String {
+        match mode {
+            RedactionMode::Mask => format!("[REDACTED:{what}]"),
+            RedactionMode::Remove => String::new(),
+            RedactionMode::Hash => {
+                let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+                mac.update(value.as_bytes());
+                let digest = mac.finalize().into_bytes();
+                let mut out = String::with_capacity(21);
+                out.push_str("hmac:");
+                for b in &digest[..8] {
+                    out.push_str(&format!("{b:02x}"));
+                }
+                out
+            }
+        }
+    }
+
+    /// Rewrites `text` with every detected span replaced; `None` when nothing was found.
+    fn scrub(&self, text: &str, spans: &mut Vec<Span>) -> Option<String> {
+        detect::find(text, &self.kinds, spans);
+        if spans.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for s in spans.iter() {
+            out.push_str(&text[at..s.start]);
+            out.push_str(&self.replacement(self.mode(s.kind), s.kind.name(), &text[s.start..s.end]));
+            at = s.end;
+        }
+        out.push_str(&text[at..]);
+        Some(out)
+    }
+
+    fn scrub_cow(&self, value: &mut Cow<'_, str>, field: &str, fields: &mut Vec<String>, spans: &mut Vec<Span>) {
+        if let Some(new) = self.scrub(value, spans) {
+            *value = Cow::Owned(new);
+            fields.push(field.to_string());
+        }
+    }
+
+    /// The query with deny-listed parameters' values replaced and the others scrubbed.
+    fn query(&self, q: &str, spans: &mut Vec<Span>) -> Option<String> {
+        let mut changed = false;
+        let mut out = String::with_capacity(q.len());
+        for (i, pair) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            let (name, value) = match pair.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (pair, None),
+            };
+            out.push_str(name);
+            let Some(v) = value else { continue };
+            out.push('=');
+            if !v.is_empty() && self.query_params.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+                out.push_str(&self.replacement(self.field_mode, "query-param", v));
+                changed = true;
+            } else if let Some(s) = self.scrub(v, spans) {
+                out.push_str(&s);
+                changed = true;
+            } else {
+                out.push_str(v);
+            }
+        }
+        changed.then_some(out)
+    }
+
+    fn headers(&self, h: &mut Headers<'_>, prefix: &str, fields: &mut Vec<String>, spans: &mut Vec<Span>) {
+        for (name, value) in h.0.iter_mut() {
+            let field = || format!("{prefix}.{name}");
+            if self.headers.iter().any(|d| d == name.as_ref()) {
+                if !value.is_empty() && !value.ends_with("***") {
+                    *value = Cow::Owned(self.replacement(self.field_mode, "header", value));
+                    fields.push(field());
+                }
+            } else if self.anonymize_ip && name == "x-forwarded-for" {
+                let hops: Vec<String> = value.split(',').map(|h| anonymize(h.trim()).unwrap_or_else(|| h.trim().to_string())).collect();
+                let joined = hops.join(", ");
+                if joined != *value {
+                    *value = Cow::Owned(joined);
+                    fields.push(field());
+                }
+            } else if let Some(new) = self.scrub(value, spans) {
+                *value = Cow::Owned(new);
+                fields.push(field());
+            }
+        }
+    }
+
+    /// Redacts one event in place; `spans` is scratch space.
+    pub fn redact(&self, ev: &mut Event<'_>, spans: &mut Vec<Span>) {
+        let mut fields = Vec::new();
+        self.scrub_cow(&mut ev.url.path, "url.path", &mut fields, spans);
+        if let Some(q) = &mut ev.url.query {
+            if let Some(new) = self.query(q, spans) {
+                *q = Cow::Owned(new);
+                fields.push("url.query".into());
+            }
+        }
+        self.headers(&mut ev.http.request.header, "http.request.header", &mut fields, spans);
+        self.headers(&mut ev.http.response.header, "http.response.header", &mut fields, spans);
+        for (body, field) in [(&mut ev.http.request.body.content, "http.request.body.content"), (&mut ev.http.response.body.content, "http.response.body.content")] {
+            if let Some(b) = body {
+                self.scrub_cow(b, field, &mut fields, spans);
+            }
+        }
+        if let Some(ua) = &mut ev.user_agent {
+            self.scrub_cow(&mut ua.original, "user_agent.original", &mut fields, spans);
+        }
+        if self.anonymize_ip {
+            if let Some(a) = anonymize(&ev.client.address) {
+                if a != ev.client.address {
+                    ev.client.address = Cow::Owned(a);
+                    fields.push("client.address".into());
+                }
+            }
+        }
+        if !fields.is_empty() {
+            ev.redaction = Some(Redaction { fields });
+        }
+    }
+}
+
+/// An address with its host part cleared: IPv4 to its /24, IPv6 to its /48.
+pub fn anonymize(addr: &str) -> Option<String> {
+    match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(std::net::Ipv4Addr::new(o[0], o[1], o[2], 0).to_string())
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sentinel_config::Secret;
+    use sentinel_wire::event::{Body, HttpRequest, UserAgent};
+
+    fn redactor(mode: RedactionMode, anonymize: bool) -> Redactor {
+        let mut cfg = RedactionConfig::default();
+        cfg.mode = mode;
+        cfg.hash_key = Some(Secret::new("k1"));
+        cfg.anonymize_client_ip = anonymize;
+        Redactor::new(&Some(cfg)).unwrap()
+    }
+
+    fn event() -> Event<'static> {
+        let mut e = Event::default();
+        e.url.path = "/users/jane@example.com/cards".into();
+        e.url.query = Some("access_token=abc123&q=call%20me&card=4111111111111111&page=2".into());
+        e.http.request = HttpRequest {
+            method: "GET".into(),
+            header: Headers(vec![
+                ("x-api-key".into(), "k-123456".into()),
+                ("referer".into(), "https://x.test/?email=bob@example.org".into()),
+                ("x-forwarded-for".into(), "203.0.113.77, 10.0.0.1".into()),
+                ("user-agent".into(), "Mozilla/5.0 Chrome/124.0.0.0".into()),
+            ]),
+            body: Body { size: 40, content: Some("{\"ssn\":\"123-45-6789\",\"n\":1}".into()), truncated: false },
+        };
+        e.client.address = "203.0.113.77".into();
+        e.user_agent = Some(UserAgent { original: "Mozilla/5.0 Chrome/124.0.0.0".into(), ..Default::default() });
+        e
+    }
+
+    #[test]
+    fn every_kind_of_place_is_redacted_and_listed() {
+        let r = redactor(RedactionMode::Mask, true);
+        let mut e = event();
+        r.redact(&mut e, &mut Vec::new());
+        assert_eq!(e.url.path, "/users/[REDACTED:email]/cards");
+        assert_eq!(e.url.query.as_deref(), Some("access_token=[REDACTED:query-param]&q=call%20me&card=[REDACTED:payment-card]&page=2"));
+        assert_eq!(e.http.request.header.get("x-api-key"), Some("[REDACTED:header]"));
+        assert_eq!(e.http.request.header.get("referer"), Some("https://x.test/?email=[REDACTED:email]"));
+        assert_eq!(e.http.request.header.get("x-forwarded-for"), Some("203.0.113.0, 10.0.0.0"));
+        assert_eq!(e.http.request.header.get("user-agent"), Some("Mozilla/5.0 Chrome/124.0.0.0"), "untouched");
+        assert_eq!(e.http.request.body.content.as_deref(), Some("{\"ssn\":\"[REDACTED:us-ssn]\",\"n\":1}"));
+        assert_eq!(e.client.address, "203.0.113.0");
+        let fields = e.redaction.unwrap().fields;
+        assert_eq!(
+            fields,
+            ["url.path", "url.query", "http.request.header.x-api-key", "http.request.header.referer", "http.request.header.x-forwarded-for", "http.request.body.content", "client.address"]
+        );
+    }
+
+    #[test]
+    fn hashes_are_keyed_and_stable_so_joins_work() {
+        let r = redactor(RedactionMode::Hash, false);
+        let (mut a, mut b) = (event(), event());
+        r.redact(&mut a, &mut Vec::new());
+        r.redact(&mut b, &mut Vec::new());
+        assert!(a.url.path.starts_with("/users/hmac:") && a.url.path.len() == "/users/hmac:".len() + 16 + "/cards".len());
+        assert_eq!(a.url.path, b.url.path, "same value, same hash");
+        let mut other = redactor(RedactionMode::Hash, false);
+        other.key = b"k2".to_vec();
+        let mut c = event();
+        other.redact(&mut c, &mut Vec::new());
+        assert_ne!(a.url.path, c.url.path, "another key, another hash");
+        assert_eq!(a.client.address, "203.0.113.77", "anonymization is off");
+    }
+
+    #[test]
+    fn clean_events_are_untouched() {
+        let r = redactor(RedactionMode::Remove, false);
+        let mut e = Event::default();
+        e.url.path = "/api/v1/orders/ORD-2024-000123".into();
+        e.url.query = Some("page=2&sort=desc".into());
+        r.redact(&mut e, &mut Vec::new());
+        assert_eq!(e.url.path, "/api/v1/orders/ORD-2024-000123");
+        assert_eq!(e.url.query.as_deref(), Some("page=2&sort=desc"));
+        assert!(e.redaction.is_none());
+        assert_eq!(anonymize("2001:db8:1:2:3::9").as_deref(), Some("2001:db8:1::"));
+    }
+}
