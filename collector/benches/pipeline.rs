@@ -4,8 +4,9 @@
 //! cache). Data: DB-IP lite city (geo), the free ASN ranges (~515k), uap-core (device), 20 threat
 //! lists of 5,000 ranges each (100k ranges).
 //!
-//! Decode + encode only (forwarding), each enricher alone (address enrichers on all-new
-//! addresses: their real lookup cost), then the full pipeline both ways. Events/s per core = 1 / (time per event). A second group times the two
+//! Decode + encode only (forwarding), redaction alone, each enricher alone (address enrichers on
+//! all-new addresses: their real lookup cost), then the full pipeline (sample at 100%, every
+//! enricher, redaction with every detector) both ways. Events/s per core = 1 / (time per event). A second group times the two
 //! user-agent parsers on the same agents, uncached, so the choice of `ua-parser` is on file.
 //!
 //! Run: `make bench-collector` (needs `make data`).
@@ -186,13 +187,14 @@ fn enrichment(geo: bool, asn: bool, device: bool, threat: Option<&[ThreatList]>)
     }
 }
 
-fn pipeline(cfg: &Enrichment) -> Pipeline {
+fn pipeline(cfg: &Enrichment, redact: bool) -> Pipeline {
     let metrics = Arc::new(Metrics::default());
     let handle = Arc::new(EnrichmentHandle::start(cfg, metrics.enrich.clone()).expect("load enrichment data"));
     // Sampling at 100%, as the budget says: the stage runs and keeps everything.
     let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));
-    // Redaction as configured by default: every detector, masking.
-    let redaction = Arc::new(arc_swap::ArcSwap::from_pointee(sentinel_collector::redact::Redactor::new(&sentinel_config::Config::default().redaction)));
+    // Redaction as configured by default (every detector, masking), or off.
+    let redaction_cfg = if redact { sentinel_config::Config::default().redaction } else { None };
+    let redaction = Arc::new(arc_swap::ArcSwap::from_pointee(sentinel_collector::redact::Redactor::new(&redaction_cfg)));
     Pipeline::new("bench".into(), sampling, handle, redaction, TapHub::default(), metrics)
 }
 
@@ -204,21 +206,22 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(frames_mix.len() as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(6));
-    let cases: [(&str, Enrichment, &Frames); 7] = [
-        ("forward (decode + encode)", enrichment(false, false, false, None), &frames_mix),
-        ("geo (DB-IP city)", enrichment(true, false, false, None), &frames_new),
-        ("asn (515k CSV ranges)", enrichment(false, true, false, None), &frames_new),
-        ("device (uap-core)", enrichment(false, false, true, None), &frames_mix),
-        ("threat (20 lists, 100k ranges)", enrichment(false, false, false, Some(&lists)), &frames_new),
-        ("full, 2000 clients", enrichment(true, true, true, Some(&lists)), &frames_mix),
-        ("full, every address new", enrichment(true, true, true, Some(&lists)), &frames_new),
+    let cases: [(&str, Enrichment, bool, &Frames); 8] = [
+        ("forward (decode + encode)", enrichment(false, false, false, None), false, &frames_mix),
+        ("redact (all detectors)", enrichment(false, false, false, None), true, &frames_mix),
+        ("geo (DB-IP city)", enrichment(true, false, false, None), false, &frames_new),
+        ("asn (515k CSV ranges)", enrichment(false, true, false, None), false, &frames_new),
+        ("device (uap-core)", enrichment(false, false, true, None), false, &frames_mix),
+        ("threat (20 lists, 100k ranges)", enrichment(false, false, false, Some(&lists)), false, &frames_new),
+        ("full, 2000 clients", enrichment(true, true, true, Some(&lists)), true, &frames_mix),
+        ("full, every address new", enrichment(true, true, true, Some(&lists)), true, &frames_new),
     ];
-    for (name, cfg, frames) in &cases {
+    for (name, cfg, redact, frames) in &cases {
         // Loaded on first use, so a filtered run loads only what it measures.
         let mut p = None;
         let mut scratch = WorkerScratch::default();
         g.bench_function(*name, |b| {
-            let p = p.get_or_insert_with(|| pipeline(cfg));
+            let p = p.get_or_insert_with(|| pipeline(cfg, *redact));
             b.iter(|| black_box(p.process(&frames, &mut scratch)))
         });
     }

@@ -61,12 +61,98 @@ fn bounded(t: &[u8], i: usize, j: usize) -> bool {
     (i == 0 || !is_word(t[i - 1])) && (j >= t.len() || !is_word(t[j]))
 }
 
+/// What one pass over a text says about which detectors can match at all: most header values
+/// and paths have no `@`, no 13-digit run, no `AA00` pair, so most detectors never scan them.
+#[derive(Debug, Default)]
+struct Profile {
+    at: bool,
+    plus: bool,
+    dash: bool,
+    space: bool,
+    /// Longest run of digits joined by one or two separators (` `, `-`, `.`, `(`, `)`).
+    digit_run: usize,
+    /// Longest run of upper-case letters and digits.
+    upper_run: usize,
+    /// Two upper-case letters followed by two digits somewhere (an IBAN's start).
+    iban_start: bool,
+    /// `eyJ` (a JWT's start).
+    jwt_start: bool,
+    /// `gh?_` / `github_pat_`, `xox?-` / `xapp-`, `_live_` / `_test_`: the token prefixes.
+    github: bool,
+    slack: bool,
+    stripe: bool,
+}
+
+impl Profile {
+    fn of(t: &[u8]) -> Profile {
+        let mut p = Profile::default();
+        let (mut run, mut seps, mut up) = (0usize, 0u8, 0usize);
+        for (i, &b) in t.iter().enumerate() {
+            match b {
+                b'0'..=b'9' => {
+                    run += 1;
+                    seps = 0;
+                    p.digit_run = p.digit_run.max(run);
+                }
+                // `) ` joins groups too, so two separators in a row keep the run.
+                b' ' | b'-' | b'.' | b'(' | b')' if seps < 2 => seps += 1,
+                _ => (run, seps) = (0, 0),
+            }
+            if b.is_ascii_uppercase() || b.is_ascii_digit() {
+                up += 1;
+                p.upper_run = p.upper_run.max(up);
+            } else {
+                up = 0;
+            }
+            match b {
+                b'@' => p.at = true,
+                b'+' => p.plus = true,
+                b'-' => p.dash = true,
+                b' ' => p.space = true,
+                _ => {}
+            }
+            // Token prefixes, recognised at their last byte.
+            match b {
+                b'J' if i >= 2 && &t[i - 2..i] == b"ey" => p.jwt_start = true,
+                b'_' if (i >= 3 && &t[i - 3..i - 1] == b"gh") || (i >= 6 && &t[i - 6..i] == b"github") => p.github = true,
+                b'_' if i >= 4 && (&t[i - 4..i] == b"live" || &t[i - 4..i] == b"test") => p.stripe = true,
+                b'-' if i >= 4 && (&t[i - 4..i - 1] == b"xox" || &t[i - 4..i] == b"xapp") => p.slack = true,
+                _ => {}
+            }
+            if i >= 3 && b.is_ascii_digit() && t[i - 1].is_ascii_digit() && t[i - 2].is_ascii_uppercase() && t[i - 3].is_ascii_uppercase() {
+                p.iban_start = true;
+            }
+        }
+        p
+    }
+}
+
 /// Every span of the enabled kinds in `text`, sorted and without overlaps (the earlier, then the
 /// longer, wins).
 pub fn find(text: &str, kinds: &[Kind], out: &mut Vec<Span>) {
     out.clear();
     let t = text.as_bytes();
+    if t.len() < 8 {
+        return;
+    }
+    let p = Profile::of(t);
     for &k in kinds {
+        let possible = match k {
+            Kind::Email => p.at,
+            Kind::Card => p.digit_run >= 13,
+            Kind::Jwt => p.jwt_start && t.len() >= 30,
+            Kind::Credential => p.space,
+            Kind::AwsKey => p.upper_run >= 20,
+            Kind::GithubToken => p.github,
+            Kind::SlackToken => p.slack,
+            Kind::StripeKey => p.stripe,
+            Kind::UsSsn => p.dash && p.digit_run >= 9,
+            Kind::Iban => p.iban_start && t.len() >= 15,
+            Kind::Phone => p.plus || p.digit_run >= 10,
+        };
+        if !possible {
+            continue;
+        }
         match k {
             Kind::Email => emails(t, out),
             Kind::Card => cards(t, out),
@@ -250,21 +336,24 @@ fn jwts(t: &[u8], out: &mut Vec<Span>) {
 /// span. A bearer token must look like one (12+ characters with a digit, mixed case or token
 /// punctuation: "Bearer authentication" is prose); a basic credential must decode to `user:pass`.
 fn credentials(t: &[u8], out: &mut Vec<Span>) {
-    for (scheme, basic) in [(&b"bearer "[..], false), (b"basic ", true)] {
-        let mut i = 0;
-        while i + scheme.len() < t.len() {
-            if t[i..i + scheme.len()].eq_ignore_ascii_case(scheme) && (i == 0 || !is_word(t[i - 1])) {
-                let s = i + scheme.len();
-                let n = t[s..].iter().take_while(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b)).count();
-                let tok = &t[s..s + n];
-                let ok = if basic { basic_credential(tok) } else { bearer_token(tok) };
-                if ok && (s + n >= t.len() || !is_word(t[s + n])) {
-                    out.push(Span { start: s, end: s + n, kind: Kind::Credential });
-                }
-                i = s + n.max(1);
-            } else {
-                i += 1;
-            }
+    // Only spaces can end a scheme: look back from each one.
+    for (sp, _) in t.iter().enumerate().filter(|(_, b)| **b == b' ') {
+        let (basic, start) = if sp >= 6 && t[sp - 6..sp].eq_ignore_ascii_case(b"bearer") {
+            (false, sp - 6)
+        } else if sp >= 5 && t[sp - 5..sp].eq_ignore_ascii_case(b"basic") {
+            (true, sp - 5)
+        } else {
+            continue;
+        };
+        if start > 0 && is_word(t[start - 1]) {
+            continue;
+        }
+        let s = sp + 1;
+        let n = t[s..].iter().take_while(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b)).count();
+        let tok = &t[s..s + n];
+        let ok = if basic { basic_credential(tok) } else { bearer_token(tok) };
+        if ok && (s + n >= t.len() || !is_word(t[s + n])) {
+            out.push(Span { start: s, end: s + n, kind: Kind::Credential });
         }
     }
 }
