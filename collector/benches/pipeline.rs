@@ -17,7 +17,7 @@ use sentinel_collector::pipeline::WorkerScratch;
 use sentinel_collector::sample::SamplingHandle;
 use sentinel_collector::ingest::Frames;
 use sentinel_collector::metrics::Metrics;
-use sentinel_collector::pipeline::Pipeline;
+use sentinel_collector::pipeline::{Live, Pipeline};
 use sentinel_collector::tap::TapHub;
 use sentinel_config::{AsnData, ClientIp, DeviceDetection, Enrichment, GeoIp, GeoLayout, ThreatIntel, ThreatKind, ThreatList, ThreatWeights};
 use sentinel_wire::event::{Client, Event, EventInfo, Headers, Http, HttpRequest, HttpResponse, Sampling, Url};
@@ -195,7 +195,7 @@ fn pipeline(cfg: &Enrichment, redact: bool) -> Pipeline {
     // Redaction as configured by default (every detector, masking), or off.
     let redaction_cfg = if redact { sentinel_config::Config::default().redaction } else { None };
     let redaction = Arc::new(arc_swap::ArcSwap::from_pointee(sentinel_collector::redact::Redactor::new(&redaction_cfg)));
-    Pipeline::new("bench".into(), sampling, handle, redaction, TapHub::default(), metrics)
+    Pipeline::new("bench".into(), Live { sampling, enrichment: handle, redaction }, TapHub::default(), metrics)
 }
 
 fn stages(c: &mut Criterion) {

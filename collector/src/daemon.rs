@@ -6,7 +6,7 @@ use crate::ingest::unix::{self, UnixIngestConfig};
 use crate::metrics::Metrics;
 use crate::enrich::{self, EnrichmentHandle};
 use crate::pipeline::workers::Workers;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Live, Pipeline};
 use crate::router::{Router, SinkReload, SinkSpec};
 use crate::sample::SamplingHandle;
 use crate::redact::Redactor;
@@ -104,10 +104,10 @@ impl Daemon {
         let router_task = tokio::spawn(router.run(rx, sink_reloads));
         let sampling = Arc::new(SamplingHandle::new(&config.sampling));
         let redaction = Arc::new(ArcSwap::from_pointee(Redactor::new(&config.redaction)));
-        let live = Live { sampling: sampling.clone(), enrichment: enrichment.clone(), redaction: redaction.clone() };
-        let reload_task = tokio::spawn(dispatch_reloads(reloads, live, sink_reload_tx));
+        let live = Live { sampling, enrichment: enrichment.clone(), redaction };
+        let reload_task = tokio::spawn(dispatch_reloads(reloads, live.clone(), sink_reload_tx));
         let watch_task = tokio::spawn(enrich::watch_files(enrichment.clone(), shutdown.clone()));
-        let pipeline = Arc::new(Pipeline::new(config.host_name.clone(), sampling, enrichment, redaction, taps, metrics.clone()));
+        let pipeline = Arc::new(Pipeline::new(config.host_name.clone(), live, taps, metrics.clone()));
         let (workers, frames_tx) = Workers::start(config.workers, config.queue_batches, pipeline, tx).context("cannot start pipeline workers")?;
         let listener = unix::bind(&config.socket)?;
         ready.store(true, Relaxed);
@@ -137,13 +137,6 @@ impl Daemon {
 
 /// Applies reloads in order: enrichment loaded (off the reactor), sinks swapped, enrichment,
 /// sampling and redaction put in force. A failure at any step leaves everything as it was.
-/// The pipeline settings a reload replaces.
-struct Live {
-    sampling: Arc<SamplingHandle>,
-    enrichment: Arc<EnrichmentHandle>,
-    redaction: Arc<ArcSwap<Option<Redactor>>>,
-}
-
 async fn dispatch_reloads(mut reloads: mpsc::Receiver<Reload>, live: Live, sinks: mpsc::Sender<SinkReload>) {
     while let Some(r) = reloads.recv().await {
         let handle = live.enrichment.clone();

@@ -29,12 +29,18 @@ pub enum PipelineError {
     Json(#[from] serde_json::Error),
 }
 
+/// The stages' settings in force: read by the workers once per batch, replaced by reloads.
+#[derive(Clone)]
+pub struct Live {
+    pub sampling: Arc<SamplingHandle>,
+    pub enrichment: Arc<EnrichmentHandle>,
+    pub redaction: Arc<ArcSwap<Option<Redactor>>>,
+}
+
 /// The stages, shared by every worker.
 pub struct Pipeline {
     host: String,
-    sampling: Arc<SamplingHandle>,
-    enrichment: Arc<EnrichmentHandle>,
-    redaction: Arc<ArcSwap<Option<Redactor>>>,
+    live: Live,
     taps: TapHub,
     metrics: Arc<Metrics>,
 }
@@ -59,23 +65,16 @@ fn encode_line(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::E
 }
 
 impl Pipeline {
-    pub fn new(
-        host: String,
-        sampling: Arc<SamplingHandle>,
-        enrichment: Arc<EnrichmentHandle>,
-        redaction: Arc<ArcSwap<Option<Redactor>>>,
-        taps: TapHub,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Pipeline { host, sampling, enrichment, redaction, taps, metrics }
+    pub fn new(host: String, live: Live, taps: TapHub, metrics: Arc<Metrics>) -> Self {
+        Pipeline { host, live, taps, metrics }
     }
 
     /// Runs every stage over one batch of frames and returns the NDJSON lines of the events
     /// that made it through. Taps of the decoded and enriched stages get their own rendering,
     /// only while a session watches them.
     pub fn process(&self, frames: &Frames, scratch: &mut WorkerScratch) -> Batch {
-        let enrichers = self.enrichment.current();
-        let sampler = self.sampling.current();
+        let enrichers = self.live.enrichment.current();
+        let sampler = self.live.sampling.current();
         let mut out = Batch { lines: Vec::with_capacity(frames.bytes().len() * 3), events: 0 };
         // Stage by stage over the whole batch: each stage's code and data stay hot, and each
         // is timed once per batch.
@@ -103,7 +102,7 @@ impl Pipeline {
         }
         self.tap(Stage::Enriched, &events);
         let t_enriched = Instant::now();
-        if let Some(r) = self.redaction.load().as_ref() {
+        if let Some(r) = self.live.redaction.load().as_ref() {
             let mut redacted = 0;
             for event in &mut events {
                 r.redact(event, &mut scratch.spans);
@@ -171,7 +170,7 @@ mod tests {
         let handle = Arc::new(EnrichmentHandle::start(enrichment, metrics.enrich.clone()).unwrap());
         let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));
         let redaction = Arc::new(ArcSwap::from_pointee(Redactor::new(&sentinel_config::Config::default().redaction)));
-        (Pipeline::new("h1".into(), sampling, handle, redaction, TapHub::default(), metrics.clone()), metrics)
+        (Pipeline::new("h1".into(), Live { sampling, enrichment: handle, redaction }, TapHub::default(), metrics.clone()), metrics)
     }
 
     fn frame(id: &str, client: &str) -> Vec<u8> {
