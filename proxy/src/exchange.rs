@@ -39,6 +39,13 @@ pub fn from_session(session: &Session, ctx: &mut RequestContext) -> Exchange {
     if let Some(up) = &ctx.upstream_address {
         head.field(Tag::UpstreamAddress, up.as_bytes());
     }
+    if let Some(v) = &ctx.verdict {
+        head.field(Tag::Decision, v.decision.as_bytes());
+        if let Some(rule) = &v.rule {
+            head.field(Tag::Rule, rule.as_bytes());
+        }
+        head.agent(crate::policy::AGENT_NAME.as_bytes(), v.decision.as_bytes(), v.duration_us);
+    }
     for (name, value) in req.headers.iter() {
         head.header(false, name.as_str().as_bytes(), value.as_bytes());
     }
@@ -63,7 +70,7 @@ pub fn from_session(session: &Session, ctx: &mut RequestContext) -> Exchange {
         upstream_connect_us: ctx.upstream_connect.map(us),
         upstream_attempts: ctx.upstream_attempts,
         upstream_status: ctx.upstream_status,
-        risk_score: None,
+        risk_score: ctx.verdict.as_ref().map(|v| v.risk_score),
         request_body: std::mem::take(&mut ctx.request_body),
         response_body: std::mem::take(&mut ctx.response_body),
     }

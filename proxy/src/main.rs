@@ -5,6 +5,7 @@
 mod admin;
 mod config_watch;
 mod exchange;
+mod policy;
 mod proxy;
 
 use anyhow::Context;
@@ -48,6 +49,10 @@ struct Args {
     /// Keep every 4xx whatever the rate (5xx always are).
     #[arg(long)]
     keep_client_errors: bool,
+    /// Path prefixes the proxy answers with 403 itself (comma separated or repeated): its one
+    /// access rule, reported in events as `sentinel.decision`, `.rules`, `.risk_score`, `.agents`.
+    #[arg(long, value_delimiter = ',')]
+    deny_path: Vec<String>,
     /// Header names kept in events (comma separated); default: the filter's allowlist.
     #[arg(long, value_delimiter = ',')]
     header_allow: Vec<String>,
@@ -132,7 +137,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let app = proxy::ReferenceProxy::new(args.upstream.clone(), telemetry.clone());
+    let app = proxy::ReferenceProxy::new(args.upstream.clone(), telemetry.clone(), policy::PathPolicy::new(args.deny_path.clone()));
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, app);
     service.add_tcp(&args.listen);
     server.add_service(service);

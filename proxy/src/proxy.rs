@@ -2,6 +2,7 @@
 //! times and facts telemetry needs (Pingora does not keep them) in the per-request context.
 
 use crate::exchange;
+use crate::policy::{PathPolicy, Verdict};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::prelude::*;
@@ -14,11 +15,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct ReferenceProxy {
     upstream: String,
     telemetry: Option<TelemetryHost>,
+    policy: PathPolicy,
 }
 
 impl ReferenceProxy {
-    pub fn new(upstream: String, telemetry: Option<TelemetryHost>) -> Self {
-        ReferenceProxy { upstream, telemetry }
+    pub fn new(upstream: String, telemetry: Option<TelemetryHost>, policy: PathPolicy) -> Self {
+        ReferenceProxy { upstream, telemetry, policy }
     }
 
     /// Body bytes to capture per direction: what the active filter keeps (0 without telemetry).
@@ -41,6 +43,8 @@ pub struct RequestContext {
     pub upstream_status: Option<u16>,
     pub request_body: Vec<u8>,
     pub response_body: Vec<u8>,
+    /// What the access policy decided, when one is configured.
+    pub verdict: Option<Verdict>,
 }
 
 fn capture(into: &mut Vec<u8>, body: &Option<Bytes>, cap: usize) {
@@ -70,7 +74,17 @@ impl ProxyHttp for ReferenceProxy {
             upstream_status: None,
             request_body: Vec::new(),
             response_body: Vec::new(),
+            verdict: None,
         }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+        ctx.verdict = self.policy.check(session.req_header().uri.path());
+        if ctx.verdict.as_ref().is_some_and(|v| v.decision == "block") {
+            session.respond_error(403).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
