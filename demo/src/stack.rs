@@ -235,10 +235,17 @@ impl Stack {
             let p = self.proxy_metrics().await?;
             let c = self.collector_metrics().await.unwrap_or_default();
             let sent = p.get("sentinel_channel_sent_frames_total");
-            // The sink that ran longest has written everything received once idle.
+            // The sink that ran longest has written everything received once idle; every event
+            // frame the collector read is written, refused or sampled out (none is still in the
+            // pipeline's queue or workers).
             let written = c.max("sentinel_collector_events_written_total");
             let received = c.get("sentinel_collector_events_received_total");
-            let idle = p.get("sentinel_channel_queue_frames") == 0.0 && received == written;
+            let read = c.get("sentinel_collector_frames_received_total");
+            let accounted = received
+                + c.get("sentinel_collector_malformed_total{reason=\"bad_event\"}")
+                + c.get("sentinel_collector_oversized_frames_total")
+                + c.sum("sentinel_collector_sampled_out_total");
+            let idle = p.get("sentinel_channel_queue_frames") == 0.0 && received == written && accounted >= read;
             if idle && (sent, written) == last {
                 steady += 1;
                 if steady >= 3 {
