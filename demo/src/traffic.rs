@@ -240,3 +240,20 @@ mod tests {
         assert!(a.iter().any(|p| p.headers.iter().any(|(k, _)| *k == "authorization")));
     }
 }
+
+/// One `GET target` with extra headers on its own connection, as a client would send it by hand;
+/// returns the status code (0 when the answer has no status line).
+pub async fn get_once(addr: &str, target: &str, headers: &[(&str, &str)]) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let mut req = format!("GET {target} HTTP/1.1\r\nhost: shop.test\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await?;
+    let line = String::from_utf8_lossy(&resp).lines().next().unwrap_or("").to_string();
+    Ok(line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+}

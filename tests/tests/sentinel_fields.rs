@@ -4,17 +4,8 @@
 //! "allow" with risk 0.
 
 use sentinel_demo::stack::{Paths, Stack, StackConfig};
+use sentinel_demo::traffic::get_once;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn status_of(addr: &str, path: &str) -> anyhow::Result<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: shop.test\r\nconnection: close\r\n\r\n").as_bytes()).await?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await?;
-    let line = String::from_utf8_lossy(&resp).lines().next().unwrap_or("").to_string();
-    Ok(line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_of_the_proxy_reach_the_events() -> anyhow::Result<()> {
@@ -24,8 +15,8 @@ async fn decisions_of_the_proxy_reach_the_events() -> anyhow::Result<()> {
     config.proxy_args = vec!["--deny-path".into(), "/admin".into()];
     let stack = Stack::start(paths, config).await?;
     for i in 0..10 {
-        assert_eq!(status_of(&stack.proxy_addr, &format!("/admin/users/{i}")).await?, 403);
-        assert_eq!(status_of(&stack.proxy_addr, &format!("/api/users/{i}")).await?, 200);
+        assert_eq!(get_once(&stack.proxy_addr, &format!("/admin/users/{i}"), &[]).await?, 403);
+        assert_eq!(get_once(&stack.proxy_addr, &format!("/api/users/{i}"), &[]).await?, 200);
     }
     stack.settle(Duration::from_secs(10)).await?;
     let events = stack.events()?;
