@@ -83,7 +83,10 @@ impl Sampler {
         events.retain_mut(|ev| {
             let key = self.dynamic.as_ref().map(|d| key_of(ev, &d.cfg.key));
             if let Some(k) = &key {
-                *scratch.counts.entry(k.clone()).or_default() += 1;
+                match scratch.counts.get_mut(k) {
+                    Some(n) => *n += 1,
+                    None => drop(scratch.counts.insert(k.clone(), 1)),
+                }
             }
             if self.is_kept_error(ev.http.response.status_code) {
                 return true;

@@ -677,6 +677,10 @@ impl Reader<'_> {
                         },
                         None => ThreatKind::KnownBad,
                     };
+                    if t.lists.len() == 64 {
+                        self.error(c.span().offset(), "at most 64 threat lists").help = Some("merge lists of the same kind into one file".into());
+                        continue;
+                    }
                     if t.lists.iter().any(|l| l.name == name) {
                         self.error(c.span().offset(), format!("two threat lists are both called `{name}`")).help = Some("give each list its own name".into());
                         continue;

@@ -25,14 +25,14 @@ impl ClientResolver {
         self.trusted.get(key(ip)).is_some()
     }
 
-    /// The client address for a peer and its forwarded chain; `None` when the peer is not an
-    /// IP address.
-    pub fn resolve(&self, peer: &str, chain: Option<&str>) -> Option<IpAddr> {
+    /// The client address for a peer and its forwarded chain, and whether it came from the
+    /// chain; `None` when the peer is not an IP address.
+    pub fn resolve(&self, peer: &str, chain: Option<&str>) -> Option<(IpAddr, bool)> {
         let peer = parse_hop(peer)?;
         if self.trusted.is_empty() || !self.trusts(peer) {
-            return Some(peer);
+            return Some((peer, false));
         }
-        let Some(chain) = chain else { return Some(peer) };
+        let Some(chain) = chain else { return Some((peer, false)) };
         let mut client = peer;
         for hop in chain.rsplit(',') {
             // A hop that is not an address ends the walk: what is left of it cannot be trusted.
@@ -42,7 +42,7 @@ impl ClientResolver {
                 break;
             }
         }
-        Some(client)
+        Some((client, client != peer))
     }
 }
 
@@ -66,25 +66,27 @@ mod tests {
     #[test]
     fn by_default_the_header_is_ignored() {
         let r = resolver(&[]);
-        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9")), ip("10.0.0.5"));
-        assert_eq!(r.resolve("unix:/tmp/sock", Some("203.0.113.9")), None);
+        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9")).map(|c| c.0), ip("10.0.0.5"));
+        assert_eq!(r.resolve("unix:/tmp/sock", Some("203.0.113.9")).map(|c| c.0), None);
     }
 
     #[test]
     fn the_chain_is_walked_past_trusted_hops_only() {
         let r = resolver(&["10.0.0.0/8", "2001:db8::/32"]);
         // An untrusted peer: its header could be forged.
-        assert_eq!(r.resolve("198.51.100.1", Some("203.0.113.9")), ip("198.51.100.1"));
+        assert_eq!(r.resolve("198.51.100.1", Some("203.0.113.9")).map(|c| c.0), ip("198.51.100.1"));
         // Trusted peer, one hop.
-        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9")).map(|c| c.0), ip("203.0.113.9"));
         // The client forged a left entry; the rightmost untrusted hop wins.
-        assert_eq!(r.resolve("10.0.0.5", Some("1.1.1.1, 203.0.113.9, 10.2.3.4")), ip("203.0.113.9"));
+        assert_eq!(r.resolve("10.0.0.5", Some("1.1.1.1, 203.0.113.9, 10.2.3.4")).map(|c| c.0), ip("203.0.113.9"));
         // Ports and IPv6 brackets.
-        assert_eq!(r.resolve("[2001:db8::1]:443", Some("[2001:db8::7]:80, 192.0.2.4:5555")), ip("192.0.2.4"));
+        assert_eq!(r.resolve("[2001:db8::1]:443", Some("[2001:db8::7]:80, 192.0.2.4:5555")).map(|c| c.0), ip("192.0.2.4"));
         // Every hop trusted: the leftmost.
-        assert_eq!(r.resolve("10.0.0.5", Some("10.9.9.9, 10.0.0.1")), ip("10.9.9.9"));
+        assert_eq!(r.resolve("10.0.0.5", Some("10.9.9.9, 10.0.0.1")).map(|c| c.0), ip("10.9.9.9"));
         // Garbage stops the walk at the last address read.
-        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9, unknown, 10.0.0.2")), ip("10.0.0.2"));
-        assert_eq!(r.resolve("10.0.0.5", None), ip("10.0.0.5"));
+        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9, unknown, 10.0.0.2")).map(|c| c.0), ip("10.0.0.2"));
+        assert_eq!(r.resolve("10.0.0.5", None).map(|c| c.0), ip("10.0.0.5"));
+        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9")), Some(("203.0.113.9".parse().unwrap(), true)));
+        assert_eq!(r.resolve("198.51.100.1", Some("203.0.113.9")), Some(("198.51.100.1".parse().unwrap(), false)));
     }
 }

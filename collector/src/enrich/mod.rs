@@ -86,8 +86,10 @@ impl Scratch {
         m.add_cache(CacheKind::Address, h, miss);
     }
 
-    fn count<T>(&mut self, e: Enricher, found: &Option<T>) {
-        self.counts[e as usize][if found.is_some() { HIT } else { MISS }] += 1;
+    /// One event's result for an enricher: an error, else data found or not.
+    fn count<T>(&mut self, e: Enricher, found: &Option<T>, failed: bool) {
+        let slot = if failed { ERROR } else if found.is_some() { HIT } else { MISS };
+        self.counts[e as usize][slot] += 1;
     }
 
     /// Empties the caches when the data changed since they were filled.
@@ -113,14 +115,9 @@ impl Enrichers {
         })
     }
 
-    /// True when no enricher is on (the stage only settles the client address then).
-    pub fn is_empty(&self) -> bool {
-        self.geo.is_none() && self.asn.is_none() && self.device.is_none() && self.threat.is_none()
-    }
-
     /// Looks an address up in every address-based enricher. Errors are counted; facts with an
     /// error are not cached, so the next event tries again.
-    fn address_facts(&self, ip: IpAddr, errors: &mut [u64; 4]) -> (AddressFacts, bool) {
+    fn address_facts(&self, ip: IpAddr, errors: &mut [bool; 4]) -> (AddressFacts, bool) {
         let mut failed = false;
         let geo = self.geo.as_ref().and_then(|g| settle(Enricher::Geo, g.lookup(ip), errors, &mut failed));
         let asn = self.asn.as_ref().and_then(|a| settle(Enricher::Asn, a.lookup(ip), errors, &mut failed));
@@ -133,14 +130,14 @@ impl Enrichers {
     pub fn enrich(self: &Arc<Self>, ev: &mut Event<'_>, scratch: &mut Scratch) {
         scratch.follow(self);
         let chain = ev.http.request.header.get(&self.client.header);
-        let Some(ip) = self.client.resolve(&ev.client.address, chain) else { return };
-        if ev.client.address.parse::<IpAddr>().ok() != Some(ip) {
+        let Some((ip, forwarded)) = self.client.resolve(&ev.client.address, chain) else { return };
+        if forwarded {
             let peer = std::mem::replace(&mut ev.client.address, Cow::Owned(ip.to_string()));
             ev.client.port = 0;
             ev.network.get_or_insert_with(Network::default).peer = Some(Peer { address: peer.into_owned() });
         }
         if self.geo.is_some() || self.asn.is_some() || self.threat.is_some() {
-            let mut errors = [0u64; 4];
+            let mut errors = [false; 4];
             let mut uncached = false;
             let key = ranges::key(ip);
             let facts = scratch.addresses.get_or_insert(&key, || {
@@ -152,19 +149,16 @@ impl Enrichers {
                 // Drop the entry just made, so a transient failure is not remembered.
                 scratch.addresses.remove(&key);
             }
-            for (e, n) in errors.iter().enumerate() {
-                scratch.counts[e][ERROR] += n;
-            }
             if self.geo.is_some() {
-                scratch.count(Enricher::Geo, &facts.geo);
+                scratch.count(Enricher::Geo, &facts.geo, errors[Enricher::Geo as usize]);
                 ev.geo = facts.geo.clone();
             }
             if self.asn.is_some() {
-                scratch.count(Enricher::Asn, &facts.asn);
+                scratch.count(Enricher::Asn, &facts.asn, errors[Enricher::Asn as usize]);
                 ev.asn = facts.asn.clone();
             }
             if self.threat.is_some() {
-                scratch.count(Enricher::Threat, &facts.threat);
+                scratch.count(Enricher::Threat, &facts.threat, errors[Enricher::Threat as usize]);
                 ev.threat = facts.threat.clone();
             }
         }
@@ -175,7 +169,7 @@ impl Enrichers {
                 ev.user_agent = Some(device::user_agent(ua, &p));
                 p
             });
-            scratch.count(Enricher::Device, &parsed);
+            scratch.count(Enricher::Device, &parsed, false);
             if let Some(p) = parsed {
                 ev.device = Some(p.device.clone());
                 ev.os = p.os.clone();
@@ -185,10 +179,10 @@ impl Enrichers {
 }
 
 /// A lookup's answer, with a failure counted for its enricher and noted in `failed`.
-fn settle<T>(e: Enricher, r: Result<Option<T>, maxminddb::MaxMindDbError>, errors: &mut [u64; 4], failed: &mut bool) -> Option<T> {
+fn settle<T>(e: Enricher, r: Result<Option<T>, maxminddb::MaxMindDbError>, errors: &mut [bool; 4], failed: &mut bool) -> Option<T> {
     r.unwrap_or_else(|err| {
         tracing::debug!(enricher = e.name(), "lookup failed: {err}");
-        errors[e as usize] += 1;
+        errors[e as usize] = true;
         *failed = true;
         None
     })

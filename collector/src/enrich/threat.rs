@@ -24,8 +24,8 @@ pub struct ThreatLookup {
 
 impl ThreatLookup {
     pub fn load(cfg: &ThreatIntel) -> Result<ThreatLookup, DataError> {
-        if cfg.lists.len() > 64 {
-            return Err(DataError::new(Path::new(""), "at most 64 threat lists"));
+        if let Some(extra) = cfg.lists.get(64) {
+            return Err(DataError::new(&extra.path, "at most 64 threat lists"));
         }
         let sets = cfg.lists.iter().map(|l| read_list(&l.path)).collect::<Result<Vec<_>, _>>()?;
         let anonymous = cfg.anonymous_ip.iter().map(|p| Database::open(p)).collect::<Result<Vec<_>, _>>()?;

@@ -13,21 +13,11 @@ use arc_swap::ArcSwap;
 use crate::ingest::{Batch, Frames};
 use crate::metrics::{Malformed, Metrics};
 use crate::tap::{Stage, TapHub};
-use sentinel_wire::event::{CollectorInfo, Event, EventError};
+use sentinel_wire::event::{CollectorInfo, Event};
 use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
-use thiserror::Error;
-
-/// Why a frame did not become an output record.
-#[derive(Debug, Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Event(#[from] EventError),
-    #[error("cannot encode event as JSON: {0}")]
-    Json(#[from] serde_json::Error),
-}
 
 /// The stages' settings in force: read by the workers once per batch, replaced by reloads.
 #[derive(Clone)]
