@@ -27,5 +27,6 @@ pub mod router;
 pub mod sample;
 pub mod sink;
 pub mod tap;
+pub mod wal;
 
 pub use daemon::{Daemon, DaemonConfig, Reload, Summary};

@@ -154,6 +154,44 @@ pub struct Metrics {
     pub sampling_keys: AtomicU64,
     /// Batches waiting for a pipeline worker.
     pub pipeline_queue: AtomicU64,
+    pub wal: WalMetrics,
+}
+
+/// The write-ahead log's counters.
+#[derive(Debug, Default)]
+pub struct WalMetrics {
+    /// Bytes and segment files on disk now.
+    pub bytes: AtomicU64,
+    pub segments: AtomicU64,
+    pub appended_records: AtomicU64,
+    pub appended_events: AtomicU64,
+    /// Time of one fsync.
+    pub fsync_seconds: Histogram,
+    /// Records that failed their checksum (or could not be followed), skipped.
+    pub corrupt_records: AtomicU64,
+    /// Times the writer found the log at its cap and waited (`block`), and whether it waits now.
+    pub full_blocked: AtomicU64,
+    pub blocked: AtomicU64,
+    /// Segments deleted at the cap before every sink had them (`drop_oldest`).
+    pub dropped_segments: AtomicU64,
+    /// Appends that failed (disk full, I/O error) and were retried.
+    pub write_errors: AtomicU64,
+}
+
+impl WalMetrics {
+    fn render(&self, e: &mut Exposition) {
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        e.gauge("sentinel_collector_buffer_bytes", "Bytes of write-ahead log segments on disk.", g(&self.bytes))
+            .gauge("sentinel_collector_buffer_segments", "Write-ahead log segment files on disk.", g(&self.segments))
+            .counter("sentinel_collector_buffer_records_total", "Records appended to the write-ahead log (one per processed batch).", g(&self.appended_records))
+            .counter("sentinel_collector_buffer_events_total", "Events made durable in the write-ahead log.", g(&self.appended_events))
+            .counter("sentinel_collector_buffer_corrupt_records_total", "Log records that failed their checksum or could not be read, skipped.", g(&self.corrupt_records))
+            .counter("sentinel_collector_buffer_full_total", "Times the log reached its size cap with `when-full block` and the writer waited.", g(&self.full_blocked))
+            .gauge("sentinel_collector_buffer_blocked", "1 while the writer waits for space (nothing new is acknowledged).", g(&self.blocked))
+            .counter("sentinel_collector_buffer_dropped_segments_total", "Segments deleted at the cap before every sink had them (`when-full drop_oldest`).", g(&self.dropped_segments))
+            .counter("sentinel_collector_buffer_write_errors_total", "Log appends that failed and were retried.", g(&self.write_errors))
+            .histograms("sentinel_collector_buffer_fsync_seconds", "Time of one fsync of the log.", "log", &[("wal", &self.fsync_seconds)]);
+    }
 }
 
 /// One sink's counters.
@@ -251,6 +289,7 @@ impl Metrics {
         e.histograms("sentinel_collector_sink_batch_seconds", "Time to write one batch, by sink.", "sink", &latency);
         drop(sinks);
         self.enrich.render(&mut e);
+        self.wal.render(&mut e);
         let stages: Vec<(&str, &Histogram)> = STAGE_NAMES.iter().copied().zip(self.stage_seconds.iter()).collect();
         e.histograms("sentinel_collector_stage_seconds", "Time a pipeline stage spends on one batch, by stage.", "stage", &stages)
             .gauge("sentinel_collector_pipeline_queue_batches", "Batches waiting for a pipeline worker.", g(&self.pipeline_queue))

@@ -1,0 +1,341 @@
+//! The write-ahead log between the pipeline and the sinks: what makes "accepted" mean durable.
+//!
+//! Processed batches (already redacted: nothing else ever touches disk) are appended as
+//! checksummed records to segment files, synced per the fsync policy, and only then
+//! acknowledged to the proxies. Every sink reads the log through its own [`Reader`] and moves
+//! its own cursor once a batch is delivered; a segment is deleted when every sink is past it.
+//! A size cap bounds the log, with an explicit policy past it: `block` (stop acknowledging, so
+//! proxies hold and then drop with a counter) or `drop_oldest` (delete the oldest segment, counted
+//! per sink). Corrupt records found at start-up are counted and skipped, never fatal.
+
+pub mod cursor;
+mod reader;
+pub mod record;
+mod segment;
+mod writer;
+
+pub use reader::{ReadBatch, Reader};
+pub use writer::{AppendError, Stopping, Writer};
+
+use crate::metrics::Metrics;
+use segment::{Next, SegmentReader};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::watch;
+
+/// What the writer does when the log is at its size cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait for the sinks to free space; meanwhile nothing new is acknowledged.
+    Block,
+    /// Delete the oldest segment, whether or not every sink has it; the loss is counted.
+    DropOldest,
+}
+
+/// When appended records are forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every group of batches, before they are acknowledged.
+    Batch,
+    /// At most this long after a write; batches are acknowledged once written (they survive
+    /// the process dying, not the machine).
+    Interval(Duration),
+}
+
+/// Settings of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalConfig {
+    pub dir: PathBuf,
+    /// A segment is closed and a new one started past this many bytes.
+    pub segment_bytes: u64,
+    /// Most bytes of segments kept; at least two segments' worth.
+    pub max_bytes: u64,
+    pub when_full: WhenFull,
+    pub fsync: Fsync,
+}
+
+impl WalConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
+        WalConfig { dir: dir.into(), segment_bytes: 64 << 20, max_bytes: 1 << 30, when_full: WhenFull::Block, fsync: Fsync::Batch }
+    }
+}
+
+/// Why the log cannot be opened.
+#[derive(Debug, Error)]
+pub enum WalError {
+    #[error("buffer directory {}: {source}", dir.display())]
+    Dir { dir: PathBuf, source: std::io::Error },
+    #[error("buffer segment {}: {source}", path.display())]
+    Segment { path: PathBuf, source: std::io::Error },
+}
+
+/// One segment as the log keeps track of it.
+#[derive(Debug)]
+struct Segment {
+    first: u64,
+    path: PathBuf,
+    bytes: u64,
+    /// `(seq, events)` of every good record, in order.
+    records: Vec<(u64, u32)>,
+}
+
+impl Segment {
+    /// One past the last record's sequence number.
+    fn end(&self) -> u64 {
+        self.records.last().map_or(self.first, |r| r.0 + 1)
+    }
+
+    /// Events in records at or after `seq`.
+    fn events_from(&self, seq: u64) -> u64 {
+        let i = self.records.partition_point(|r| r.0 < seq);
+        self.records[i..].iter().map(|r| u64::from(r.1)).sum()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Oldest first; the last one is the writer's.
+    segments: VecDeque<Segment>,
+    cursors: BTreeMap<String, u64>,
+    bytes: u64,
+}
+
+struct Shared {
+    cfg: WalConfig,
+    cursor_dir: PathBuf,
+    state: Mutex<State>,
+    /// Signalled whenever segments are deleted (a blocked writer waits on it).
+    space: Condvar,
+    /// One past the newest record sinks may read.
+    durable: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+}
+
+/// A handle on the log, shared by the writer and every sink's reader. Cheap to clone.
+#[derive(Clone)]
+pub struct Wal {
+    shared: Arc<Shared>,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `cfg.dir`, recovering what a previous run left: every
+    /// segment is scanned, corrupt records are counted and skipped, a torn tail is cut off.
+    /// Returns the handle and the one writer.
+    pub fn open(cfg: WalConfig, metrics: Arc<Metrics>) -> Result<(Wal, Writer), WalError> {
+        let dir_err = |source| WalError::Dir { dir: cfg.dir.clone(), source };
+        let cursor_dir = cfg.dir.join("cursors");
+        std::fs::create_dir_all(&cursor_dir).map_err(dir_err)?;
+        let mut firsts: Vec<u64> = std::fs::read_dir(&cfg.dir)
+            .map_err(dir_err)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(segment::parse_name))
+            .collect();
+        firsts.sort_unstable();
+        let mut state = State { cursors: cursor::load_all(&cursor_dir).map_err(dir_err)?, ..State::default() };
+        for (i, first) in firsts.iter().enumerate() {
+            let last = i + 1 == firsts.len();
+            let seg = recover(&cfg.dir, *first, last, &metrics)?;
+            state.bytes += seg.bytes;
+            state.segments.push_back(seg);
+        }
+        let end = state.segments.back().map_or(0, Segment::end);
+        let next = state.cursors.values().copied().max().unwrap_or(0).max(end);
+        let (durable, _) = watch::channel(next);
+        let shared = Arc::new(Shared { cfg, cursor_dir, state: Mutex::new(state), space: Condvar::new(), durable, metrics });
+        let wal = Wal { shared };
+        let writer = Writer::start(wal.clone(), next)?;
+        wal.shared.metrics.wal.segments.store(wal.lock().segments.len() as u64, Relaxed);
+        Ok((wal, writer))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &WalConfig {
+        &self.shared.cfg
+    }
+
+    /// One past the newest record sinks may read now.
+    pub fn durable(&self) -> u64 {
+        *self.shared.durable.borrow()
+    }
+
+    /// Starts reading for sink `id` from its cursor. A sink never seen before starts at the
+    /// end of the log: it gets what is accepted from now on.
+    pub fn attach(&self, id: &str) -> Reader {
+        let start = {
+            let mut st = self.lock();
+            let end = self.durable();
+            let start = *st.cursors.entry(id.to_string()).or_insert(end);
+            // A cursor past the end (the log was wiped) starts at the end.
+            let start = start.min(end);
+            st.cursors.insert(id.to_string(), start);
+            start
+        };
+        if let Err(e) = cursor::store(&self.shared.cursor_dir, id, start) {
+            tracing::warn!(sink = %id, "cannot store the sink's buffer cursor: {e}");
+        }
+        Reader::new(self.clone(), id.to_string(), start, self.shared.durable.subscribe())
+    }
+
+    /// Forgets sink `id` (it was removed from the configuration): it no longer holds segments.
+    pub fn detach(&self, id: &str) {
+        let mut st = self.lock();
+        st.cursors.remove(id);
+        cursor::remove(&self.shared.cursor_dir, id);
+        self.collect(&mut st);
+    }
+
+    /// Forgets every cursor but those of `ids` (sinks removed while the collector was down).
+    pub fn retain_sinks(&self, ids: &[&str]) {
+        let stale: Vec<String> = self.lock().cursors.keys().filter(|k| !ids.contains(&k.as_str())).cloned().collect();
+        for id in stale {
+            tracing::info!(sink = %id, "the sink is no longer configured; its buffer cursor is removed");
+            self.detach(&id);
+        }
+    }
+
+    /// Sink `id` has delivered every record before `next`: its cursor moves, and segments every
+    /// sink is past are deleted.
+    pub fn commit(&self, id: &str, next: u64) {
+        let mut st = self.lock();
+        let Some(c) = st.cursors.get_mut(id) else { return };
+        if next <= *c {
+            return;
+        }
+        *c = next;
+        if let Err(e) = cursor::store(&self.shared.cursor_dir, id, next) {
+            tracing::warn!(sink = %id, "cannot store the sink's buffer cursor: {e}");
+        }
+        self.collect(&mut st);
+    }
+
+    /// Records sink `id` has not delivered yet.
+    pub fn lag(&self, id: &str) -> u64 {
+        let c = self.lock().cursors.get(id).copied().unwrap_or(0);
+        self.durable().saturating_sub(c)
+    }
+
+    /// The oldest sequence number still in the log.
+    fn floor(&self) -> u64 {
+        let st = self.lock();
+        st.segments.front().map_or_else(|| self.durable(), |s| s.first)
+    }
+
+    /// The first sequence number and file of the segment holding `seq` (the newest segment that
+    /// starts at or before it).
+    fn locate(&self, seq: u64) -> Option<(u64, PathBuf)> {
+        let st = self.lock();
+        st.segments.iter().rev().find(|s| s.first <= seq).or(st.segments.front()).map(|s| (s.first, s.path.clone()))
+    }
+
+    /// The segment after the one starting at `first`, if any.
+    fn after(&self, first: u64) -> Option<u64> {
+        self.lock().segments.iter().find(|s| s.first > first).map(|s| s.first)
+    }
+
+    /// Deletes segments every sink is past (never the writer's).
+    fn collect(&self, st: &mut State) {
+        let min = st.cursors.values().copied().min().unwrap_or(u64::MAX);
+        let mut freed = false;
+        while st.segments.len() > 1 && st.segments.front().is_some_and(|s| s.end() <= min) {
+            if let Some(s) = st.segments.pop_front() {
+                self.delete(st, s);
+                freed = true;
+            }
+        }
+        if freed {
+            self.shared.space.notify_all();
+        }
+    }
+
+    fn delete(&self, st: &mut State, s: Segment) {
+        if let Err(e) = std::fs::remove_file(&s.path) {
+            tracing::warn!("cannot delete buffer segment {}: {e}", s.path.display());
+        }
+        st.bytes -= s.bytes;
+        let m = &self.shared.metrics.wal;
+        m.bytes.store(st.bytes, Relaxed);
+        m.segments.store(st.segments.len() as u64, Relaxed);
+    }
+
+    /// The `drop_oldest` policy: deletes the oldest segment even if sinks still need it. Each
+    /// sink that had not delivered all of it counts the events it lost and moves past it.
+    /// False when only the writer's segment is left.
+    fn drop_oldest(&self, st: &mut State) -> bool {
+        if st.segments.len() < 2 {
+            return false;
+        }
+        let Some(s) = st.segments.pop_front() else { return false };
+        let end = s.end();
+        let ids: Vec<String> = st.cursors.iter().filter(|(_, c)| **c < end).map(|(k, _)| k.clone()).collect();
+        for id in ids {
+            let lost = s.events_from(st.cursors[&id]);
+            self.shared.metrics.sink(&id).events_dropped.fetch_add(lost, Relaxed);
+            tracing::warn!(sink = %id, events = lost, "buffer full (drop_oldest): the oldest segment was deleted before the sink delivered it");
+            st.cursors.insert(id.clone(), end);
+            if let Err(e) = cursor::store(&self.shared.cursor_dir, &id, end) {
+                tracing::warn!(sink = %id, "cannot store the sink's buffer cursor: {e}");
+            }
+        }
+        self.shared.metrics.wal.dropped_segments.fetch_add(1, Relaxed);
+        self.delete(st, s);
+        true
+    }
+}
+
+/// Scans one segment left by an earlier run. A torn tail of the last segment is cut off so new
+/// records never follow garbage; corrupt records are counted and skipped.
+fn recover(dir: &Path, first: u64, last: bool, metrics: &Metrics) -> Result<Segment, WalError> {
+    let path = segment::path(dir, first);
+    let seg_err = |source| WalError::Segment { path: path.clone(), source };
+    let mut seg = Segment { first, path: path.clone(), bytes: 0, records: Vec::new() };
+    let mut r = match SegmentReader::open(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            // Not even a header: nothing in it can be read. Keep it out of the way, counted.
+            tracing::warn!("buffer segment {} is unreadable ({e}); set aside as .corrupt", path.display());
+            metrics.wal.corrupt_records.fetch_add(1, Relaxed);
+            std::fs::rename(&path, path.with_extension("corrupt")).map_err(seg_err)?;
+            return Ok(seg);
+        }
+    };
+    loop {
+        match r.next().map_err(seg_err)? {
+            Next::Record(h) => {
+                if seg.records.last().is_some_and(|p| p.0 >= h.seq) {
+                    // Out of order: not a record this log wrote here.
+                    metrics.wal.corrupt_records.fetch_add(1, Relaxed);
+                    continue;
+                }
+                seg.records.push((h.seq, h.events));
+            }
+            Next::Corrupt => {
+                metrics.wal.corrupt_records.fetch_add(1, Relaxed);
+                tracing::warn!("buffer segment {}: a corrupt record before byte {} skipped", path.display(), r.offset());
+            }
+            Next::End { torn } => {
+                if torn {
+                    metrics.wal.corrupt_records.fetch_add(1, Relaxed);
+                    tracing::warn!("buffer segment {}: unreadable from byte {}{}", path.display(), r.offset(), if last { ", cut off" } else { "" });
+                    if last {
+                        let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(seg_err)?;
+                        f.set_len(r.offset()).map_err(seg_err)?;
+                        f.sync_all().map_err(seg_err)?;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    seg.bytes = std::fs::metadata(&path).map_err(seg_err)?.len();
+    Ok(seg)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! One sink's view of the log: reads whole records from its position up to what the writer
+//! has published, crossing segments, and follows the floor up when `drop_oldest` deleted
+//! records it had not read.
+
+use super::segment::{Next, SegmentReader};
+use super::Wal;
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::sync::watch;
+
+/// Records read for delivery: their NDJSON lines back to back, and the position after them.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// Sequence number of the first record read (meaningful when `records > 0`).
+    pub first: u64,
+    /// The cursor to commit once these are delivered.
+    pub end: u64,
+    pub records: u32,
+    pub events: u64,
+    pub lines: Vec<u8>,
+}
+
+impl ReadBatch {
+    pub fn clear(&mut self) {
+        self.records = 0;
+        self.events = 0;
+        self.lines.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The events, one JSON document each.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty())
+    }
+}
+
+/// Reads the log for one sink.
+pub struct Reader {
+    wal: Wal,
+    id: String,
+    next: u64,
+    seg: Option<(u64, SegmentReader)>,
+    durable: watch::Receiver<u64>,
+}
+
+impl Reader {
+    pub(super) fn new(wal: Wal, id: String, next: u64, durable: watch::Receiver<u64>) -> Reader {
+        Reader { wal, id, next, seg: None, durable }
+    }
+
+    pub fn sink_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The log this reader reads.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// The next sequence number this reader will read.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// True when the writer has published records this reader has not read.
+    pub fn has_more(&self) -> bool {
+        *self.durable.borrow() > self.next
+    }
+
+    /// Waits until there is something to read; returns false once the writer is gone and
+    /// everything it wrote has been read.
+    pub async fn wait(&mut self) -> bool {
+        loop {
+            if self.has_more() {
+                return true;
+            }
+            if self.durable.changed().await.is_err() {
+                return self.has_more();
+            }
+        }
+    }
+
+    /// Appends whole records to `out` until it holds `max_events` events or `max_bytes` bytes
+    /// (at least one record if any is readable), or nothing more is published.
+    pub fn read(&mut self, max_events: u64, max_bytes: usize, out: &mut ReadBatch) -> std::io::Result<()> {
+        let durable = *self.durable.borrow();
+        if out.records == 0 {
+            out.end = self.next;
+        }
+        while self.next < durable && (out.records == 0 || (out.events < max_events && out.lines.len() < max_bytes)) {
+            let floor = self.wal.floor();
+            if self.next < floor {
+                self.next = floor;
+                self.seg = None;
+                out.end = out.end.max(floor);
+                continue;
+            }
+            let (first, seg) = match &mut self.seg {
+                Some((first, seg)) => (*first, seg),
+                None => {
+                    let Some((first, path)) = self.wal.locate(self.next) else { break };
+                    let seg = match SegmentReader::open(&path) {
+                        Ok(s) => s,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // just dropped: the floor moved
+                        Err(e) => return Err(e),
+                    };
+                    let (_, seg) = self.seg.insert((first, seg));
+                    (first, seg)
+                }
+            };
+            match seg.next()? {
+                Next::Record(h) if h.seq < self.next => {} // before this reader's position
+                Next::Record(h) if h.seq >= durable => {
+                    // Written but not yet published: come back to it from the start next time.
+                    self.seg = None;
+                    break;
+                }
+                Next::Record(h) => {
+                    if out.records == 0 {
+                        out.first = h.seq;
+                    }
+                    out.records += 1;
+                    out.events += u64::from(h.events);
+                    out.lines.extend_from_slice(seg.payload());
+                    self.next = h.seq + 1;
+                    out.end = self.next;
+                }
+                Next::Corrupt => {
+                    self.wal.shared.metrics.wal.corrupt_records.fetch_add(1, Relaxed);
+                    tracing::warn!(sink = %self.id, "a corrupt buffer record skipped");
+                }
+                Next::End { torn } => {
+                    if torn {
+                        self.wal.shared.metrics.wal.corrupt_records.fetch_add(1, Relaxed);
+                    }
+                    match self.wal.after(first) {
+                        Some(next_first) => {
+                            self.next = self.next.max(next_first);
+                            out.end = out.end.max(self.next);
+                            self.seg = None;
+                        }
+                        None => {
+                            // The end of the writer's segment: published records are all read.
+                            self.seg = None;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+use super::*;
+use std::sync::atomic::AtomicBool;
+
+fn line(i: u64) -> Vec<u8> {
+    format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(40)).into_bytes()
+}
+
+fn cfg(dir: &Path) -> WalConfig {
+    WalConfig { segment_bytes: 1_000, max_bytes: 1 << 20, ..WalConfig::new(dir) }
+}
+
+/// Appends `n` one-event records numbered from `from`.
+fn append(w: &mut Writer, from: u64, n: u64) {
+    let stop = AtomicBool::new(false);
+    for i in from..from + n {
+        let l = line(i);
+        w.append(std::iter::once((&l[..], 1)), &stop).unwrap();
+    }
+}
+
+fn numbers(b: &ReadBatch) -> Vec<u64> {
+    b.lines().map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap()["n"].as_u64().unwrap()).collect()
+}
+
+fn read_all(r: &mut Reader) -> ReadBatch {
+    let mut b = ReadBatch::default();
+    r.read(u64::MAX, usize::MAX, &mut b).unwrap();
+    b
+}
+
+fn open(c: WalConfig) -> (Wal, Writer, Arc<Metrics>) {
+    let m = Arc::new(Metrics::default());
+    let (wal, w) = Wal::open(c, m.clone()).unwrap();
+    (wal, w, m)
+}
+
+#[test]
+fn records_read_back_in_order_across_segments_and_delivered_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    let mut r = wal.attach("file");
+    append(&mut w, 0, 60);
+    assert!(m.wal.segments.load(Relaxed) > 3, "1000-byte segments roll");
+    let b = read_all(&mut r);
+    assert_eq!(numbers(&b), (0..60).collect::<Vec<_>>());
+    assert_eq!((b.first, b.end, b.events), (0, 60, 60));
+    let before = std::fs::read_dir(dir.path()).unwrap().count();
+    wal.commit("file", b.end);
+    let after = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(after, 2, "only the writer's segment and the cursor folder remain (had {before})");
+    assert_eq!(wal.lag("file"), 0);
+}
+
+#[test]
+fn reads_stop_at_the_size_limits_on_whole_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, mut w, _) = open(cfg(dir.path()));
+    let mut r = wal.attach("s");
+    append(&mut w, 0, 10);
+    let mut b = ReadBatch::default();
+    r.read(3, usize::MAX, &mut b).unwrap();
+    assert_eq!(numbers(&b), vec![0, 1, 2]);
+    b.clear();
+    r.read(u64::MAX, 1, &mut b).unwrap();
+    assert_eq!(numbers(&b), vec![3], "at least one record even past the byte limit");
+    assert_eq!(b.end, 4);
+}
+
+#[test]
+fn a_restart_resumes_each_sink_at_its_cursor_and_new_sinks_start_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, mut w, _) = open(cfg(dir.path()));
+        let mut fast = wal.attach("fast");
+        let _slow = wal.attach("slow");
+        append(&mut w, 0, 30);
+        let b = read_all(&mut fast);
+        wal.commit("fast", b.end);
+        let mut part = ReadBatch::default();
+        let mut slow = wal.attach("slow");
+        slow.read(10, usize::MAX, &mut part).unwrap();
+        wal.commit("slow", part.end);
+    }
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 0);
+    let mut slow = wal.attach("slow");
+    let mut fast = wal.attach("fast");
+    let mut newcomer = wal.attach("new");
+    assert_eq!(numbers(&read_all(&mut slow)), (10..30).collect::<Vec<_>>());
+    assert!(read_all(&mut fast).is_empty());
+    append(&mut w, 30, 2);
+    assert_eq!(numbers(&read_all(&mut fast)), vec![30, 31], "sequence numbers continue after the restart");
+    assert_eq!(numbers(&read_all(&mut newcomer)), vec![30, 31]);
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_a_corrupt_record_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, mut w, _) = open(WalConfig { segment_bytes: 1 << 20, ..cfg(dir.path()) });
+        let _r = wal.attach("s");
+        append(&mut w, 0, 5);
+    }
+    let seg = segment::path(dir.path(), 0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let rec = record::HEADER_LEN + line(0).len();
+    // Flip a payload byte of the second record, and tear the last one in half.
+    bytes[SEGMENT_MAGIC_LEN + rec + record::HEADER_LEN + 3] ^= 0x20;
+    bytes.truncate(bytes.len() - rec / 2);
+    std::fs::write(&seg, &bytes).unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 2, "one flipped, one torn");
+    assert_eq!(std::fs::metadata(&seg).unwrap().len() as usize, SEGMENT_MAGIC_LEN + 4 * rec, "the torn tail is cut off");
+    let mut r = wal.attach("s");
+    let b = read_all(&mut r);
+    assert_eq!(numbers(&b), vec![0, 2, 3]);
+    append(&mut w, 100, 1);
+    assert_eq!(numbers(&read_all(&mut r)), vec![100]);
+}
+
+const SEGMENT_MAGIC_LEN: usize = record::SEGMENT_MAGIC.len();
+
+#[test]
+fn a_file_that_is_not_a_segment_is_set_aside_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(segment::path(dir.path(), 0), b"garbage").unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 1);
+    assert!(dir.path().join("00000000000000000000.corrupt").exists());
+    let mut r = wal.attach("s");
+    append(&mut w, 0, 2);
+    assert_eq!(numbers(&read_all(&mut r)), vec![0, 1]);
+}
+
+#[test]
+fn drop_oldest_deletes_undelivered_segments_and_counts_each_sinks_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = WalConfig { max_bytes: 3_000, when_full: WhenFull::DropOldest, ..cfg(dir.path()) };
+    let (wal, mut w, m) = open(c);
+    let mut r = wal.attach("down");
+    append(&mut w, 0, 200);
+    assert!(m.wal.bytes.load(Relaxed) <= 3_000 + 1_000, "the cap holds: {}", m.wal.bytes.load(Relaxed));
+    assert!(m.wal.dropped_segments.load(Relaxed) > 0);
+    let lost = m.sink("down").events_dropped.load(Relaxed);
+    let b = read_all(&mut r);
+    assert_eq!(lost + b.events, 200, "every event is either delivered or counted as lost");
+    assert_eq!(*numbers(&b).last().unwrap(), 199);
+}
+
+#[test]
+fn block_waits_for_a_sink_to_free_space_and_gives_up_when_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = WalConfig { max_bytes: 3_000, when_full: WhenFull::Block, ..cfg(dir.path()) };
+    let (wal, mut w, m) = open(c);
+    let mut r = wal.attach("slow");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut written = 0;
+            for i in 0..200u64 {
+                let l = line(i);
+                match w.append(std::iter::once((&l[..], 1)), &stop) {
+                    Ok(()) => written += 1,
+                    Err(AppendError::Stopping(_)) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            written
+        })
+    };
+    // Wait until the writer blocks, then deliver some and check it moves on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while m.wal.blocked.load(Relaxed) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(m.wal.blocked.load(Relaxed), 1, "the writer blocks at the cap");
+    let held = wal.durable();
+    let b = read_all(&mut r);
+    wal.commit("slow", b.end);
+    while wal.durable() == held && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(wal.durable() > held, "space freed: the writer went on");
+    stop.store(true, Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written < 200, "stopping while blocked ends the wait");
+    assert!(m.wal.bytes.load(Relaxed) <= 3_000);
+    assert_eq!(m.sink("slow").events_dropped.load(Relaxed), 0, "block never loses what was written");
+}
+
+#[test]
+fn interval_fsync_publishes_at_once_and_syncs_on_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = WalConfig { fsync: Fsync::Interval(Duration::ZERO), ..cfg(dir.path()) };
+    let (wal, mut w, m) = open(c);
+    let mut r = wal.attach("s");
+    append(&mut w, 0, 3);
+    assert_eq!(m.wal.fsync_seconds.count(), 0);
+    assert_eq!(read_all(&mut r).events, 3);
+    w.tick();
+    assert_eq!(m.wal.fsync_seconds.count(), 1);
+}
+
+#[test]
+fn a_removed_sink_stops_holding_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    let mut kept = wal.attach("kept");
+    let _gone = wal.attach("gone");
+    append(&mut w, 0, 60);
+    let b = read_all(&mut kept);
+    wal.commit("kept", b.end);
+    assert!(m.wal.segments.load(Relaxed) > 1, "the other sink still holds them");
+    wal.retain_sinks(&["kept"]);
+    assert_eq!(m.wal.segments.load(Relaxed), 1);
+    assert!(!cursor::path(&dir.path().join("cursors"), "gone").exists());
+}

@@ -1,0 +1,219 @@
+//! The log's one writer: appends a group of batches as records in one write, applies the size
+//! cap's policy, syncs per the fsync policy, and only then publishes the records to the sinks.
+
+use super::record::{self, SEGMENT_MAGIC};
+use super::{segment, Fsync, Segment, Wal, WalError, WhenFull};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// The writer gave up waiting for space because the collector is stopping; the batches were
+/// not written (and so not acknowledged).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stopping;
+
+/// Appends records to the newest segment. Owned by one thread.
+pub struct Writer {
+    wal: Wal,
+    file: File,
+    /// Bytes in the active segment.
+    bytes: u64,
+    next: u64,
+    buf: Vec<u8>,
+    records: Vec<(u64, u32)>,
+    /// Written but not yet synced (interval policy).
+    dirty: bool,
+    last_sync: Instant,
+    /// The cap was hit and the writer is waiting (counted once per episode).
+    blocked: bool,
+}
+
+fn create(wal: &Wal, first: u64) -> Result<(File, Segment), WalError> {
+    let path = segment::path(&wal.shared.cfg.dir, first);
+    let err = |source| WalError::Segment { path: path.clone(), source };
+    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(err)?;
+    file.write_all(&SEGMENT_MAGIC).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    if let Ok(d) = File::open(&wal.shared.cfg.dir) {
+        let _ = d.sync_all();
+    }
+    let seg = Segment { first, path: path.clone(), bytes: SEGMENT_MAGIC.len() as u64, records: Vec::new() };
+    Ok((file, seg))
+}
+
+impl Writer {
+    /// Starts a fresh segment at `next` (segments of earlier runs are never appended to). An
+    /// empty last segment of an earlier run is replaced.
+    pub(super) fn start(wal: Wal, next: u64) -> Result<Writer, WalError> {
+        {
+            let mut st = wal.lock();
+            if st.segments.back().is_some_and(|s| s.records.is_empty()) {
+                if let Some(s) = st.segments.pop_back() {
+                    let _ = std::fs::remove_file(&s.path);
+                    st.bytes -= s.bytes;
+                }
+            }
+        }
+        let (file, seg) = create(&wal, next)?;
+        let bytes = seg.bytes;
+        {
+            let mut st = wal.lock();
+            st.bytes += seg.bytes;
+            st.segments.push_back(seg);
+            wal.shared.metrics.wal.bytes.store(st.bytes, Relaxed);
+        }
+        Ok(Writer { wal, file, bytes, next, buf: Vec::new(), records: Vec::new(), dirty: false, last_sync: Instant::now(), blocked: false })
+    }
+
+    /// The sequence number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Appends one record per non-empty batch (`(lines, events)`), written at once, synced per
+    /// the policy, then readable by the sinks. On an I/O error nothing of the group counts as
+    /// written (the caller retries it); at the cap with `block`, waits for space unless `stop`.
+    pub fn append<'a>(&mut self, batches: impl Iterator<Item = (&'a [u8], u32)>, stop: &AtomicBool) -> Result<(), AppendError> {
+        self.buf.clear();
+        self.records.clear();
+        let mut seq = self.next;
+        for (lines, events) in batches {
+            if events == 0 {
+                continue;
+            }
+            record::encode(&mut self.buf, seq, events, lines);
+            self.records.push((seq, events));
+            seq += 1;
+        }
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        if self.bytes >= self.wal.shared.cfg.segment_bytes {
+            self.roll().map_err(AppendError::Io)?;
+        }
+        self.make_room(stop)?;
+        let started = Instant::now();
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Cut back whatever part of the group made it, so no later record follows garbage.
+            if self.file.set_len(self.bytes).is_err() {
+                let _ = self.roll();
+            }
+            return Err(AppendError::Io(e));
+        }
+        let m = &self.wal.shared.metrics.wal;
+        match self.wal.shared.cfg.fsync {
+            Fsync::Batch => {
+                self.file.sync_data().map_err(AppendError::Io)?;
+                m.fsync_seconds.record(started.elapsed());
+                self.last_sync = Instant::now();
+            }
+            Fsync::Interval(_) => self.dirty = true,
+        }
+        let n = self.buf.len() as u64;
+        self.bytes += n;
+        self.next = seq;
+        let events: u64 = self.records.iter().map(|r| u64::from(r.1)).sum();
+        {
+            let mut st = self.wal.lock();
+            st.bytes += n;
+            if let Some(active) = st.segments.back_mut() {
+                active.bytes += n;
+                active.records.extend_from_slice(&self.records);
+            }
+            m.bytes.store(st.bytes, Relaxed);
+        }
+        m.appended_records.fetch_add(self.records.len() as u64, Relaxed);
+        m.appended_events.fetch_add(events, Relaxed);
+        self.wal.shared.durable.send_replace(self.next);
+        Ok(())
+    }
+
+    /// Syncs written records once the interval policy says so. Call it now and then.
+    pub fn tick(&mut self) {
+        if let Fsync::Interval(every) = self.wal.shared.cfg.fsync {
+            if self.dirty && self.last_sync.elapsed() >= every {
+                self.sync();
+            }
+        }
+    }
+
+    /// Forces everything written to disk (on shutdown).
+    pub fn sync(&mut self) {
+        let started = Instant::now();
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.wal.shared.metrics.wal.fsync_seconds.record(started.elapsed());
+                self.dirty = false;
+                self.last_sync = Instant::now();
+            }
+            Err(e) => tracing::error!("syncing the buffer failed: {e}"),
+        }
+    }
+
+    /// Closes the active segment and starts the next.
+    fn roll(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        let (file, seg) = create(&self.wal, self.next).map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.file = file;
+        self.bytes = seg.bytes;
+        self.dirty = false;
+        let mut st = self.wal.lock();
+        st.bytes += seg.bytes;
+        st.segments.push_back(seg);
+        self.wal.shared.metrics.wal.segments.store(st.segments.len() as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Applies the cap's policy until the group fits (or nothing more can be freed).
+    fn make_room(&mut self, stop: &AtomicBool) -> Result<(), AppendError> {
+        let need = self.buf.len() as u64;
+        let cfg = &self.wal.shared.cfg;
+        let mut st = self.wal.lock();
+        while st.bytes + need > cfg.max_bytes {
+            match cfg.when_full {
+                WhenFull::DropOldest => {
+                    if !self.wal.drop_oldest(&mut st) {
+                        break;
+                    }
+                }
+                WhenFull::Block => {
+                    if st.segments.len() < 2 {
+                        break; // only the writer's segment: nothing to wait for
+                    }
+                    if !self.blocked {
+                        self.blocked = true;
+                        self.wal.shared.metrics.wal.full_blocked.fetch_add(1, Relaxed);
+                        self.wal.shared.metrics.wal.blocked.store(1, Relaxed);
+                        tracing::warn!(bytes = st.bytes, max = cfg.max_bytes, "buffer full (block): waiting for the sinks; nothing new is acknowledged meanwhile");
+                    }
+                    if stop.load(Relaxed) {
+                        return Err(AppendError::Stopping(Stopping));
+                    }
+                    st = self.wal.shared.space.wait_timeout(st, Duration::from_millis(100)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+                }
+            }
+        }
+        if self.blocked {
+            self.blocked = false;
+            self.wal.shared.metrics.wal.blocked.store(0, Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Why a group was not appended.
+#[derive(Debug)]
+pub enum AppendError {
+    Stopping(Stopping),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppendError::Stopping(_) => f.write_str("the collector is stopping while the buffer is full"),
+            AppendError::Io(e) => write!(f, "writing the buffer failed: {e}"),
+        }
+    }
+}
