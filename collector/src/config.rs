@@ -4,29 +4,33 @@
 use crate::daemon::DaemonConfig;
 use crate::ingest::unix::UnixIngestConfig;
 use crate::pipeline;
-use crate::router::SinkSpec;
-use crate::sink::file::FileSinkConfig;
-use sentinel_config::{Config, SinkKind};
+use crate::wal::{Fsync, WalConfig, WhenFull};
+use sentinel_config::{Config, Sink};
 
-/// The sinks of a configuration, ready to run. Kinds not built yet are refused by name rather
-/// than skipped, so a configuration never runs with fewer outputs than it lists.
-pub fn sink_specs(c: &Config) -> Result<Vec<SinkSpec>, String> {
+/// The sinks of a configuration; at least one. Each is checked again when it starts.
+pub fn sink_specs(c: &Config) -> Result<Vec<Sink>, String> {
     if c.sinks.is_empty() {
         return Err("no sink configured: add a `sink \"file\" { path … }`".into());
     }
-    c.sinks
-        .iter()
-        .map(|s| match &s.kind {
-            SinkKind::File(f) => {
-                let mut file = FileSinkConfig::new(&f.dir);
-                file.max_bytes = f.rotate_bytes;
-                file.max_age = f.rotate_after;
-                file.max_files = f.keep_files;
-                Ok(SinkSpec { id: s.id.clone(), file })
-            }
-            SinkKind::Kafka(_) => Err(format!("sink `{}`: the Kafka sink is not available in this build yet", s.id)),
-        })
-        .collect()
+    Ok(c.sinks.clone())
+}
+
+/// The write-ahead log's settings.
+pub fn wal_config(c: &Config) -> WalConfig {
+    let b = &c.buffer;
+    WalConfig {
+        dir: b.dir.clone(),
+        segment_bytes: b.segment_bytes,
+        max_bytes: b.max_bytes,
+        when_full: match b.when_full {
+            sentinel_config::WhenFull::Block => WhenFull::Block,
+            sentinel_config::WhenFull::DropOldest => WhenFull::DropOldest,
+        },
+        fsync: match b.fsync {
+            sentinel_config::FsyncPolicy::Batch => Fsync::Batch,
+            sentinel_config::FsyncPolicy::Interval(d) => Fsync::Interval(d),
+        },
+    }
 }
 
 /// Everything the daemon needs, from a configuration.
@@ -34,6 +38,8 @@ pub fn daemon_config(c: &Config) -> Result<DaemonConfig, String> {
     Ok(DaemonConfig {
         socket: UnixIngestConfig { path: c.transport.socket_path.clone(), mode: 0o660, max_frame_bytes: c.transport.max_frame_bytes },
         sinks: sink_specs(c)?,
+        wal: wal_config(c),
+        sink_drain: std::time::Duration::from_secs(5),
         admin_listen: c.metrics.listen,
         host_name: pipeline::host_name(),
         queue_batches: 1024,
@@ -56,6 +62,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.log != new.log {
         v.push("log");
     }
+    if old.buffer != new.buffer {
+        v.push("buffer");
+    }
     v
 }
 
@@ -73,14 +82,10 @@ mod tests {
         let d = daemon_config(&c).unwrap();
         assert_eq!(d.socket.path, std::path::Path::new("/run/sentinel/telemetry.sock"));
         assert_eq!(d.sinks.len(), 1);
-        assert_eq!(d.sinks[0].file.dir, std::path::Path::new("/var/lib/sentinel/events"));
-        assert_eq!(d.sinks[0].file.max_files, 48);
-    }
-
-    #[test]
-    fn sinks_not_built_yet_are_refused_by_name() {
-        let c = sentinel_config::parse_with_env("x.kdl", "agent \"t\" {\n  sink \"kafka\" { brokers \"k:9092\"; topic \"t\"; }\n}\n", &|_| None).unwrap();
-        assert_eq!(sink_specs(&c), Err("sink `kafka`: the Kafka sink is not available in this build yet".into()));
+        let sentinel_config::SinkKind::File(f) = &d.sinks[0].kind else { panic!("{:?}", d.sinks) };
+        assert_eq!(f.dir, std::path::Path::new("/var/lib/sentinel/events"));
+        assert_eq!(f.keep_files, 48);
+        assert_eq!(d.wal.dir, std::path::Path::new("/var/lib/sentinel/buffer"));
     }
 
     #[test]

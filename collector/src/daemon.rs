@@ -1,5 +1,6 @@
-//! Assembles ingest, pipeline and sink into the running daemon, and takes it down in order on
-//! shutdown: stop accepting, finish the frames already read, drain the sink, sync the file.
+//! Assembles ingest, pipeline, write-ahead log and sinks into the running daemon, and takes it
+//! down in order on shutdown: stop accepting, finish the frames already read, write them to the
+//! log (and acknowledge them), let the sinks deliver what they can, leave the rest in the log.
 
 use crate::admin::{self, AdminState};
 use crate::ingest::unix::{self, UnixIngestConfig};
@@ -7,11 +8,12 @@ use crate::metrics::Metrics;
 use crate::enrich::{self, EnrichmentHandle};
 use crate::pipeline::workers::Workers;
 use crate::pipeline::{Live, Pipeline};
-use crate::router::{Router, SinkReload, SinkSpec};
+use crate::sink::{SinkReload, Sinks};
+use crate::wal::{self, Wal, WalConfig};
 use crate::sample::SamplingHandle;
 use crate::redact::Redactor;
 use arc_swap::ArcSwap;
-use sentinel_config::{Enrichment, Redaction, Sampling};
+use sentinel_config::{Enrichment, Redaction, Sampling, Sink};
 use crate::tap::TapHub;
 use anyhow::Context;
 use serde::Serialize;
@@ -26,7 +28,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub struct DaemonConfig {
     pub socket: UnixIngestConfig,
     /// The sinks every event goes to (at least one).
-    pub sinks: Vec<SinkSpec>,
+    pub sinks: Vec<Sink>,
+    /// The write-ahead log in front of them.
+    pub wal: WalConfig,
+    /// On shutdown, how long sinks may go on delivering what is in the log.
+    pub sink_drain: std::time::Duration,
     /// Address of the HTTP endpoint (`/metrics`, `/health/*`); none disables it.
     pub admin_listen: Option<SocketAddr>,
     /// Written into events as `collector.host`.
@@ -44,7 +50,7 @@ pub struct DaemonConfig {
 /// whole or not at all: the enrichment data is loaded first, then the sinks are swapped between
 /// two batches, and only then does the new enrichment go into force.
 pub struct Reload {
-    pub sinks: Vec<SinkSpec>,
+    pub sinks: Vec<Sink>,
     pub sampling: Sampling,
     pub enrichment: Enrichment,
     pub redaction: Option<Redaction>,
@@ -97,11 +103,21 @@ impl Daemon {
         let enrichment = Arc::new(
             EnrichmentHandle::start(&config.enrichment, metrics.enrich.clone()).map_err(|e| anyhow::anyhow!("enrichment data: {e}"))?,
         );
-        let router = Router::start(config.sinks.clone(), metrics.clone(), config.queue_batches, taps.clone()).await.map_err(anyhow::Error::msg)?;
-        let output = router.first_output().unwrap_or_default();
-        let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
-        let (sink_reload_tx, sink_reloads) = mpsc::channel(1);
-        let router_task = tokio::spawn(router.run(rx, sink_reloads));
+        let (wal, writer) = Wal::open(config.wal.clone(), metrics.clone()).context("cannot open the buffer (write-ahead log)")?;
+        let sinks = Sinks::start(wal.clone(), config.sinks.clone(), metrics.clone()).map_err(anyhow::Error::msg)?;
+        let output = sinks.first_output().unwrap_or_default();
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_batches.max(1));
+        let stop_writer = Arc::new(AtomicBool::new(false));
+        let intake = wal::intake::spawn(writer, rx, taps.clone(), stop_writer.clone(), metrics.clone()).context("cannot start the buffer writer")?;
+        let (sink_reload_tx, mut sink_reloads) = mpsc::channel::<SinkReload>(1);
+        let sinks_task = tokio::spawn(async move {
+            let mut sinks = sinks;
+            while let Some(r) = sink_reloads.recv().await {
+                let result = sinks.apply(r.sinks).await;
+                let _ = r.done.send(result);
+            }
+            sinks
+        });
         let sampling = Arc::new(SamplingHandle::new(&config.sampling));
         let redaction = Arc::new(ArcSwap::from_pointee(Redactor::new(&config.redaction)));
         let live = Live { sampling, enrichment: enrichment.clone(), redaction };
@@ -113,13 +129,24 @@ impl Daemon {
         ready.store(true, Relaxed);
         tracing::info!(socket = %config.socket.path.display(), output = %output.display(), sinks = config.sinks.len(), workers = config.workers, "collector ready");
 
+        let mut stopping = shutdown.clone();
+        let stop_flag = stop_writer.clone();
+        tokio::spawn(async move {
+            // From now on a writer waiting at the buffer's cap gives up rather than hold the
+            // shutdown (what it held is not acknowledged, so the proxies resend it).
+            let _ = stopping.wait_for(|s| *s).await;
+            stop_flag.store(true, Relaxed);
+        });
         unix::serve(listener, config.socket.clone(), frames_tx, metrics.clone(), shutdown).await;
         // Every connection task has ended and dropped its sender: the workers finish what is
-        // queued, then the sinks drain and sync.
+        // queued, the writer logs it, then the sinks deliver what they can.
         ready.store(false, Relaxed);
         tokio::task::spawn_blocking(move || workers.join()).await?;
-        router_task.await?;
+        tokio::task::spawn_blocking(move || intake.join()).await?.map_err(|_| anyhow::anyhow!("the buffer writer panicked"))?;
         reload_task.abort();
+        let _ = reload_task.await;
+        let sinks = sinks_task.await?;
+        sinks.shutdown(config.sink_drain).await;
         watch_task.abort();
         if let Some(t) = admin_task {
             t.abort();

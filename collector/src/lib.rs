@@ -7,8 +7,10 @@
 //! - [`sample`]: the collector's consistent and dynamic sampling.
 //! - [`redact`]: PII and secrets removed before any sink sees an event.
 //! - [`enrich`]: geo, ASN, device and threat data, and the client address they are looked up for.
-//! - [`router`]: hands each batch to every running sink; swaps the sinks on reload.
-//! - [`sink`]: where events end up (rotating NDJSON files).
+//! - [`wal`]: the write-ahead log every processed batch is made durable in before it is
+//!   acknowledged; each sink reads it from its own cursor.
+//! - [`sink`]: where events end up (files, Kafka, ClickHouse, S3, HTTP), each on its own thread
+//!   with batching, retries and a circuit breaker.
 //! - [`metrics`] and [`admin`]: the daemon's own counters and its HTTP endpoint.
 //! - [`tap`]: a live, filtered view of the events passing through, for a terminal.
 //! - [`config`] and [`reload`]: the daemon's settings from the KDL file, and live reload of it.
@@ -23,7 +25,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod redact;
 pub mod reload;
-pub mod router;
 pub mod sample;
 pub mod sink;
 pub mod tap;

@@ -68,7 +68,7 @@ struct TapCli {
 struct RunArgs {
     /// The KDL configuration file (see docs/configuration.md). Without it, the flags below
     /// configure a collector with one file sink.
-    #[arg(long, conflicts_with_all = ["socket", "output_dir", "metrics_listen", "max_frame_bytes", "rotate_bytes", "rotate_secs", "keep_files"])]
+    #[arg(long, conflicts_with_all = ["socket", "output_dir", "metrics_listen", "max_frame_bytes", "rotate_bytes", "rotate_secs", "keep_files", "buffer_dir"])]
     config: Option<PathBuf>,
     /// Unix socket proxies connect to (created 0660).
     #[arg(long, default_value = "/run/sentinel/telemetry.sock")]
@@ -91,6 +91,9 @@ struct RunArgs {
     /// Rotated files kept (0: all).
     #[arg(long, default_value_t = 24)]
     keep_files: usize,
+    /// Directory of the write-ahead log (accepted events wait here until delivered).
+    #[arg(long, default_value = "/var/lib/sentinel/buffer")]
+    buffer_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -98,7 +101,9 @@ fn main() -> ExitCode {
         Command::Validate { config } => {
             // The file, then what it names: sinks this build runs, and the enrichment data.
             let checked = sentinel_config::load(&config).map_err(|e| e.to_string()).and_then(|c| {
-                config::sink_specs(&c)?;
+                for s in config::sink_specs(&c)? {
+                    sentinel_collector::sink::check(&s)?;
+                }
                 sentinel_collector::enrich::Enrichers::load(&c.enrichment).map_err(|e| format!("enrichment data: {e}"))?;
                 Ok(c)
             });
@@ -165,7 +170,8 @@ fn from_flags(args: &RunArgs) -> sentinel_config::Config {
     file.rotate_bytes = args.rotate_bytes;
     file.rotate_after = Duration::from_secs(args.rotate_secs);
     file.keep_files = args.keep_files;
-    c.sinks = vec![sentinel_config::Sink { id: "file".into(), kind: sentinel_config::SinkKind::File(file) }];
+    c.sinks = vec![sentinel_config::Sink { id: "file".into(), kind: sentinel_config::SinkKind::File(file), delivery: sentinel_config::Delivery::defaults_for("file") }];
+    c.buffer.dir = args.buffer_dir.clone();
     c
 }
 

@@ -155,6 +155,8 @@ pub struct Metrics {
     /// Batches waiting for a pipeline worker.
     pub pipeline_queue: AtomicU64,
     pub wal: WalMetrics,
+    /// Acknowledgement frames written to proxies.
+    pub acks_sent: AtomicU64,
 }
 
 /// The write-ahead log's counters.
@@ -203,8 +205,15 @@ pub struct SinkMetrics {
     pub events_dropped: AtomicU64,
     pub write_errors: AtomicU64,
     pub files_rotated: AtomicU64,
-    /// Time to write one batch (appended and flushed, for the file sink).
+    /// Time to deliver one batch (until the destination acknowledged it).
     pub batch_seconds: Histogram,
+    /// Log records the sink has not delivered yet.
+    pub lag_records: AtomicU64,
+    /// The circuit breaker: 0 closed, 1 open, 2 half-open (one trial batch).
+    pub circuit_open: AtomicU64,
+    /// Failed deliveries retried after a backoff, and batches refused for good.
+    pub retries: AtomicU64,
+    pub rejected_batches: AtomicU64,
 }
 
 impl Metrics {
@@ -269,6 +278,7 @@ impl Metrics {
             .counter("sentinel_collector_events_received_total", "Events decoded and accepted.", g(&self.events_received))
             .labelled("sentinel_collector_malformed_total", "Frames or connections refused, by reason.", "counter", "reason", &malformed)
             .counter("sentinel_collector_oversized_frames_total", "Frames over the size limit, skipped.", g(&self.oversized))
+            .counter("sentinel_collector_acks_sent_total", "Acknowledgement frames written to proxies (each covers every durable frame before it).", g(&self.acks_sent))
             .gauge("sentinel_collector_tap_sessions", "Tap sessions open.", g(&self.tap_sessions))
             .labelled(
                 "sentinel_collector_tap_skipped_total",
@@ -284,9 +294,13 @@ impl Metrics {
             .labelled("sentinel_collector_written_bytes_total", "Bytes written, by sink.", "counter", "sink", &by_sink(|m| &m.bytes_written))
             .labelled("sentinel_collector_events_dropped_total", "Accepted events lost, by sink.", "counter", "sink", &by_sink(|m| &m.events_dropped))
             .labelled("sentinel_collector_write_errors_total", "Failed sink writes, by sink.", "counter", "sink", &by_sink(|m| &m.write_errors))
-            .labelled("sentinel_collector_files_rotated_total", "Output files rotated, by sink.", "counter", "sink", &by_sink(|m| &m.files_rotated));
+            .labelled("sentinel_collector_files_rotated_total", "Output files rotated, by sink.", "counter", "sink", &by_sink(|m| &m.files_rotated))
+            .labelled("sentinel_collector_sink_lag_records", "Buffered records a sink has not delivered yet, by sink.", "gauge", "sink", &by_sink(|m| &m.lag_records))
+            .labelled("sentinel_collector_sink_circuit_state", "Circuit breaker by sink: 0 closed, 1 open, 2 half-open.", "gauge", "sink", &by_sink(|m| &m.circuit_open))
+            .labelled("sentinel_collector_sink_retries_total", "Failed deliveries retried after a backoff, by sink.", "counter", "sink", &by_sink(|m| &m.retries))
+            .labelled("sentinel_collector_sink_rejected_batches_total", "Batches a destination refused for good (dropped, counted in events_dropped), by sink.", "counter", "sink", &by_sink(|m| &m.rejected_batches));
         let latency: Vec<(&str, &Histogram)> = sinks.iter().map(|(id, m)| (id.as_str(), &m.batch_seconds)).collect();
-        e.histograms("sentinel_collector_sink_batch_seconds", "Time to write one batch, by sink.", "sink", &latency);
+        e.histograms("sentinel_collector_sink_batch_seconds", "Time to deliver one batch, by sink.", "sink", &latency);
         drop(sinks);
         self.enrich.render(&mut e);
         self.wal.render(&mut e);

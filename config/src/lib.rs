@@ -16,7 +16,7 @@ mod schema;
 pub use env::Secret;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    ClientIp, Config, DeviceDetection, DynamicSampling, Enrichment, EventKind, GeoIp, GeoLayout, AsnData, ThreatIntel, ThreatList, ThreatKind, ThreatWeights, FailureMode, FileSink, FilterPart, KafkaSink, LogFormat, Redaction, RedactionMode, Logging, Metrics, Sampling, Sink,
+    ClientIp, Config, DeviceDetection, DynamicSampling, Enrichment, EventKind, GeoIp, GeoLayout, AsnData, ThreatIntel, ThreatList, ThreatKind, ThreatWeights, FailureMode, FileSink, FilterPart, KafkaSink, Buffer, ClickHouseSink, Delivery, FileFormat, FsyncPolicy, HttpSink, ObjectFormat, S3Sink, ValueFormat, WhenFull, LogFormat, Redaction, RedactionMode, Logging, Metrics, Sampling, Sink,
     SinkKind, Transport,
 };
 

@@ -23,6 +23,7 @@ pub struct Config {
     /// PII redaction in the collector; on unless `redaction #false`.
     pub redaction: Option<Redaction>,
     pub sinks: Vec<Sink>,
+    pub buffer: Buffer,
     pub metrics: Metrics,
     pub log: Logging,
 }
@@ -297,33 +298,188 @@ pub struct Sink {
     /// Unique among sinks: the id, else the kind.
     pub id: String,
     pub kind: SinkKind,
+    pub delivery: Delivery,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
     File(FileSink),
     Kafka(KafkaSink),
+    ClickHouse(ClickHouseSink),
+    S3(S3Sink),
+    Http(HttpSink),
 }
 
-/// Rotating NDJSON files.
+impl SinkKind {
+    /// The kind's name as written in `sink "…"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::File(_) => "file",
+            SinkKind::Kafka(_) => "kafka",
+            SinkKind::ClickHouse(_) => "clickhouse",
+            SinkKind::S3(_) => "s3",
+            SinkKind::Http(_) => "http",
+        }
+    }
+}
+
+/// How a sink batches, retries and backs off; every sink has its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Most events in one batch, and most bytes (whichever comes first).
+    pub batch_size: usize,
+    pub batch_bytes: usize,
+    /// A batch that has not filled up is sent this long after its first event (0: at once).
+    pub flush_interval: Duration,
+    /// First and longest wait between retries of a failed batch (exponential, with jitter).
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// After this many failures in a row the circuit opens: no attempt for `breaker_cooldown`,
+    /// then one trial batch decides.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+impl Delivery {
+    /// The defaults of a sink kind: local files write at once, remote stores batch.
+    pub fn defaults_for(kind: &str) -> Delivery {
+        let base = Delivery {
+            batch_size: 10_000,
+            batch_bytes: 8 << 20,
+            flush_interval: Duration::from_secs(1),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(30),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+        };
+        match kind {
+            "file" => Delivery { flush_interval: Duration::ZERO, ..base },
+            "kafka" => Delivery { batch_size: 1_000, flush_interval: Duration::from_millis(100), ..base },
+            "clickhouse" => Delivery { batch_size: 50_000, batch_bytes: 32 << 20, ..base },
+            "s3" => Delivery { batch_size: 500_000, batch_bytes: 128 << 20, flush_interval: Duration::from_secs(60), ..base },
+            _ => Delivery { batch_size: 1_000, batch_bytes: 4 << 20, ..base },
+        }
+    }
+}
+
+/// Rotating files: NDJSON, or Parquet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSink {
     pub dir: PathBuf,
+    pub format: FileFormat,
     pub rotate_bytes: u64,
     pub rotate_after: Duration,
     /// Rotated files kept (0: all).
     pub keep_files: usize,
 }
 
-/// A Kafka topic.
+/// How events are laid out in files and objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// One JSON document a line.
+    Ndjson,
+    /// Typed columns (dotted names flattened with `_`), zstd-compressed.
+    Parquet,
+}
+
+/// A Kafka topic, written by an idempotent producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSink {
     pub brokers: Vec<String>,
     pub topic: String,
-    pub batch_size: usize,
-    pub flush_interval: Duration,
+    /// The event field whose value keys each message (dotted path); empty: no key.
+    pub key: String,
+    pub format: ValueFormat,
+    /// none, gzip, snappy, lz4 or zstd.
+    pub compression: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// More librdkafka settings, passed as given (`option "linger.ms" "20"`).
+    pub options: Vec<(String, String)>,
+}
+
+/// How a message value is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueFormat {
+    Json,
+    MessagePack,
+}
+
+/// A ClickHouse table over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseSink {
+    pub url: String,
+    pub database: String,
+    pub table: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Create the table (the DDL shipped with the collector) if it is missing.
+    pub create_table: bool,
+}
+
+/// Objects in an S3 bucket (or any S3-compatible store), under hive-style partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Sink {
+    pub bucket: String,
+    /// Key prefix before `dt=YYYY-MM-DD/hour=HH/`.
+    pub prefix: String,
+    pub region: String,
+    /// A custom endpoint (`http://127.0.0.1:8333`) for S3-compatible stores; path-style keys.
+    pub endpoint: Option<String>,
+    pub format: ObjectFormat,
+    /// Credentials; when absent, the standard AWS environment variables are used.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// Objects larger than this are uploaded in parts of this size.
+    pub multipart_bytes: usize,
+}
+
+/// How an S3 object holds its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectFormat {
+    NdjsonGzip,
+    Parquet,
+}
+
+/// Batched NDJSON POSTs to an HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSink {
+    pub url: String,
+    /// Extra request headers (values may come from the environment and are never logged).
+    pub headers: Vec<(String, Secret)>,
+    pub gzip: bool,
+    /// Signs each body with HMAC-SHA256 under this key, in `signature_header`.
+    pub hmac_key: Option<Secret>,
+    pub signature_header: String,
+    pub timeout: Duration,
+}
+
+/// The collector's write-ahead log: where accepted events wait for every sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buffer {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub segment_bytes: u64,
+    pub when_full: WhenFull,
+    pub fsync: FsyncPolicy,
+}
+
+/// What happens when the buffer is at `max-bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Stop acknowledging until sinks catch up (proxies hold, then drop with a counter).
+    Block,
+    /// Delete the oldest segment, counting the events each sink loses.
+    DropOldest,
+}
+
+/// When the buffer is forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before each group of batches is acknowledged.
+    Batch,
+    /// Every so often; acknowledged once written (survives the process, not the machine).
+    Interval(Duration),
 }
 
 /// The agent's own HTTP endpoint: `/metrics`, `/health/live`, `/health/ready`.
@@ -370,6 +526,13 @@ impl Default for Config {
             },
             redaction: Some(Redaction::default()),
             sinks: Vec::new(),
+            buffer: Buffer {
+                dir: "/var/lib/sentinel/buffer".into(),
+                max_bytes: 1 << 30,
+                segment_bytes: 64 << 20,
+                when_full: WhenFull::Block,
+                fsync: FsyncPolicy::Batch,
+            },
             metrics: Metrics { listen: None },
             log: Logging { level: "info".into(), format: LogFormat::Text },
         }
@@ -378,7 +541,7 @@ impl Default for Config {
 
 impl FileSink {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileSink { dir: dir.into(), rotate_bytes: 256 << 20, rotate_after: Duration::from_secs(3600), keep_files: 24 }
+        FileSink { dir: dir.into(), format: FileFormat::Ndjson, rotate_bytes: 256 << 20, rotate_after: Duration::from_secs(3600), keep_files: 24 }
     }
 }
 

@@ -36,8 +36,9 @@ fn the_product_page_block_with_its_lists_fixed_reads_as_kdl_v1() {
     assert_eq!(c.sampling.rate, 0.1);
     assert!(c.sampling.always_sample_errors);
     let SinkKind::Kafka(k) = &c.sinks[0].kind else { panic!("{:?}", c.sinks) };
-    assert_eq!((k.brokers.as_slice(), k.topic.as_str(), k.batch_size), (&["kafka:9092".to_string()][..], "sentinel-telemetry", 1000));
-    assert_eq!(k.flush_interval, Duration::from_secs(5));
+    assert_eq!((k.brokers.as_slice(), k.topic.as_str(), c.sinks[0].delivery.batch_size), (&["kafka:9092".to_string()][..], "sentinel-telemetry", 1000));
+    assert_eq!(c.sinks[0].delivery.flush_interval, Duration::from_secs(5));
+    assert_eq!(k.key, "event.id", "messages are keyed by event id unless told otherwise");
 }
 
 #[test]
@@ -74,7 +75,15 @@ const BROKEN: &[(&str, usize, usize, &str, &str)] = &[
     ("agent \"t\" {\n  events \"request_header\"\n}\n", 2, 10, "`events`: unknown value \"request_header\"", "did you mean \"request_headers\"?"),
     ("agent \"t\" {\n  enrichment {\n    geoip \"true\"\n  }\n}\n", 3, 11, "expected a boolean, got the string \"true\"", "write #true (or true in KDL v1)"),
     ("agent \"t\" {\n  sink \"kafak\" { topic \"x\"; }\n}\n", 2, 8, "`sink`: unknown value \"kafak\"", "did you mean \"kafka\"?"),
-    ("agent \"t\" {\n  sink \"file\" {\n    rotate-bytes 9999\n  }\n}\n", 2, 3, "`sink \"file\"` needs a `path`", "add `path"),
+    ("agent \"t\" {\n  sink \"file\" {\n    rotate-bytes 9999\n  }\n}\n", 2, 3, "`sink \"file\"` needs `path`", "add `path"),
+    ("agent \"t\" {\n  buffer {\n    when-full \"drop_newest\"\n  }\n}\n", 3, 15, "`when-full`: unknown value \"drop_newest\"", "did you mean \"drop_oldest\"?"),
+    ("agent \"t\" {\n  buffer {\n    max-bytes 1048576\n  }\n}\n", 2, 3, "`max-bytes` (1048576) must hold at least two segments", "raise `max-bytes`"),
+    ("agent \"t\" {\n  buffer {\n    fsync-interval-ms 100\n  }\n}\n", 2, 3, "`fsync-interval-ms` is only used with `fsync \"interval\"`", "fsync \"interval\""),
+    ("agent \"t\" {\n  sink \"http\" {\n    url \"collector:80\"\n  }\n}\n", 3, 9, "`url`: \"collector:80\" is not an http:// or https:// address", "http://"),
+    ("agent \"t\" {\n  sink \"s3\" {\n    bucket \"b\"\n    secret-access-key \"x\"\n  }\n}\n", 2, 3, "`access-key-id` and `secret-access-key` go together", "AWS_ACCESS_KEY_ID"),
+    ("agent \"t\" {\n  sink \"kafka\" {\n    brokers \"k:9092\"\n    topic \"t\"\n    retry-initial-ms 500\n    retry-max-ms 100\n  }\n}\n", 2, 3, "`retry-max-ms` is shorter than `retry-initial-ms`", ""),
+    ("agent \"t\" {\n  sink \"kafka\" {\n    brokers \"k:9092\"\n    topic \"t\"\n    compression \"lz5\"\n  }\n}\n", 5, 17, "`compression`: unknown value \"lz5\"", "did you mean \"lz4\"?"),
+    ("agent \"t\" {\n  sink \"clickhouse\" {\n    table \"t\"\n  }\n}\n", 2, 3, "`sink \"clickhouse\"` needs `url`", "add `url"),
     ("agent \"t\" {\n  sink \"file\" { path \"/a\"; }\n  sink \"file\" { path \"/b\"; }\n}\n", 3, 3, "two sinks are both called `file`", "id="),
     ("agent \"t\" {\n  sink \"kafka\" {\n    brokers \"k:9092\"\n    topic \"t\"\n    password \"${NOT_SET_ANYWHERE}\"\n  }\n}\n", 5, 14, "environment variable `NOT_SET_ANYWHERE` is not set", "export NOT_SET_ANYWHERE"),
     ("agent \"t\" {\n  metrics { listen \"localhost\"; }\n}\n", 2, 20, "`listen`: \"localhost\" is not an address", "127.0.0.1:9464"),

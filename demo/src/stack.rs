@@ -138,7 +138,14 @@ impl Stack {
             std::fs::write(&path, self.collector_kdl())?;
             cmd.arg("--config").arg(path);
         } else {
-            cmd.arg("--socket").arg(&self.socket).arg("--output-dir").arg(&self.output_dir).arg("--metrics-listen").arg(&self.collector_admin);
+            cmd.arg("--socket")
+                .arg(&self.socket)
+                .arg("--output-dir")
+                .arg(&self.output_dir)
+                .arg("--buffer-dir")
+                .arg(self.buffer_dir())
+                .arg("--metrics-listen")
+                .arg(&self.collector_admin);
         }
         let child = cmd
             .args(&self.config.collector_args)
@@ -150,14 +157,21 @@ impl Stack {
         wait_http_ok(&self.collector_admin, "/health/ready", Duration::from_secs(15)).await.context("collector never became ready")
     }
 
-    /// The collector's configuration file for this stack's socket, output and admin address.
+    /// The collector's write-ahead log directory (unless the blocks configure their own).
+    pub fn buffer_dir(&self) -> PathBuf {
+        self.config.dir.join("buffer")
+    }
+
+    /// The collector's configuration file for this stack's socket, output, buffer and admin
+    /// address, with the extra blocks.
     pub fn collector_kdl(&self) -> String {
+        let blocks = self.config.collector_blocks.as_deref().unwrap_or("");
+        let buffer = if blocks.contains("buffer {") { String::new() } else { format!("    buffer {{\n        path {:?}\n    }}\n", self.buffer_dir().display().to_string()) };
         format!(
-            "agent \"telemetry\" {{\n    transport \"unix_socket\" {{\n        path {:?}\n    }}\n    sink \"file\" {{\n        path {:?}\n    }}\n    metrics {{\n        listen {:?}\n    }}\n{}}}\n",
+            "agent \"telemetry\" {{\n    transport \"unix_socket\" {{\n        path {:?}\n    }}\n    sink \"file\" {{\n        path {:?}\n    }}\n{buffer}    metrics {{\n        listen {:?}\n    }}\n{blocks}}}\n",
             self.socket.display().to_string(),
             self.output_dir.display().to_string(),
             self.collector_admin,
-            self.config.collector_blocks.as_deref().unwrap_or("")
         )
     }
 

@@ -1,13 +1,17 @@
 //! The channel from the request path to the collector: one byte-bounded ring per filter
 //! instance (see [`crate::ring`]) that never blocks the caller, and a sender thread that drains
-//! the rings onto the collector's unix socket in batches, reconnecting with backoff. Every event
-//! that does not make it is counted by reason.
+//! the rings onto the collector's unix socket in batches, reconnecting with backoff. Frames stay
+//! in their ring until the collector acknowledges them as durable, and are sent again after a
+//! reconnect; so the ring's bound is also the bound on unacknowledged frames. Every event that
+//! does not make it is counted by reason.
 
 use crate::metrics::{DropReason, Metrics};
 use crate::ring::{self, Consumer, Refused, Ring};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use sentinel_wire::frame::{self, FrameKind};
+use std::collections::VecDeque;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -129,11 +133,15 @@ impl Channel {
             config,
             new_rings: rx,
             rings: Vec::new(),
+            next_ring_id: 0,
             metrics,
             stop: stop.clone(),
             conn: None,
             backoff: Duration::ZERO,
             stats_due: Instant::now(),
+            in_flight: VecDeque::new(),
+            conn_sent: 0,
+            ack_buf: Vec::new(),
         };
         let thread = std::thread::Builder::new().name("telemetry-sender".into()).spawn(move || sender.run())?;
         Ok(Channel { queues, stop, thread: Some(thread) })
@@ -167,22 +175,46 @@ impl Drop for Channel {
 struct SenderLoop {
     config: ChannelConfig,
     new_rings: Receiver<Arc<Ring>>,
-    rings: Vec<Consumer>,
+    /// Each ring's consumer with an id that stays put while rings come and go.
+    rings: Vec<(u64, Consumer)>,
+    next_ring_id: u64,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     conn: Option<UnixStream>,
     backoff: Duration,
     /// When the counters are next sent.
     stats_due: Instant,
+    /// Batches written on this connection and not yet acknowledged, in the order written.
+    in_flight: VecDeque<InFlight>,
+    /// Event frames written on this connection (what the collector's acknowledgements count).
+    conn_sent: u64,
+    /// Bytes of acknowledgement frames read but not yet whole.
+    ack_buf: Vec<u8>,
+}
+
+/// A batch written to the socket, waiting for its acknowledgement.
+struct InFlight {
+    ring: u64,
+    end: usize,
+    frames: u64,
+    /// `conn_sent` once this batch was written: acknowledged when the count reaches it.
+    upto: u64,
 }
 
 impl SenderLoop {
+    fn adopt_new_rings(&mut self) {
+        for r in self.new_rings.try_iter() {
+            self.rings.push((self.next_ring_id, Consumer::new(r)));
+            self.next_ring_id += 1;
+        }
+    }
+
     fn run(mut self) {
         let mut stop_at: Option<Instant> = None;
         loop {
-            self.rings.extend(self.new_rings.try_iter().map(Consumer::new));
-            // Rings whose instance is gone and that are drained are done with.
-            self.rings.retain(|c| !(c.ring().producer_gone() && c.ring().waiting().0 == 0));
+            self.adopt_new_rings();
+            // Rings whose instance is gone and that are drained (and acknowledged) are done with.
+            self.rings.retain(|(_, c)| !(c.ring().producer_gone() && c.ring().waiting().0 == 0));
             let (bytes, frames) = self.waiting();
             self.metrics.queue_bytes.store(bytes as u64, Relaxed);
             self.metrics.queue_frames.store(frames, Relaxed);
@@ -211,13 +243,15 @@ impl SenderLoop {
             for i in 0..self.rings.len() {
                 sent |= self.send_batch(i);
             }
+            self.read_acks();
             if !sent {
                 std::thread::sleep(IDLE_TICK);
             }
         }
-        // Whatever is still queued will never be sent; refuse further pushes, then count it.
-        self.rings.extend(self.new_rings.try_iter().map(Consumer::new));
-        for c in &self.rings {
+        // Whatever is still queued (or unacknowledged) will never be sent; refuse further
+        // pushes, then count it.
+        self.adopt_new_rings();
+        for (_, c) in &self.rings {
             c.ring().close_consumer();
         }
         let (_, left) = self.waiting();
@@ -229,9 +263,86 @@ impl SenderLoop {
         self.metrics.connected.store(0, Relaxed);
     }
 
-    /// Bytes and frames waiting in all rings.
+    /// Bytes and frames waiting in all rings (unsent or unacknowledged).
     fn waiting(&self) -> (usize, u64) {
-        self.rings.iter().map(|c| c.ring().waiting()).fold((0, 0), |(b, f), (b2, f2)| (b + b2, f + f2))
+        self.rings.iter().map(|(_, c)| c.ring().waiting()).fold((0, 0), |(b, f), (b2, f2)| (b + b2, f + f2))
+    }
+
+    /// The connection is gone: what was sent and not acknowledged goes again on the next one.
+    fn disconnect(&mut self) {
+        self.conn = None;
+        self.metrics.connected.store(0, Relaxed);
+        let unacked: u64 = self.in_flight.drain(..).map(|b| b.frames).sum();
+        self.metrics.resent_frames.fetch_add(unacked, Relaxed);
+        for (_, c) in &mut self.rings {
+            c.rewind();
+        }
+        self.conn_sent = 0;
+        self.ack_buf.clear();
+    }
+
+    /// Reads whatever acknowledgements the collector has written, without waiting, and
+    /// releases the batches they cover. A closed or broken connection is dropped.
+    fn read_acks(&mut self) {
+        let Some(conn) = self.conn.as_ref() else { return };
+        let mut chunk = [0u8; 4096];
+        let mut latest = None;
+        loop {
+            // SAFETY: `chunk` is valid for writes of its length; MSG_DONTWAIT never blocks.
+            let n = unsafe { libc::recv(conn.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len(), libc::MSG_DONTWAIT) };
+            if n == 0 {
+                log::warn!("telemetry: the collector closed the connection; unacknowledged events will be sent again");
+                self.disconnect();
+                return;
+            }
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted {
+                    break;
+                }
+                log::warn!("telemetry: reading from the collector failed ({e}), reconnecting");
+                self.disconnect();
+                return;
+            }
+            self.ack_buf.extend_from_slice(&chunk[..n as usize]);
+            while self.ack_buf.len() >= frame::ACK_FRAME_LEN {
+                let h: [u8; frame::HEADER_LEN] = self.ack_buf[..frame::HEADER_LEN].try_into().unwrap_or_default();
+                match frame::read_header(&h) {
+                    Ok(h) if h.kind == FrameKind::Ack && h.len == 8 => {
+                        latest = frame::read_ack(&self.ack_buf[frame::HEADER_LEN..frame::ACK_FRAME_LEN]);
+                        self.ack_buf.drain(..frame::ACK_FRAME_LEN);
+                    }
+                    _ => {
+                        log::warn!("telemetry: the collector sent something other than an acknowledgement; reconnecting");
+                        self.disconnect();
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(acked) = latest else { return };
+        while let Some(b) = self.in_flight.front_mut() {
+            let first = b.upto - b.frames;
+            if acked <= first {
+                break;
+            }
+            let Some((_, c)) = self.rings.iter_mut().find(|(id, _)| *id == b.ring) else {
+                self.in_flight.pop_front();
+                continue;
+            };
+            if acked >= b.upto {
+                c.release_to(b.end, b.frames);
+                self.metrics.acked_frames.fetch_add(b.frames, Relaxed);
+                self.in_flight.pop_front();
+            } else {
+                // The acknowledgement ends inside this batch: release its first frames.
+                let n = acked - first;
+                c.release_frames(n);
+                b.frames -= n;
+                self.metrics.acked_frames.fetch_add(n, Relaxed);
+                break;
+            }
+        }
     }
 
     /// One connection attempt, respecting the backoff; true when connected.
@@ -271,32 +382,31 @@ impl SenderLoop {
         frame::write_frame(&mut frame, FrameKind::Stats, &self.metrics.snapshot(&self.config.instance_name).encode());
         if let Err(e) = conn.write_all(&frame) {
             log::warn!("telemetry: collector write failed ({e}), reconnecting");
-            self.metrics.connected.store(0, Relaxed);
-            self.conn = None;
+            self.disconnect();
         }
     }
 
     /// Writes one batch of whole frames from ring `i` to the socket; true if there was one.
-    /// The frames leave the ring either way: sent, or counted as failed.
+    /// The frames stay in the ring until acknowledged; a failed write reconnects and sends
+    /// them again.
     fn send_batch(&mut self, i: usize) -> bool {
         let Some(conn) = self.conn.as_mut() else { return false };
-        let c = &mut self.rings[i];
+        let (id, c) = &mut self.rings[i];
         let Some(batch) = c.peek(self.config.batch_bytes) else { return false };
         let (a, b) = c.bytes(&batch);
         let len = (a.len() + b.len()) as u64;
         let written = conn.write_all(a).and_then(|()| conn.write_all(b));
-        let frames = batch.frames;
-        c.release(batch);
         match written {
             Ok(()) => {
-                self.metrics.sent_frames.fetch_add(frames, Relaxed);
+                c.mark_sent(&batch);
+                self.conn_sent += batch.frames;
+                self.in_flight.push_back(InFlight { ring: *id, end: batch.end, frames: batch.frames, upto: self.conn_sent });
+                self.metrics.sent_frames.fetch_add(batch.frames, Relaxed);
                 self.metrics.sent_bytes.fetch_add(len, Relaxed);
             }
             Err(e) => {
-                log::warn!("telemetry: collector write failed ({e}); {frames} events dropped, reconnecting");
-                self.metrics.drop_event(DropReason::WriteFailed, frames);
-                self.metrics.connected.store(0, Relaxed);
-                self.conn = None;
+                log::warn!("telemetry: collector write failed ({e}); reconnecting, unacknowledged events will be sent again");
+                self.disconnect();
             }
         }
         true
@@ -412,4 +522,51 @@ mod tests {
         assert!(eventually(|| metrics.sent_frames.load(Relaxed) == 2), "only events count as sent frames");
     }
 
+    /// Reads the hello and then event payloads from a peer until `n` events came (counter
+    /// frames are skipped).
+    fn read_events(conn: &mut UnixStream, n: usize) -> Vec<Vec<u8>> {
+        let mut read = |len: usize| {
+            let mut b = vec![0u8; len];
+            std::io::Read::read_exact(conn, &mut b).unwrap();
+            b
+        };
+        assert_eq!(read(5), frame::HELLO);
+        let mut events = Vec::new();
+        while events.len() < n {
+            let h = read(5);
+            let payload = read(u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize);
+            if h[4] == FrameKind::Event as u8 {
+                events.push(payload);
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn unacknowledged_frames_are_kept_and_sent_again_after_a_reconnect() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let ch = Channel::start(ChannelConfig::new(&path), metrics.clone()).unwrap();
+        let p = ch.queues().producer();
+        for e in [&b"e1"[..], b"e2", b"e3"] {
+            assert!(p.push(e));
+        }
+        let (mut first, _) = listener.accept().unwrap();
+        first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(read_events(&mut first, 3), [b"e1".to_vec(), b"e2".to_vec(), b"e3".to_vec()]);
+        // Only the first is durable; then the collector goes away.
+        first.write_all(&frame::ack_frame(1)).unwrap();
+        assert!(eventually(|| metrics.acked_frames.load(Relaxed) == 1));
+        assert_eq!(metrics.queue_frames.load(Relaxed), 2, "the other two wait for their acknowledgement");
+        drop(first);
+        let (mut second, _) = listener.accept().unwrap();
+        second.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(read_events(&mut second, 2), [b"e2".to_vec(), b"e3".to_vec()], "sent again, in order");
+        assert_eq!(metrics.resent_frames.load(Relaxed), 2);
+        second.write_all(&frame::ack_frame(2)).unwrap();
+        assert!(eventually(|| metrics.queue_frames.load(Relaxed) == 0 && metrics.acked_frames.load(Relaxed) == 3));
+        assert_eq!(metrics.dropped_total(), 0, "nothing was lost on the way");
+    }
 }

@@ -54,6 +54,8 @@ pub struct Metrics {
     drops: [Counter; 4],
     pub sent_frames: Counter,
     pub sent_bytes: Counter,
+    pub acked_frames: Counter,
+    pub resent_frames: Counter,
     pub queue_bytes: Counter,
     /// Frames waiting, as last seen by the sender thread (it owns this gauge).
     pub queue_frames: Counter,
@@ -82,6 +84,8 @@ impl Metrics {
             dropped: DropReason::ALL.iter().map(|r| (r.as_str().to_string(), self.dropped(*r))).collect(),
             sent_frames: g(&self.sent_frames),
             sent_bytes: g(&self.sent_bytes),
+            acked_frames: g(&self.acked_frames),
+            resent_frames: g(&self.resent_frames),
             queue_bytes: g(&self.queue_bytes),
             queue_frames: g(&self.queue_frames),
             instances_created: g(&self.instances_created),

@@ -193,34 +193,50 @@ impl Drop for Producer {
 }
 
 /// The consuming end's view of one ring: what can be read now, frame by frame. Used only by
-/// the sender thread, which holds the only `Consumer` of each ring.
+/// the sender thread, which holds the only `Consumer` of each ring. Frames are sent before
+/// they are released: between `head` and `sent` lie frames written to the socket but not yet
+/// acknowledged, kept so they can be sent again after a reconnect.
 pub(crate) struct Consumer {
     ring: Arc<Ring>,
     head: usize,
     popped: u64,
+    sent: usize,
 }
 
 /// A run of whole frames read from a ring, not yet released.
 pub(crate) struct Batch {
+    pub start: usize,
     pub end: usize,
     pub frames: u64,
 }
 
 impl Consumer {
     pub fn new(ring: Arc<Ring>) -> Consumer {
-        Consumer { ring, head: 0, popped: 0 }
+        Consumer { ring, head: 0, popped: 0, sent: 0 }
     }
+
+    /// Marks `batch` as written to the socket: the next peek starts after it.
+    pub fn mark_sent(&mut self, batch: &Batch) {
+        self.sent = batch.end;
+    }
+
+    /// Sends everything unreleased again (after a reconnect).
+    pub fn rewind(&mut self) {
+        self.sent = self.head;
+    }
+
 
     pub fn ring(&self) -> &Ring {
         &self.ring
     }
 
-    /// Whole frames from the head, up to about `max_bytes` (always at least one frame if any).
+    /// Whole frames not yet sent, up to about `max_bytes` (always at least one frame if any).
     pub fn peek(&self, max_bytes: usize) -> Option<Batch> {
         let tail = self.ring.tail.load(Acquire);
-        let mut end = self.head;
+        let start = self.sent;
+        let mut end = start;
         let mut frames = 0;
-        while end < tail && (frames == 0 || end - self.head < max_bytes) {
+        while end < tail && (frames == 0 || end - start < max_bytes) {
             let mut h = [0u8; HEADER_LEN];
             // SAFETY: sole consumer; the producer publishes whole frames, so a header that starts
             // before `tail` lies wholly before it.
@@ -230,21 +246,45 @@ impl Consumer {
             end += HEADER_LEN + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
             frames += 1;
         }
-        (frames > 0).then_some(Batch { end, frames })
+        (frames > 0).then_some(Batch { start, end, frames })
     }
 
     /// The bytes of `batch` (at most two slices, in order).
     pub fn bytes(&self, batch: &Batch) -> (&[u8], &[u8]) {
-        // SAFETY: sole consumer, and head ≤ batch.end ≤ tail (peek read them as published).
-        unsafe { self.ring.slices(self.head, batch.end) }
+        // SAFETY: sole consumer, and head ≤ batch.start ≤ batch.end ≤ tail (peek read them as
+        // published, and nothing before them has been released past them).
+        unsafe { self.ring.slices(batch.start, batch.end) }
+    }
+
+    /// Gives the space up to `end` (holding `frames` frames past the head) back to the
+    /// producer. Releases come in order.
+    pub fn release_to(&mut self, end: usize, frames: u64) {
+        self.head = end;
+        self.sent = self.sent.max(end);
+        self.popped += frames;
+        self.ring.popped.store(self.popped, Relaxed);
+        self.ring.head.store(self.head, Release);
+    }
+
+    /// Gives back the space of the first `n` frames after the head (all of them sent).
+    pub fn release_frames(&mut self, n: u64) {
+        let mut end = self.head;
+        for _ in 0..n {
+            let mut h = [0u8; HEADER_LEN];
+            // SAFETY: sole consumer; these frames were published and sent, so they lie
+            // wholly before `sent` ≤ `tail`.
+            let (a, b) = unsafe { self.ring.slices(end, end + HEADER_LEN) };
+            h[..a.len()].copy_from_slice(a);
+            h[a.len()..].copy_from_slice(b);
+            end += HEADER_LEN + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        }
+        self.release_to(end, n);
     }
 
     /// Gives the space of `batch` back to the producer.
+    #[cfg(test)]
     pub fn release(&mut self, batch: Batch) {
-        self.head = batch.end;
-        self.popped += batch.frames;
-        self.ring.popped.store(self.popped, Relaxed);
-        self.ring.head.store(self.head, Release);
+        self.release_to(batch.end, batch.frames);
     }
 }
 

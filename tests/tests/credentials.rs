@@ -1,5 +1,6 @@
 //! Credentials never leave the proxy: not in the bytes on the collector's socket, not in the
-//! output. A relay between proxy and collector records every byte the proxy sends.
+//! output. A relay between proxy and collector records every byte the proxy sends (and passes
+//! the collector's acknowledgements back).
 
 use sentinel_demo::stack::{Paths, Stack, StackConfig};
 use sentinel_demo::traffic::{self, SECRET_MARKERS};
@@ -18,8 +19,12 @@ async fn no_credential_value_reaches_the_collector_or_the_output() -> anyhow::Re
     let relay_seen = seen.clone();
     let relay_task = tokio::spawn(async move {
         loop {
-            let Ok((mut from_proxy, _)) = relay.accept().await else { return };
-            let Ok(mut to_collector) = UnixStream::connect(&collector_path).await else { continue };
+            let Ok((from_proxy, _)) = relay.accept().await else { return };
+            let Ok(to_collector) = UnixStream::connect(&collector_path).await else { continue };
+            let (mut acks_in, mut to_collector) = to_collector.into_split();
+            let (mut from_proxy, mut acks_out) = from_proxy.into_split();
+            // The collector's acknowledgements go back untouched.
+            tokio::spawn(async move { tokio::io::copy(&mut acks_in, &mut acks_out).await });
             let seen = relay_seen.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 64 << 10];

@@ -27,6 +27,10 @@ pub struct HostStats {
     pub dropped: BTreeMap<String, u64>,
     pub sent_frames: u64,
     pub sent_bytes: u64,
+    /// Event frames the collector acknowledged as durable, and frames sent again after a
+    /// reconnect because no acknowledgement had come.
+    pub acked_frames: u64,
+    pub resent_frames: u64,
     pub queue_bytes: u64,
     pub queue_frames: u64,
     pub instances_created: u64,
@@ -89,8 +93,10 @@ pub fn render(hosts: &[&HostStats], label_proxy: bool, e: &mut Exposition) {
     });
     family("sentinel_channel_sent_frames_total", "Frames written to the collector socket.", "counter", &|h| one(h.sent_frames));
     family("sentinel_channel_sent_bytes_total", "Bytes written to the collector socket.", "counter", &|h| one(h.sent_bytes));
+    family("sentinel_channel_acked_frames_total", "Event frames the collector acknowledged as durable.", "counter", &|h| one(h.acked_frames));
+    family("sentinel_channel_resent_frames_total", "Event frames sent again after a reconnect (unacknowledged before it).", "counter", &|h| one(h.resent_frames));
     family("sentinel_channel_queue_bytes", "Bytes waiting in the queue.", "gauge", &|h| one(h.queue_bytes));
-    family("sentinel_channel_queue_frames", "Frames waiting in the queue.", "gauge", &|h| one(h.queue_frames));
+    family("sentinel_channel_queue_frames", "Frames waiting in the queue, or sent and not yet acknowledged.", "gauge", &|h| one(h.queue_frames));
     family("sentinel_channel_connected", "1 while connected to the collector.", "gauge", &|h| one(h.connected));
     family("sentinel_channel_connects_total", "Successful connections to the collector.", "counter", &|h| one(h.connects));
     family("sentinel_channel_connect_failures_total", "Failed attempts to connect to the collector.", "counter", &|h| one(h.connect_failures));

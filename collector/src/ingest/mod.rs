@@ -1,7 +1,10 @@
 //! Ingest: listeners that receive frames from proxies and hand them, a batch per read, to the
 //! pipeline workers.
 
+pub mod ack;
 pub mod unix;
+
+use ack::Ack;
 
 /// Event frames from one read of one connection, stored back to back: what ingest hands to the
 /// pipeline.
@@ -9,6 +12,8 @@ pub mod unix;
 pub struct Frames {
     data: Vec<u8>,
     ends: Vec<usize>,
+    /// Completed once the frames' events are durable, so the proxy can forget them.
+    pub ack: Option<Ack>,
 }
 
 impl Frames {
@@ -36,9 +41,11 @@ impl Frames {
     }
 }
 
-/// Processed records: NDJSON lines and how many there are. What the pipeline hands to the sinks.
+/// Processed records: NDJSON lines and how many there are. What the pipeline hands to the log.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub lines: Vec<u8>,
     pub events: u64,
+    /// The acknowledgement of the frames this batch came from.
+    pub ack: Option<Ack>,
 }

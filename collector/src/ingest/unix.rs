@@ -1,18 +1,21 @@
 //! The unix-socket listener proxies connect to. Each connection is read by its own task: the
 //! hello is checked, frames are parsed, and the event frames of each read go to the pipeline
-//! workers as one batch. A peer that breaks the framing is disconnected; an invalid event or an
+//! workers as one batch. The same task writes acknowledgements back as batches become durable. A peer that breaks the framing is disconnected; an invalid event or an
 //! oversized frame is counted and skipped. One bad peer never disturbs another.
 
+use super::ack::AckTracker;
 use super::Frames;
 use crate::metrics::{Malformed, Metrics};
 use sentinel_wire::frame::{self, FrameKind, HEADER_LEN};
 use sentinel_wire::stats::HostStats;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 use std::sync::Arc;
 use thiserror::Error;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
@@ -76,6 +79,9 @@ pub async fn serve(
                         tx: tx.clone(),
                         metrics: metrics.clone(),
                         max_frame: cfg.max_frame_bytes,
+                        acks: Arc::new(AckTracker::default()),
+                        seen: AtomicU64::new(0),
+                        issued: AtomicU64::new(0),
                     };
                     tasks.spawn(conn.run(stream, shutdown.clone()));
                 }
@@ -104,7 +110,16 @@ struct Connection {
     tx: mpsc::Sender<Frames>,
     metrics: Arc<Metrics>,
     max_frame: usize,
+    acks: Arc<AckTracker>,
+    /// Event frames read on this connection (what acknowledgements count), and how many of
+    /// them have been handed on with an acknowledgement.
+    seen: AtomicU64,
+    issued: AtomicU64,
 }
+
+/// How long a closing connection waits for its last batches to become durable, so the proxy
+/// hears about them rather than resending them.
+const FINAL_ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Where the parser is in the stream.
 enum State {
@@ -115,19 +130,29 @@ enum State {
 }
 
 impl Connection {
-    async fn run(self, mut stream: UnixStream, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, stream: UnixStream, mut shutdown: watch::Receiver<bool>) {
         self.metrics.connections_active.fetch_add(1, Relaxed);
+        let (mut rd, mut wr) = stream.into_split();
         let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
         let mut state = State::Hello;
         let mut chunk = vec![0u8; 64 << 10];
+        let mut sent = 0;
+        let mut stopping = false;
         loop {
             let n = tokio::select! {
                 _ = shutdown.changed() => {
                     // Take in what the peer already wrote before closing, so it is not lost.
-                    self.drain_buffered(&mut stream, &mut buf, &mut state).await;
+                    self.drain_buffered(&mut rd, &mut buf, &mut state).await;
+                    stopping = true;
                     break;
                 }
-                r = stream.read(&mut chunk) => match r {
+                _ = self.acks.changed.notified() => {
+                    if !self.send_ack(&mut wr, &mut sent).await {
+                        break;
+                    }
+                    continue;
+                }
+                r = rd.read(&mut chunk) => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 },
@@ -136,14 +161,35 @@ impl Connection {
                 break;
             }
         }
+        if stopping {
+            let _ = tokio::time::timeout(FINAL_ACK_WAIT, async {
+                while !self.acks.settled() {
+                    self.acks.changed.notified().await;
+                }
+            })
+            .await;
+            self.send_ack(&mut wr, &mut sent).await;
+        }
         self.metrics.connections_active.fetch_sub(1, Relaxed);
         if let Some(p) = self.peer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             self.metrics.forget_host(&p);
         }
     }
 
+    /// Tells the peer how many of its event frames are durable, if that grew. False when the
+    /// peer is gone.
+    async fn send_ack(&self, wr: &mut OwnedWriteHalf, sent: &mut u64) -> bool {
+        let acked = self.acks.acked();
+        if acked <= *sent {
+            return true;
+        }
+        *sent = acked;
+        self.metrics.acks_sent.fetch_add(1, Relaxed);
+        wr.write_all(&frame::ack_frame(acked)).await.is_ok()
+    }
+
     /// Reads and processes whatever the socket holds right now, without waiting for more.
-    async fn drain_buffered(&self, stream: &mut UnixStream, buf: &mut Vec<u8>, state: &mut State) {
+    async fn drain_buffered(&self, stream: &mut OwnedReadHalf, buf: &mut Vec<u8>, state: &mut State) {
         let mut chunk = vec![0u8; 64 << 10];
         loop {
             match stream.try_read(&mut chunk) {
@@ -165,6 +211,15 @@ impl Connection {
         buf.extend_from_slice(bytes);
         let mut frames = Frames::default();
         let keep_going = self.parse(buf, state, &mut frames);
+        let seen = self.seen.load(Relaxed);
+        if seen > self.issued.swap(seen, Relaxed) {
+            let ack = self.acks.issue(seen);
+            if frames.is_empty() {
+                ack.complete(); // only oversized frames: skipped, and so handled
+            } else {
+                frames.ack = Some(ack);
+            }
+        }
         if !frames.is_empty() {
             self.metrics.pipeline_queue.fetch_add(1, Relaxed);
             if self.tx.send(frames).await.is_err() {
@@ -215,6 +270,7 @@ impl Connection {
                     if header.len > self.max_frame {
                         self.metrics.oversized.fetch_add(1, Relaxed);
                         self.metrics.frames_received.fetch_add(1, Relaxed);
+                        self.seen.fetch_add(1, Relaxed);
                         pos += HEADER_LEN;
                         *state = State::Skipping(header.len);
                         continue;
@@ -234,7 +290,13 @@ impl Connection {
                         pos += HEADER_LEN + header.len;
                         continue;
                     }
+                    if header.kind == FrameKind::Ack {
+                        tracing::warn!("disconnecting peer: it sent an acknowledgement, which only collectors send");
+                        self.metrics.malformed(Malformed::BadFrame);
+                        break false;
+                    }
                     self.metrics.frames_received.fetch_add(1, Relaxed);
+                    self.seen.fetch_add(1, Relaxed);
                     frames.push(payload);
                     pos += HEADER_LEN + header.len;
                 }

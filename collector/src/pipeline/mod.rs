@@ -65,7 +65,7 @@ impl Pipeline {
     pub fn process(&self, frames: &Frames, scratch: &mut WorkerScratch) -> Batch {
         let enrichers = self.live.enrichment.current();
         let sampler = self.live.sampling.current();
-        let mut out = Batch { lines: Vec::with_capacity(frames.bytes().len() * 3), events: 0 };
+        let mut out = Batch { lines: Vec::with_capacity(frames.bytes().len() * 3), events: 0, ack: None };
         // Stage by stage over the whole batch: each stage's code and data stay hot, and each
         // is timed once per batch.
         let t0 = Instant::now();

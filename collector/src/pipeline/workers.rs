@@ -1,5 +1,5 @@
 //! The pipeline's worker threads. Ingest tasks hand batches of frames to a bounded queue; each
-//! worker takes one, runs every stage over it and passes the result on to the router. CPU-heavy
+//! worker takes one, runs every stage over it and passes the result on to the write-ahead log. CPU-heavy
 //! stages (lookups, parsing, encoding) thus never hold up the async reactor, and when the
 //! workers or the sinks fall behind the queue fills and ingest stops reading: backpressure,
 //! not loss.
@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
+use crossbeam_channel::Sender;
 
 /// The running workers; dropping every [`mpsc::Sender`] of their queue ends them.
 pub struct Workers {
@@ -23,7 +24,7 @@ pub fn default_count() -> usize {
 
 impl Workers {
     /// Starts `count` workers; returns them and the queue ingest sends to.
-    pub fn start(count: usize, queue_batches: usize, pipeline: Arc<Pipeline>, out: mpsc::Sender<Batch>) -> std::io::Result<(Workers, mpsc::Sender<Frames>)> {
+    pub fn start(count: usize, queue_batches: usize, pipeline: Arc<Pipeline>, out: Sender<Batch>) -> std::io::Result<(Workers, mpsc::Sender<Frames>)> {
         let (tx, rx) = mpsc::channel::<Frames>(queue_batches.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::new();
@@ -34,10 +35,16 @@ impl Workers {
                 loop {
                     // One worker waits on the queue at a time; the others wait for the lock.
                     let next = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
-                    let Some(frames) = next else { break };
+                    let Some(mut frames) = next else { break };
                     pipeline.metrics.pipeline_queue.fetch_sub(1, Relaxed);
-                    let batch = pipeline.process(&frames, &mut scratch);
-                    if batch.events > 0 && out.blocking_send(batch).is_err() {
+                    let mut batch = pipeline.process(&frames, &mut scratch);
+                    batch.ack = frames.ack.take();
+                    if batch.events == 0 {
+                        // Nothing to store (sampled out or malformed): handled, so acknowledged.
+                        if let Some(a) = batch.ack.take() {
+                            a.complete();
+                        }
+                    } else if out.send(batch).is_err() {
                         break;
                     }
                 }

@@ -9,6 +9,7 @@
 //! per sink). Corrupt records found at start-up are counted and skipped, never fatal.
 
 pub mod cursor;
+pub mod intake;
 mod reader;
 pub mod record;
 mod segment;
@@ -110,8 +111,9 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled whenever segments are deleted (a blocked writer waits on it).
     space: Condvar,
-    /// One past the newest record sinks may read.
-    durable: watch::Sender<u64>,
+    /// One past the newest record sinks may read (the writer holds the sender; when it is
+    /// gone, readers finish what is published and end).
+    durable: watch::Receiver<u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -144,10 +146,10 @@ impl Wal {
         }
         let end = state.segments.back().map_or(0, Segment::end);
         let next = state.cursors.values().copied().max().unwrap_or(0).max(end);
-        let (durable, _) = watch::channel(next);
+        let (publish, durable) = watch::channel(next);
         let shared = Arc::new(Shared { cfg, cursor_dir, state: Mutex::new(state), space: Condvar::new(), durable, metrics });
         let wal = Wal { shared };
-        let writer = Writer::start(wal.clone(), next)?;
+        let writer = Writer::start(wal.clone(), next, publish)?;
         wal.shared.metrics.wal.segments.store(wal.lock().segments.len() as u64, Relaxed);
         Ok((wal, writer))
     }
@@ -180,7 +182,7 @@ impl Wal {
         if let Err(e) = cursor::store(&self.shared.cursor_dir, id, start) {
             tracing::warn!(sink = %id, "cannot store the sink's buffer cursor: {e}");
         }
-        Reader::new(self.clone(), id.to_string(), start, self.shared.durable.subscribe())
+        Reader::new(self.clone(), id.to_string(), start, self.shared.durable.clone())
     }
 
     /// Forgets sink `id` (it was removed from the configuration): it no longer holds segments.

@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// The writer gave up waiting for space because the collector is stopping; the batches were
 /// not written (and so not acknowledged).
@@ -27,6 +28,7 @@ pub struct Writer {
     last_sync: Instant,
     /// The cap was hit and the writer is waiting (counted once per episode).
     blocked: bool,
+    publish: watch::Sender<u64>,
 }
 
 fn create(wal: &Wal, first: u64) -> Result<(File, Segment), WalError> {
@@ -45,7 +47,7 @@ fn create(wal: &Wal, first: u64) -> Result<(File, Segment), WalError> {
 impl Writer {
     /// Starts a fresh segment at `next` (segments of earlier runs are never appended to). An
     /// empty last segment of an earlier run is replaced.
-    pub(super) fn start(wal: Wal, next: u64) -> Result<Writer, WalError> {
+    pub(super) fn start(wal: Wal, next: u64, publish: watch::Sender<u64>) -> Result<Writer, WalError> {
         {
             let mut st = wal.lock();
             if st.segments.back().is_some_and(|s| s.records.is_empty()) {
@@ -63,7 +65,7 @@ impl Writer {
             st.segments.push_back(seg);
             wal.shared.metrics.wal.bytes.store(st.bytes, Relaxed);
         }
-        Ok(Writer { wal, file, bytes, next, buf: Vec::new(), records: Vec::new(), dirty: false, last_sync: Instant::now(), blocked: false })
+        Ok(Writer { wal, file, bytes, next, buf: Vec::new(), records: Vec::new(), dirty: false, last_sync: Instant::now(), blocked: false, publish })
     }
 
     /// The sequence number the next record gets.
@@ -125,7 +127,7 @@ impl Writer {
         }
         m.appended_records.fetch_add(self.records.len() as u64, Relaxed);
         m.appended_events.fetch_add(events, Relaxed);
-        self.wal.shared.durable.send_replace(self.next);
+        self.publish.send_replace(self.next);
         Ok(())
     }
 

@@ -29,6 +29,11 @@ impl FileSinkConfig {
         }
     }
 
+    /// The settings a `sink "file"` block asks for.
+    pub fn from_model(f: &sentinel_config::FileSink) -> FileSinkConfig {
+        FileSinkConfig { max_bytes: f.rotate_bytes, max_age: f.rotate_after, max_files: f.keep_files, ..FileSinkConfig::new(&f.dir) }
+    }
+
     /// The file being written now.
     pub fn active_path(&self) -> PathBuf {
         self.dir.join(format!("{}.ndjson", self.prefix))

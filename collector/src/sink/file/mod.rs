@@ -2,7 +2,7 @@
 //! It is the embedded default: it needs no server and nothing it accepted is lost on shutdown.
 
 mod config;
-mod sink;
+mod service;
 
 pub use config::FileSinkConfig;
-pub use sink::FileSink;
+pub use service::FileService;

@@ -1,21 +1,23 @@
-//! Drives the file sink: a dedicated thread receives batches, appends them, flushes when the
-//! queue runs dry, rotates by size and age, and syncs to disk on rotation and on shutdown.
+//! The file sink's I/O: appends each delivered batch to the active NDJSON file and flushes it,
+//! rotates by size and age (also while idle), and syncs on rotation and when the sink stops.
 
 use super::FileSinkConfig;
-use crate::ingest::Batch;
 use crate::metrics::SinkMetrics;
+use crate::sink::driver::{SendError, Service};
+use crate::wal::ReadBatch;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 
-/// A running file sink; [`FileSink::join`] waits until every batch it was sent is on disk.
-pub struct FileSink {
-    thread: JoinHandle<()>,
+/// Writes batches to rotating files.
+pub struct FileService {
+    cfg: FileSinkConfig,
+    metrics: Arc<SinkMetrics>,
+    active: Option<Active>,
+    seq: u64,
 }
 
 struct Active {
@@ -24,92 +26,34 @@ struct Active {
     opened: Instant,
 }
 
-impl FileSink {
-    /// Opens the active file (appending: a restart continues it) and starts the writer thread.
-    pub fn start(cfg: FileSinkConfig, rx: mpsc::Receiver<Arc<Batch>>, metrics: Arc<SinkMetrics>) -> std::io::Result<FileSink> {
-        std::fs::create_dir_all(&cfg.dir)?;
-        let active = open(&cfg)?;
-        let thread = std::thread::Builder::new()
-            .name("sink-file".into())
-            .spawn(move || Writer { cfg, metrics, active: Some(active), seq: 0 }.run(rx))?;
-        Ok(FileSink { thread })
-    }
-
-    /// Waits for the writer to drain its queue (all senders dropped) and sync the file.
-    pub fn join(self) {
-        let _ = self.thread.join();
-    }
-}
-
 fn open(cfg: &FileSinkConfig) -> std::io::Result<Active> {
     let file = OpenOptions::new().create(true).append(true).open(cfg.active_path())?;
     let bytes = file.metadata()?.len();
     Ok(Active { out: BufWriter::with_capacity(256 << 10, file), bytes, opened: Instant::now() })
 }
 
-struct Writer {
-    cfg: FileSinkConfig,
-    metrics: Arc<SinkMetrics>,
-    active: Option<Active>,
-    seq: u64,
-}
-
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Arc<Batch>>) {
-        while let Some(batch) = rx.blocking_recv() {
-            let started = Instant::now();
-            self.write(batch);
-            while let Ok(batch) = rx.try_recv() {
-                self.write(batch);
-            }
-            self.flush();
-            self.metrics.batch_seconds.record(started.elapsed());
-            self.rotate_if_due();
-        }
-        if let Some(a) = self.active.as_mut() {
-            let _ = a.out.flush();
-            let _ = a.out.get_ref().sync_all();
-        }
+impl FileService {
+    /// Opens the active file (appending: a restart continues it).
+    pub fn open(cfg: FileSinkConfig, metrics: Arc<SinkMetrics>) -> std::io::Result<FileService> {
+        std::fs::create_dir_all(&cfg.dir)?;
+        let active = open(&cfg)?;
+        Ok(FileService { cfg, metrics, active: Some(active), seq: 0 })
     }
 
-    fn write(&mut self, batch: Arc<Batch>) {
+    fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
         if self.active.is_none() {
-            match open(&self.cfg) {
-                Ok(a) => self.active = Some(a),
-                Err(e) => tracing::error!("cannot reopen {}: {e}", self.cfg.active_path().display()),
-            }
+            self.active = Some(open(&self.cfg)?);
         }
-        let result = match self.active.as_mut() {
-            Some(a) => a.out.write_all(&batch.lines).map(|_| a.bytes += batch.lines.len() as u64),
-            None => Err(std::io::Error::other("no output file")),
-        };
-        match result {
-            Ok(()) => {
-                self.metrics.events_written.fetch_add(batch.events, Relaxed);
-                self.metrics.bytes_written.fetch_add(batch.lines.len() as u64, Relaxed);
-            }
-            Err(e) => {
-                tracing::error!("writing {} events to {} failed: {e}", batch.events, self.cfg.active_path().display());
-                self.metrics.write_errors.fetch_add(1, Relaxed);
-                self.metrics.events_dropped.fetch_add(batch.events, Relaxed);
-                self.active = None;
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if let Some(a) = self.active.as_mut() {
-            if let Err(e) = a.out.flush() {
-                tracing::error!("flushing {} failed: {e}", self.cfg.active_path().display());
-                self.metrics.write_errors.fetch_add(1, Relaxed);
-                self.active = None;
-            }
-        }
+        let Some(a) = self.active.as_mut() else { return Err(std::io::Error::other("no output file")) };
+        a.out.write_all(lines)?;
+        a.out.flush()?;
+        a.bytes += lines.len() as u64;
+        Ok(())
     }
 
     fn rotate_if_due(&mut self) {
         let Some(a) = self.active.as_ref() else { return };
-        if a.bytes < self.cfg.max_bytes && a.opened.elapsed() < self.cfg.max_age {
+        if a.bytes == 0 || (a.bytes < self.cfg.max_bytes && a.opened.elapsed() < self.cfg.max_age) {
             return;
         }
         if let Some(mut a) = self.active.take() {
@@ -119,12 +63,11 @@ impl Writer {
         self.seq += 1;
         let rotated = self.cfg.dir.join(format!("{}-{}-{:06}.ndjson", self.cfg.prefix, utc_stamp(SystemTime::now()), self.seq));
         match std::fs::rename(self.cfg.active_path(), &rotated) {
-            Ok(()) => self.metrics.files_rotated.fetch_add(1, Relaxed),
-            Err(e) => {
-                tracing::error!("rotating {} failed: {e}", self.cfg.active_path().display());
-                0
+            Ok(()) => {
+                self.metrics.files_rotated.fetch_add(1, Relaxed);
             }
-        };
+            Err(e) => tracing::error!("rotating {} failed: {e}", self.cfg.active_path().display()),
+        }
         self.prune();
     }
 
@@ -138,14 +81,35 @@ impl Writer {
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&head) && n.ends_with(".ndjson"))
-            })
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&head) && n.ends_with(".ndjson")))
             .collect();
         rotated.sort();
         let excess = rotated.len().saturating_sub(self.cfg.max_files);
         for p in &rotated[..excess] {
             let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Service for FileService {
+    async fn send(&mut self, batch: &ReadBatch) -> Result<(), SendError> {
+        if let Err(e) = self.write(&batch.lines) {
+            // The file is reopened on the next attempt; a partial line may stay in the old one.
+            self.active = None;
+            return Err(SendError::retry(format!("writing {} failed: {e}", self.cfg.active_path().display())));
+        }
+        self.rotate_if_due();
+        Ok(())
+    }
+
+    async fn idle(&mut self) {
+        self.rotate_if_due();
+    }
+
+    async fn close(&mut self) {
+        if let Some(a) = self.active.as_mut() {
+            let _ = a.out.flush();
+            let _ = a.out.get_ref().sync_all();
         }
     }
 }
@@ -181,15 +145,16 @@ mod tests {
 
     fn write_lines(cfg: &FileSinkConfig, n: usize) -> Arc<SinkMetrics> {
         let metrics = Arc::new(SinkMetrics::default());
-        let (tx, rx) = mpsc::channel(4);
-        let sink = FileSink::start(cfg.clone(), rx, metrics.clone()).unwrap();
-        for i in 0..n {
-            let line = format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(60));
-            tx.blocking_send(Arc::new(Batch { lines: line.into_bytes(), events: 1 })).unwrap();
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        drop(tx);
-        sink.join();
+        let mut sink = FileService::open(cfg.clone(), metrics.clone()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for i in 0..n {
+                let line = format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(60));
+                let batch = ReadBatch { records: 1, events: 1, lines: line.into_bytes(), ..ReadBatch::default() };
+                sink.send(&batch).await.unwrap();
+            }
+            sink.close().await;
+        });
         metrics
     }
 
@@ -200,8 +165,6 @@ mod tests {
         cfg.max_bytes = 100;
         cfg.max_files = 0;
         let metrics = write_lines(&cfg, 10);
-        assert_eq!(metrics.events_written.load(Relaxed), 10);
-        assert!(metrics.batch_seconds.count() >= 1, "batch latency is recorded");
         assert!(metrics.files_rotated.load(Relaxed) >= 3);
         let mut numbers: Vec<u64> = std::fs::read_dir(dir.path())
             .unwrap()

@@ -10,8 +10,10 @@ use kdl::{KdlEntry, KdlNode, KdlValue};
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod sinks;
+
 const AGENT: &[&str] = &[
-    "type", "transport", "events", "timeout-ms", "failure-mode", "filter", "sampling", "enrichment", "redaction", "sink", "metrics", "log",
+    "type", "transport", "events", "timeout-ms", "failure-mode", "filter", "sampling", "enrichment", "redaction", "sink", "buffer", "metrics", "log",
 ];
 const TRANSPORT: &[&str] = &["path", "max-frame-bytes"];
 const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes"];
@@ -25,11 +27,8 @@ const THREAT: &[&str] = &["list", "anonymous-ip", "hosting-asns", "weights"];
 const REDACTION: &[&str] = &["detectors", "mode", "detector", "query-params", "headers", "hash-key", "anonymize-client-ip"];
 const CLIENT_IP: &[&str] = &["trusted-proxies", "header"];
 const WEIGHTS: &[&str] = &["known-bad", "tor-exit", "proxy", "hosting"];
-const FILE_SINK: &[&str] = &["path", "rotate-bytes", "rotate-secs", "keep-files"];
-const KAFKA_SINK: &[&str] = &["brokers", "topic", "batch-size", "flush-interval-ms", "username", "password"];
 const METRICS: &[&str] = &["listen"];
 const LOG: &[&str] = &["level", "format"];
-const SINK_KINDS: &[&str] = &["file", "kafka"];
 
 pub fn read(doc: &Document<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let mut r = Reader { text: doc.text, env, errors: Vec::new() };
@@ -345,6 +344,7 @@ impl Reader<'_> {
                         }
                     }
                 }
+                "buffer" => self.buffer(n, &mut c.buffer),
                 "metrics" => {
                     self.args(n, &[]);
                     for m in self.children(n, METRICS, &[]) {
@@ -750,65 +750,5 @@ impl Reader<'_> {
                 }
             }
         }
-    }
-
-    fn sink(&mut self, n: &KdlNode) -> Option<Sink> {
-        let args = self.args(n, &["id"]);
-        let [kind_entry] = args.as_slice() else {
-            self.error(n.span().offset(), "`sink` needs its kind").help = Some(format!("one of: {}", SINK_KINDS.join(", ")));
-            return None;
-        };
-        let kind = self.choice(n, kind_entry, &[("file", "file"), ("kafka", "kafka")])?;
-        let id = match n.entry("id") {
-            Some(e) => self.string_of(n, e)?,
-            None => kind.to_string(),
-        };
-        let kind = if kind == "file" {
-            let mut f = FileSink::new("");
-            let mut has_path = false;
-            for c in self.children(n, FILE_SINK, &[]) {
-                match c.name().value() {
-                    "path" => {
-                        if let Some(p) = self.string(c) {
-                            f.dir = p.into();
-                            has_path = true;
-                        }
-                    }
-                    "rotate-bytes" => f.rotate_bytes = self.integer(c, 4096, u64::MAX >> 1).unwrap_or(f.rotate_bytes),
-                    "rotate-secs" => f.rotate_after = self.integer(c, 1, 86_400 * 366).map_or(f.rotate_after, Duration::from_secs),
-                    _ => f.keep_files = self.integer(c, 0, 1_000_000).map_or(f.keep_files, |v| v as usize),
-                }
-            }
-            if !has_path {
-                self.error(n.span().offset(), "`sink \"file\"` needs a `path` (the output directory)").help =
-                    Some("add `path \"/var/lib/sentinel/events\"` inside the block".into());
-            }
-            SinkKind::File(f)
-        } else {
-            let mut k = KafkaSink {
-                brokers: Vec::new(),
-                topic: String::new(),
-                batch_size: 1000,
-                flush_interval: Duration::from_secs(1),
-                username: None,
-                password: None,
-            };
-            for c in self.children(n, KAFKA_SINK, &[]) {
-                match c.name().value() {
-                    "brokers" => k.brokers = self.strings(c),
-                    "topic" => k.topic = self.string(c).unwrap_or_default(),
-                    "batch-size" => k.batch_size = self.integer(c, 1, 1_000_000).map_or(k.batch_size, |v| v as usize),
-                    "flush-interval-ms" => k.flush_interval = self.integer(c, 1, 3_600_000).map_or(k.flush_interval, Duration::from_millis),
-                    "username" => k.username = self.string(c),
-                    _ => k.password = self.string(c).map(Secret::new),
-                }
-            }
-            if k.brokers.is_empty() || k.topic.is_empty() {
-                self.error(n.span().offset(), "`sink \"kafka\"` needs `brokers` and `topic`").help =
-                    Some("e.g. `brokers \"kafka:9092\"` and `topic \"sentinel-telemetry\"`".into());
-            }
-            SinkKind::Kafka(k)
-        };
-        Some(Sink { id, kind })
     }
 }

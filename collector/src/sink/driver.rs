@@ -1,0 +1,208 @@
+//! What every sink shares: read the log from the sink's cursor, gather a batch (by size, bytes
+//! and flush interval), hand it to the sink's [`Service`], retry failures with exponential
+//! backoff and jitter behind a circuit breaker, and move the cursor only once the batch is
+//! delivered. Each sink runs this on its own thread, so a slow or dead one never stalls another.
+
+use crate::metrics::SinkMetrics;
+use crate::wal::{ReadBatch, Reader};
+use sentinel_config::Delivery;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Why a batch was not delivered.
+#[derive(Debug)]
+pub enum SendError {
+    /// Worth trying again (a network error, a 5xx, a broker away); `after` is the server's
+    /// own hint (Retry-After).
+    Retry { reason: String, after: Option<Duration> },
+    /// The destination refused these events for good (a 4xx); retrying cannot help. The batch
+    /// is counted as dropped and the sink moves on.
+    Reject { reason: String },
+}
+
+impl SendError {
+    pub fn retry(reason: impl Into<String>) -> SendError {
+        SendError::Retry { reason: reason.into(), after: None }
+    }
+}
+
+/// The I/O half of a sink.
+#[allow(async_fn_in_trait)]
+pub trait Service {
+    /// Delivers one batch; returns once the destination has it (acknowledged, written,
+    /// committed), not before.
+    async fn send(&mut self, batch: &ReadBatch) -> Result<(), SendError>;
+
+    /// Called when the sink stops after its last batch: flush and sync what needs it.
+    async fn close(&mut self) {}
+
+    /// Called when no batch came for a while (time-based rotation and the like).
+    async fn idle(&mut self) {}
+}
+
+/// The circuit breaker's states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Circuit {
+    Closed,
+    /// No attempts until then.
+    Open(Instant),
+    /// The cooldown is over: the next attempt decides.
+    HalfOpen,
+}
+
+/// Drives one sink until the log's writer is gone and everything is delivered, or `stop`
+/// turns true (then the batch in hand stays in the log for the next run).
+pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Delivery, metrics: Arc<SinkMetrics>, mut stop: watch::Receiver<bool>) {
+    let id = reader.sink_id().to_string();
+    let mut batch = ReadBatch::default();
+    let mut jitter = Jitter::new(&id);
+    let mut circuit = Circuit::Closed;
+    let mut failures: u32 = 0;
+    let max_events = delivery.batch_size as u64;
+    'sink: loop {
+        metrics.lag_records.store(reader.wal().lag(&id), Relaxed);
+        // Gather: wait for a first record, then fill up until full or the interval is over.
+        let opened = Instant::now();
+        loop {
+            if let Err(e) = reader.read(max_events, delivery.batch_bytes, &mut batch) {
+                tracing::error!(sink = %id, "reading the buffer failed: {e}");
+                if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                    break 'sink;
+                }
+                continue;
+            }
+            let full = batch.events >= max_events || batch.lines.len() >= delivery.batch_bytes;
+            let due = !batch.is_empty() && opened.elapsed() >= delivery.flush_interval;
+            if full || due {
+                break;
+            }
+            let wait = if batch.is_empty() { Duration::from_secs(1) } else { delivery.flush_interval.saturating_sub(opened.elapsed()) };
+            tokio::select! {
+                more = reader.wait() => if !more && !reader.has_more() {
+                    if batch.is_empty() {
+                        break 'sink; // the writer is gone and everything was delivered
+                    }
+                    break;
+                },
+                _ = tokio::time::sleep(wait) => if batch.is_empty() { service.idle().await },
+                _ = stop.changed() => break 'sink,
+            }
+        }
+        // Deliver, retrying until done or refused for good.
+        loop {
+            if let Circuit::Open(until) = circuit {
+                if sleep_or_stop(until.saturating_duration_since(Instant::now()), &mut stop).await {
+                    break 'sink;
+                }
+                circuit = Circuit::HalfOpen;
+                metrics.circuit_open.store(2, Relaxed);
+            }
+            let started = Instant::now();
+            let result = tokio::select! {
+                r = service.send(&batch) => r,
+                _ = stop.changed() => break 'sink,
+            };
+            match result {
+                Ok(()) => {
+                    metrics.batch_seconds.record(started.elapsed());
+                    metrics.events_written.fetch_add(batch.events, Relaxed);
+                    metrics.bytes_written.fetch_add(batch.lines.len() as u64, Relaxed);
+                    if circuit != Circuit::Closed {
+                        tracing::info!(sink = %id, "the sink is delivering again; circuit closed");
+                    }
+                    circuit = Circuit::Closed;
+                    metrics.circuit_open.store(0, Relaxed);
+                    failures = 0;
+                    break;
+                }
+                Err(SendError::Reject { reason }) => {
+                    tracing::error!(sink = %id, events = batch.events, "the destination refused a batch for good; dropped: {reason}");
+                    metrics.rejected_batches.fetch_add(1, Relaxed);
+                    metrics.events_dropped.fetch_add(batch.events, Relaxed);
+                    break;
+                }
+                Err(SendError::Retry { reason, after }) => {
+                    failures += 1;
+                    metrics.write_errors.fetch_add(1, Relaxed);
+                    let backoff = backoff(&delivery, failures, &mut jitter).max(after.unwrap_or_default());
+                    if circuit == Circuit::HalfOpen || failures >= delivery.breaker_failures {
+                        let cooldown = delivery.breaker_cooldown.max(after.unwrap_or_default());
+                        if circuit != Circuit::HalfOpen {
+                            tracing::warn!(sink = %id, failures, "circuit open for {cooldown:?} after repeated failures: {reason}");
+                        }
+                        circuit = Circuit::Open(Instant::now() + cooldown);
+                        metrics.circuit_open.store(1, Relaxed);
+                    } else {
+                        tracing::warn!(sink = %id, attempt = failures, "delivery failed, retrying in {backoff:?}: {reason}");
+                        metrics.retries.fetch_add(1, Relaxed);
+                        if sleep_or_stop(backoff, &mut stop).await {
+                            break 'sink;
+                        }
+                    }
+                }
+            }
+        }
+        reader.wal().commit(&id, batch.end);
+        batch.clear();
+    }
+    service.close().await;
+    metrics.lag_records.store(reader.wal().lag(&id), Relaxed);
+}
+
+/// Sleeps unless `stop` turns true first; true when stopping.
+async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.changed() => true,
+    }
+}
+
+/// The wait before retry `attempt` (1-based): doubling from the first wait up to the longest,
+/// with "equal jitter" (half fixed, half random) so sinks that failed together do not retry
+/// together.
+fn backoff(d: &Delivery, attempt: u32, jitter: &mut Jitter) -> Duration {
+    let exp = d.retry_initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(d.retry_max);
+    exp / 2 + exp.mul_f64(jitter.next() * 0.5)
+}
+
+/// A small xorshift generator for jitter: no need for a cryptographic source here.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(seed: &str) -> Jitter {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Jitter((t ^ h) | 1)
+    }
+
+    /// A number in [0, 1).
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_longest_wait_with_bounded_jitter() {
+        let d = Delivery { retry_initial: Duration::from_millis(100), retry_max: Duration::from_secs(2), ..Delivery::defaults_for("http") };
+        let mut j = Jitter::new("t");
+        for (attempt, exp) in [(1, 100), (2, 200), (3, 400), (5, 1600), (6, 2000), (40, 2000)] {
+            let exp = Duration::from_millis(exp);
+            for _ in 0..50 {
+                let b = backoff(&d, attempt, &mut j);
+                assert!(b >= exp / 2 && b <= exp, "attempt {attempt}: {b:?} outside [{:?}, {exp:?}]", exp / 2);
+            }
+        }
+    }
+}
