@@ -231,6 +231,17 @@ impl Stack {
         }
     }
 
+    /// Kills the collector with SIGKILL, as a crash would: nothing is drained or synced.
+    pub async fn kill_collector(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.collector.take() else { bail!("collector is not running") };
+        tokio::task::spawn_blocking(move || {
+            child.kill()?;
+            child.wait()
+        })
+        .await??;
+        Ok(())
+    }
+
     /// Stops the collector with SIGTERM and returns its summary line (JSON).
     pub async fn stop_collector(&mut self) -> anyhow::Result<serde_json::Value> {
         let Some(child) = self.collector.take() else { bail!("collector is not running") };
@@ -239,8 +250,9 @@ impl Stack {
         Ok(serde_json::from_str(line)?)
     }
 
-    /// Waits until the proxy's queue is empty and the collector has written all it received,
-    /// with the counters steady for a few polls, or until `timeout`.
+    /// Waits until the proxy's queue is empty (every frame acknowledged, so durable), every
+    /// sink has delivered everything in the collector's log, and every frame the collector read
+    /// is accounted for, with the counters steady for a few polls, or until `timeout`.
     pub async fn settle(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = (f64::NAN, f64::NAN);
@@ -249,17 +261,19 @@ impl Stack {
             let p = self.proxy_metrics().await?;
             let c = self.collector_metrics().await.unwrap_or_default();
             let sent = p.get("sentinel_channel_sent_frames_total");
-            // The sink that ran longest has written everything received once idle; every event
-            // frame the collector read is written, refused or sampled out (none is still in the
-            // pipeline's queue or workers).
+            // Every event received is in the log and every sink is at the log's end; every
+            // event frame the collector read is logged, refused or sampled out (none is still
+            // in the pipeline's queue or workers).
             let written = c.max("sentinel_collector_events_written_total");
             let received = c.get("sentinel_collector_events_received_total");
+            let logged = c.get("sentinel_collector_buffer_events_total");
+            let lag = c.max("sentinel_collector_sink_lag_records");
             let read = c.get("sentinel_collector_frames_received_total");
             let accounted = received
                 + c.get("sentinel_collector_malformed_total{reason=\"bad_event\"}")
                 + c.get("sentinel_collector_oversized_frames_total")
                 + c.sum("sentinel_collector_sampled_out_total");
-            let idle = p.get("sentinel_channel_queue_frames") == 0.0 && received == written && accounted >= read;
+            let idle = p.get("sentinel_channel_queue_frames") == 0.0 && logged >= received && lag == 0.0 && accounted >= read;
             if idle && (sent, written) == last {
                 steady += 1;
                 if steady >= 3 {

@@ -190,6 +190,7 @@ impl Wal {
         let mut st = self.lock();
         st.cursors.remove(id);
         cursor::remove(&self.shared.cursor_dir, id);
+        self.shared.metrics.sink(id).lag_records.store(0, Relaxed);
         self.collect(&mut st);
     }
 

@@ -1,0 +1,46 @@
+//! Accepted means durable: the collector is killed with SIGKILL in the middle of a load and
+//! started again. The proxy resends what was not acknowledged, the log replays what the sink
+//! had not delivered, and every request ends up in the output; duplicates carry the same
+//! `event.id` and stay few.
+
+use sentinel_demo::stack::{Paths, Stack, StackConfig};
+use sentinel_demo::traffic;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let paths = Paths::discover()?;
+    let cfg = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
+    let mut stack = Stack::start(paths, cfg).await?;
+
+    let addr = stack.proxy_addr.clone();
+    let load = tokio::spawn(async move { traffic::run(&addr, 11, 8000, 4, |_| {}).await });
+    // Kill it once a good part of the load is logged, so acknowledged, unacknowledged and
+    // undelivered events all exist at that moment.
+    stack.wait_metric(false, "sentinel_collector_buffer_events_total", 1500.0, Duration::from_secs(30)).await?;
+    stack.kill_collector().await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.start_collector().await?;
+    let report = load.await?;
+    stack.settle(Duration::from_secs(30)).await?;
+
+    assert_eq!(report.failed, 0, "no request fails while the collector is down");
+    let proxy = stack.proxy_metrics().await?;
+    assert_eq!(proxy.sum("sentinel_channel_dropped_total"), 0.0, "the 16 MiB queue held the outage: nothing dropped");
+    assert!(proxy.get("sentinel_channel_resent_frames_total") > 0.0, "unacknowledged frames were sent again");
+
+    let events = stack.events()?;
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for e in &events {
+        *seen.entry(e["event"]["id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    assert_eq!(seen.len() as u64, report.sent, "every request has its event after the crash");
+    let duplicates = events.len() - seen.len();
+    // Duplicates come from frames in flight (unacknowledged) and records delivered but not yet
+    // committed at the kill: a batch or two, never a replay of everything.
+    assert!(duplicates * 4 < events.len(), "{duplicates} duplicates of {} events", events.len());
+    eprintln!("crash: {} requests, {} events written, {duplicates} duplicates, {} resent by the proxy", report.sent, events.len(), proxy.get("sentinel_channel_resent_frames_total"));
+    Ok(())
+}
