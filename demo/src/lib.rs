@@ -4,6 +4,7 @@
 
 pub mod enrichment;
 pub mod metrics;
+pub mod receiver;
 pub mod stack;
 pub mod traffic;
 pub mod upstream;

@@ -62,7 +62,6 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
     let mut failures: u32 = 0;
     let max_events = delivery.batch_size as u64;
     'sink: loop {
-        metrics.lag_records.store(reader.wal().lag(&id), Relaxed);
         // Gather: wait for a first record, then fill up until full or the interval is over.
         let opened = Instant::now();
         loop {
@@ -148,7 +147,6 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
         batch.clear();
     }
     service.close().await;
-    metrics.lag_records.store(reader.wal().lag(&id), Relaxed);
 }
 
 /// Sleeps unless `stop` turns true first; true when stopping.

@@ -9,6 +9,7 @@
 
 pub mod driver;
 pub mod file;
+pub mod http;
 
 use crate::metrics::Metrics;
 use crate::wal::{Reader, Wal};
@@ -46,6 +47,7 @@ pub fn check(spec: &Sink) -> Result<(), String> {
                 .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(cfg.active_path()).map(drop))
                 .map_err(|e| fail(format!("cannot write in {}: {e}", cfg.dir.display())))
         }
+        SinkKind::Http(h) => http::HttpSettings::check(h).map(drop).map_err(fail),
         other => Err(fail(format!("the {} sink is not available in this build yet", other.name()))),
     }
 }
@@ -53,10 +55,15 @@ pub fn check(spec: &Sink) -> Result<(), String> {
 /// Runs one sink to its end on the current (sink-owned) thread.
 async fn drive(spec: Sink, reader: Reader, metrics: Arc<Metrics>, stop: watch::Receiver<bool>) {
     let m = metrics.sink(&spec.id);
+    let host = crate::pipeline::host_name();
     match &spec.kind {
         SinkKind::File(f) => match file::FileService::open(file::FileSinkConfig::from_model(f), m.clone()) {
             Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
             Err(e) => tracing::error!(sink = %spec.id, "cannot open the output in {}: {e}", f.dir.display()),
+        },
+        SinkKind::Http(h) => match http::HttpSettings::check(h).and_then(|s| http::HttpService::new(s, &spec.id, &host)) {
+            Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
+            Err(e) => tracing::error!(sink = %spec.id, "{e}"),
         },
         _ => tracing::error!(sink = %spec.id, "the {} sink is not available in this build", spec.kind.name()),
     }

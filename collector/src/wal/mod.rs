@@ -216,12 +216,20 @@ impl Wal {
             tracing::warn!(sink = %id, "cannot store the sink's buffer cursor: {e}");
         }
         self.collect(&mut st);
+        self.publish_lag(&st, self.durable());
     }
 
     /// Records sink `id` has not delivered yet.
     pub fn lag(&self, id: &str) -> u64 {
         let c = self.lock().cursors.get(id).copied().unwrap_or(0);
         self.durable().saturating_sub(c)
+    }
+
+    /// Sets every sink's lag gauge (records published and not yet delivered).
+    fn publish_lag(&self, st: &State, durable: u64) {
+        for (id, c) in &st.cursors {
+            self.shared.metrics.sink(id).lag_records.store(durable.saturating_sub(*c), Relaxed);
+        }
     }
 
     /// The oldest sequence number still in the log.

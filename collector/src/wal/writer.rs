@@ -128,6 +128,7 @@ impl Writer {
         m.appended_records.fetch_add(self.records.len() as u64, Relaxed);
         m.appended_events.fetch_add(events, Relaxed);
         self.publish.send_replace(self.next);
+        self.wal.publish_lag(&self.wal.lock(), self.next);
         Ok(())
     }
 

@@ -1,0 +1,168 @@
+//! A local HTTP receiver, the far end of the HTTP sink in tests and load runs: it stores every
+//! POSTed NDJSON line (gunzipped when the body says so), checks each body's HMAC-SHA256
+//! signature, answers from a script when told to fail (a status and a Retry-After), and can go
+//! away (stop listening, cut its connections) and come back on the same port.
+
+use bytes::Bytes;
+use flate2::read::GzDecoder;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use sha2::Sha256;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// What the receiver has seen.
+#[derive(Default)]
+struct State {
+    lines: Mutex<Vec<String>>,
+    /// Requests answered 2xx, and every request.
+    accepted: AtomicU64,
+    requests: AtomicU64,
+    bad_signatures: AtomicU64,
+    /// Answers to give next, in order: a status and a Retry-After in seconds.
+    script: Mutex<VecDeque<(u16, Option<u64>)>>,
+    key: Option<Vec<u8>>,
+    signature_header: String,
+    /// When each request arrived.
+    times: Mutex<Vec<std::time::Instant>>,
+}
+
+/// A running receiver.
+pub struct Receiver {
+    pub addr: String,
+    state: Arc<State>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn answer(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    state.requests.fetch_add(1, Relaxed);
+    lock(&state.times).push(std::time::Instant::now());
+    let gzip = req.headers().get("content-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
+    let signature = req.headers().get(state.signature_header.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let reply = |status: StatusCode, retry_after: Option<u64>, text: &str| {
+        let mut resp = Response::new(Full::new(Bytes::from(text.to_string())));
+        *resp.status_mut() = status;
+        if let Some(s) = retry_after {
+            resp.headers_mut().insert("retry-after", s.into());
+        }
+        Ok(resp)
+    };
+    if let Some(key) = &state.key {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        mac.update(&body);
+        let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        if signature.as_deref() != Some(&format!("sha256={expected}")) {
+            state.bad_signatures.fetch_add(1, Relaxed);
+            return reply(StatusCode::UNAUTHORIZED, None, "bad signature");
+        }
+    }
+    if let Some((status, retry_after)) = lock(&state.script).pop_front() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return reply(status, retry_after, "scripted failure");
+    }
+    let mut text = String::new();
+    let read = if gzip { GzDecoder::new(&body[..]).read_to_string(&mut text) } else { std::str::from_utf8(&body).map(|s| text.push_str(s)).map(|_| 0).map_err(std::io::Error::other) };
+    if read.is_err() {
+        return reply(StatusCode::BAD_REQUEST, None, "body is not (gzipped) UTF-8 NDJSON");
+    }
+    lock(&state.lines).extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+    state.accepted.fetch_add(1, Relaxed);
+    reply(StatusCode::OK, None, "")
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>) {
+    // Connections live in this set: dropping it (the task aborted) cuts them all.
+    let mut conns = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let state = state.clone();
+        conns.spawn(async move {
+            let svc = hyper::service::service_fn(move |req| answer(state.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+        while conns.try_join_next().is_some() {}
+    }
+}
+
+impl Receiver {
+    /// Listens on a free loopback port; with `key`, bodies must carry a valid signature in
+    /// `x-sentinel-signature`.
+    pub async fn start(key: Option<&str>) -> anyhow::Result<Receiver> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let state = Arc::new(State { key: key.map(|k| k.as_bytes().to_vec()), signature_header: "x-sentinel-signature".into(), ..State::default() });
+        let task = tokio::spawn(serve(listener, state.clone()));
+        Ok(Receiver { addr, state, task: Mutex::new(Some(task)) })
+    }
+
+    /// The URL to configure in the sink.
+    pub fn url(&self) -> String {
+        format!("http://{}/ingest", self.addr)
+    }
+
+    /// Every line stored so far, parsed.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        lock(&self.state.lines).iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    pub fn accepted_requests(&self) -> u64 {
+        self.state.accepted.load(Relaxed)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Relaxed)
+    }
+
+    /// When each request arrived, in order.
+    pub fn request_times(&self) -> Vec<std::time::Instant> {
+        lock(&self.state.times).clone()
+    }
+
+    pub fn bad_signatures(&self) -> u64 {
+        self.state.bad_signatures.load(Relaxed)
+    }
+
+    /// The next requests get these answers (status, Retry-After seconds) instead of 200.
+    pub fn script(&self, answers: &[(u16, Option<u64>)]) {
+        lock(&self.state.script).extend(answers.iter().copied());
+    }
+
+    /// Stops listening and cuts every open connection: the endpoint is down.
+    pub fn stop(&self) {
+        if let Some(t) = lock(&self.task).take() {
+            t.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.stop();
+        let listener = loop {
+            match TcpListener::bind(&self.addr).await {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        *lock(&self.task) = Some(tokio::spawn(serve(listener, self.state.clone())));
+        Ok(())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
