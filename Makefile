@@ -6,7 +6,7 @@ FILTERS    := target/filters
 WASM       := filter-wasm/target/wasm32-wasip2/release/sentinel_filter.wasm
 FILTER_BUILD = cd filter-wasm && $(2) $(CARGO) build --release --target wasm32-wasip2 --quiet $(1) && cd .. && cp $(WASM) $(FILTERS)/$(3)
 
-.PHONY: setup data filters test-filters build demo test bench bench-collector wrk clean
+.PHONY: setup data servers filters test-filters build demo test bench bench-collector wrk clean
 
 ## setup: the wasm target and the C tools some crates build with (cmake for Pingora's zlib-ng).
 setup:
@@ -17,6 +17,11 @@ setup:
 ## ranges, uap-core), fetched once into target/data/.
 data:
 	@scripts/fetch-data.sh
+
+## servers: the real servers the sink tests run against (Tansu for Kafka, SeaweedFS for S3,
+## ClickHouse), installed once into target/servers/; the tests start their own instances.
+servers:
+	@scripts/fetch-servers.sh
 
 ## filters: the production filter component.
 filters: setup
@@ -43,7 +48,7 @@ demo: build data
 	./target/release/sentinel-demo run
 
 ## test: unit tests (filter natively, workspace) and end-to-end tests against the real binaries.
-test: build test-filters data
+test: build test-filters data servers
 	cd filter-wasm && $(CARGO) test --quiet
 	$(CARGO) test --release --workspace
 

@@ -5,6 +5,8 @@
 pub mod enrichment;
 pub mod metrics;
 pub mod receiver;
+pub mod relay;
+pub mod servers;
 pub mod stack;
 pub mod traffic;
 pub mod upstream;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub struct Paths {
     pub bin_dir: PathBuf,
     pub filter_dir: PathBuf,
+    /// Real servers for the sink tests (`scripts/fetch-servers.sh`): `target/servers/bin`.
+    pub servers_dir: PathBuf,
 }
 
 impl Paths {
@@ -34,12 +36,25 @@ impl Paths {
             Some(d) => PathBuf::from(d),
             None => bin_dir.parent().map(|p| p.join("filters")).unwrap_or_else(|| bin_dir.join("filters")),
         };
+        let servers_dir = match std::env::var_os("SENTINEL_SERVERS_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => bin_dir.parent().map(|p| p.join("servers/bin")).unwrap_or_else(|| bin_dir.join("servers")),
+        };
         for b in ["sentinel-proxy", "sentinel-collector"] {
             if !bin_dir.join(b).exists() {
                 bail!("{} not found in {}: run `make build` first", b, bin_dir.display());
             }
         }
-        Ok(Paths { bin_dir, filter_dir })
+        Ok(Paths { bin_dir, filter_dir, servers_dir })
+    }
+
+    /// A server binary installed by `make servers`.
+    pub fn server(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let p = self.servers_dir.join(name);
+        if !p.exists() {
+            bail!("{name} not found in {}: run `make servers` first", self.servers_dir.display());
+        }
+        Ok(p)
     }
 
     /// A filter component by file name (e.g. `sentinel_filter.wasm`).

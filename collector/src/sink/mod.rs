@@ -10,6 +10,7 @@
 pub mod driver;
 pub mod file;
 pub mod http;
+pub mod kafka;
 
 use crate::metrics::Metrics;
 use crate::wal::{Reader, Wal};
@@ -48,6 +49,7 @@ pub fn check(spec: &Sink) -> Result<(), String> {
                 .map_err(|e| fail(format!("cannot write in {}: {e}", cfg.dir.display())))
         }
         SinkKind::Http(h) => http::HttpSettings::check(h).map(drop).map_err(fail),
+        SinkKind::Kafka(k) => kafka::KafkaSettings::check(k).map(drop).map_err(fail),
         other => Err(fail(format!("the {} sink is not available in this build yet", other.name()))),
     }
 }
@@ -62,6 +64,10 @@ async fn drive(spec: Sink, reader: Reader, metrics: Arc<Metrics>, stop: watch::R
             Err(e) => tracing::error!(sink = %spec.id, "cannot open the output in {}: {e}", f.dir.display()),
         },
         SinkKind::Http(h) => match http::HttpSettings::check(h).and_then(|s| http::HttpService::new(s, &spec.id, &host)) {
+            Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
+            Err(e) => tracing::error!(sink = %spec.id, "{e}"),
+        },
+        SinkKind::Kafka(k) => match kafka::KafkaSettings::check(k).and_then(kafka::KafkaService::new) {
             Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
             Err(e) => tracing::error!(sink = %spec.id, "{e}"),
         },
