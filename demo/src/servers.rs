@@ -59,3 +59,58 @@ impl Tansu {
         Ok(())
     }
 }
+
+/// A ClickHouse server (Debian's, 18.16 on bookworm) with its data in a scratch directory.
+pub struct ClickHouse {
+    /// The HTTP interface, `127.0.0.1:port`.
+    pub addr: String,
+    _child: Running,
+}
+
+impl ClickHouse {
+    pub async fn start(paths: &Paths, dir: &Path) -> anyhow::Result<ClickHouse> {
+        let bin = paths.server("clickhouse-server")?;
+        let data = dir.join("clickhouse");
+        std::fs::create_dir_all(&data)?;
+        let addr = free_addr()?;
+        let http_port = addr.rsplit(':').next().unwrap_or_default().to_string();
+        let tcp_port = free_addr()?.rsplit(':').next().unwrap_or_default().to_string();
+        let d = data.display();
+        let config = format!(
+            "<yandex>\n  <logger><level>warning</level><console>1</console></logger>\n  <listen_host>127.0.0.1</listen_host>\n  <http_port>{http_port}</http_port>\n  <tcp_port>{tcp_port}</tcp_port>\n  <path>{d}/</path>\n  <tmp_path>{d}/tmp/</tmp_path>\n  <user_files_path>{d}/user_files/</user_files_path>\n  <format_schema_path>{d}/format_schemas/</format_schema_path>\n  <users_config>/etc/clickhouse-server/users.xml</users_config>\n  <default_profile>default</default_profile>\n  <default_database>default</default_database>\n  <timezone>UTC</timezone>\n  <mark_cache_size>5368709120</mark_cache_size>\n</yandex>\n"
+        );
+        let config_path = data.join("config.xml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.join("clickhouse.log"))?;
+        let child = Command::new(&bin)
+            .arg(format!("--config-file={}", config_path.display()))
+            .current_dir(&data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting clickhouse-server")?;
+        let child = Running(child);
+        crate::stack::wait_http_ok(&addr, "/ping", Duration::from_secs(20)).await.context("clickhouse-server never answered /ping")?;
+        Ok(ClickHouse { addr, _child: child })
+    }
+
+    /// The URL to configure in the sink.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs a query over HTTP and returns its text (TabSeparated unless the query says).
+    pub async fn query(&self, sql: &str) -> anyhow::Result<String> {
+        use http_body_util::{BodyExt, Full};
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+        let req = hyper::Request::post(format!("http://{}/", self.addr)).body(Full::new(bytes::Bytes::from(sql.to_string())))?;
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !status.is_success() {
+            bail!("ClickHouse answered {status} to {sql:?}: {text}");
+        }
+        Ok(text)
+    }
+}

@@ -7,6 +7,7 @@
 //! whose settings are unchanged keeps running; a changed one stops and restarts from its
 //! cursor; a removed one lets go of its cursor) and drains them on shutdown.
 
+pub mod clickhouse;
 pub mod driver;
 pub mod file;
 pub mod http;
@@ -50,6 +51,7 @@ pub fn check(spec: &Sink) -> Result<(), String> {
         }
         SinkKind::Http(h) => http::HttpSettings::check(h).map(drop).map_err(fail),
         SinkKind::Kafka(k) => kafka::KafkaSettings::check(k).map(drop).map_err(fail),
+        SinkKind::ClickHouse(c) => clickhouse::ClickHouseSettings::check(c).map(drop).map_err(fail),
         other => Err(fail(format!("the {} sink is not available in this build yet", other.name()))),
     }
 }
@@ -69,6 +71,10 @@ async fn drive(spec: Sink, reader: Reader, metrics: Arc<Metrics>, stop: watch::R
         },
         SinkKind::Kafka(k) => match kafka::KafkaSettings::check(k).and_then(kafka::KafkaService::new) {
             Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
+            Err(e) => tracing::error!(sink = %spec.id, "{e}"),
+        },
+        SinkKind::ClickHouse(c) => match clickhouse::ClickHouseSettings::check(c) {
+            Ok(s) => driver::run(clickhouse::ClickHouseService::new(s, &spec.id, &host), reader, spec.delivery.clone(), m, stop).await,
             Err(e) => tracing::error!(sink = %spec.id, "{e}"),
         },
         _ => tracing::error!(sink = %spec.id, "the {} sink is not available in this build", spec.kind.name()),
