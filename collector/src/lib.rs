@@ -28,6 +28,7 @@ pub mod reload;
 pub mod sample;
 pub mod sink;
 pub mod tap;
+pub mod utc;
 pub mod wal;
 
 pub use daemon::{Daemon, DaemonConfig, Reload, Summary};

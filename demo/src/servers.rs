@@ -114,3 +114,40 @@ impl ClickHouse {
         Ok(text)
     }
 }
+
+/// A SeaweedFS `weed mini` (S3 API) with bucket `telemetry`, every port on loopback, auth off.
+pub struct SeaweedFs {
+    /// The S3 endpoint, `http://127.0.0.1:port`.
+    pub endpoint: String,
+    _child: Running,
+}
+
+impl SeaweedFs {
+    pub async fn start(paths: &Paths, dir: &Path) -> anyhow::Result<SeaweedFs> {
+        let bin = paths.server("weed")?;
+        let data = dir.join("seaweedfs");
+        std::fs::create_dir_all(&data)?;
+        let port = || -> anyhow::Result<String> { Ok(free_addr()?.rsplit(':').next().unwrap_or_default().to_string()) };
+        let s3 = port()?;
+        let log = std::fs::File::create(dir.join("seaweedfs.log"))?;
+        let child = Command::new(&bin)
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-master.telemetry=false", "-bucket=telemetry"])
+            .arg(format!("-s3.port={s3}"))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-master.port={}", port()?))
+            .arg(format!("-filer.port={}", port()?))
+            .arg(format!("-volume.port={}", port()?))
+            .arg(format!("-admin.port={}", port()?))
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting weed mini")?;
+        let child = Running(child);
+        wait_tcp(&format!("127.0.0.1:{s3}"), Duration::from_secs(30)).await.context("SeaweedFS S3 never listened")?;
+        Ok(SeaweedFs { endpoint: format!("http://127.0.0.1:{s3}"), _child: child })
+    }
+}

@@ -12,6 +12,7 @@ pub mod driver;
 pub mod file;
 pub mod http;
 pub mod kafka;
+pub mod s3;
 
 use crate::metrics::Metrics;
 use crate::wal::{Reader, Wal};
@@ -52,7 +53,7 @@ pub fn check(spec: &Sink) -> Result<(), String> {
         SinkKind::Http(h) => http::HttpSettings::check(h).map(drop).map_err(fail),
         SinkKind::Kafka(k) => kafka::KafkaSettings::check(k).map(drop).map_err(fail),
         SinkKind::ClickHouse(c) => clickhouse::ClickHouseSettings::check(c).map(drop).map_err(fail),
-        other => Err(fail(format!("the {} sink is not available in this build yet", other.name()))),
+        SinkKind::S3(s) => s3::S3Settings::check(s).map(drop).map_err(fail),
     }
 }
 
@@ -77,7 +78,10 @@ async fn drive(spec: Sink, reader: Reader, metrics: Arc<Metrics>, stop: watch::R
             Ok(s) => driver::run(clickhouse::ClickHouseService::new(s, &spec.id, &host), reader, spec.delivery.clone(), m, stop).await,
             Err(e) => tracing::error!(sink = %spec.id, "{e}"),
         },
-        _ => tracing::error!(sink = %spec.id, "the {} sink is not available in this build", spec.kind.name()),
+        SinkKind::S3(s) => match s3::S3Settings::check(s).and_then(|s| s3::S3Service::new(s, &spec.id, &host)) {
+            Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
+            Err(e) => tracing::error!(sink = %spec.id, "{e}"),
+        },
     }
 }
 

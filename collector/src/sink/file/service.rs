@@ -61,7 +61,7 @@ impl FileService {
             let _ = a.out.get_ref().sync_all();
         }
         self.seq += 1;
-        let rotated = self.cfg.dir.join(format!("{}-{}-{:06}.ndjson", self.cfg.prefix, utc_stamp(SystemTime::now()), self.seq));
+        let rotated = self.cfg.dir.join(format!("{}-{}-{:06}.ndjson", self.cfg.prefix, crate::utc::Civil::from_unix(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())).compact(), self.seq));
         match std::fs::rename(self.cfg.active_path(), &rotated) {
             Ok(()) => {
                 self.metrics.files_rotated.fetch_add(1, Relaxed);
@@ -114,34 +114,9 @@ impl Service for FileService {
     }
 }
 
-/// `YYYYmmddTHHMMSSZ` for a time (UTC), without a calendar dependency.
-fn utc_stamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), valid for all dates after 1970.
-    let z = days as i64 + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn utc_stamp_matches_known_dates() {
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
-        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(1_795_000_000)), "20261118T110640Z");
-        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
-    }
 
     fn write_lines(cfg: &FileSinkConfig, n: usize) -> Arc<SinkMetrics> {
         let metrics = Arc::new(SinkMetrics::default());
