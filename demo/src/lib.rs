@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod receiver;
 pub mod relay;
 pub mod servers;
+pub mod switch;
 pub mod stack;
 pub mod traffic;
 pub mod upstream;

@@ -16,7 +16,8 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use crate::switch::Switch;
+use tokio::task::JoinSet;
 
 /// What the receiver has seen.
 #[derive(Default)]
@@ -38,7 +39,7 @@ struct State {
 pub struct Receiver {
     pub addr: String,
     state: Arc<State>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    switch: Switch,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,11 +101,10 @@ impl Receiver {
     /// Listens on a free loopback port; with `key`, bodies must carry a valid signature in
     /// `x-sentinel-signature`.
     pub async fn start(key: Option<&str>) -> anyhow::Result<Receiver> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?.to_string();
         let state = Arc::new(State { key: key.map(|k| k.as_bytes().to_vec()), signature_header: "x-sentinel-signature".into(), ..State::default() });
-        let task = tokio::spawn(serve(listener, state.clone()));
-        Ok(Receiver { addr, state, task: Mutex::new(Some(task)) })
+        let s = state.clone();
+        let switch = Switch::start(move |l| serve(l, s.clone())).await?;
+        Ok(Receiver { addr: switch.addr.clone(), state, switch })
     }
 
     /// The URL to configure in the sink.
@@ -141,28 +141,11 @@ impl Receiver {
 
     /// Stops listening and cuts every open connection: the endpoint is down.
     pub fn stop(&self) {
-        if let Some(t) = lock(&self.task).take() {
-            t.abort();
-        }
+        self.switch.off();
     }
 
     /// Listens again on the same port.
     pub async fn restart(&self) -> anyhow::Result<()> {
-        self.stop();
-        let listener = loop {
-            match TcpListener::bind(&self.addr).await {
-                Ok(l) => break l,
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        *lock(&self.task) = Some(tokio::spawn(serve(listener, self.state.clone())));
-        Ok(())
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop();
+        self.switch.on().await
     }
 }

@@ -2,15 +2,15 @@
 //! server. Cutting closes every connection and refuses new ones until resumed: a network
 //! outage between a sink and its server, with the server (and what it stored) untouched.
 
-use std::sync::{Arc, Mutex};
+use crate::switch::Switch;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 /// A running relay.
 pub struct TcpRelay {
     pub addr: String,
-    target: String,
-    task: Mutex<Option<JoinHandle<()>>>,
+    switch: Switch,
 }
 
 async fn serve(listener: TcpListener, target: Arc<str>) {
@@ -31,36 +31,18 @@ async fn serve(listener: TcpListener, target: Arc<str>) {
 impl TcpRelay {
     /// Relays a free loopback port to `target`.
     pub async fn start(target: &str) -> anyhow::Result<TcpRelay> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?.to_string();
-        let task = tokio::spawn(serve(listener, target.into()));
-        Ok(TcpRelay { addr, target: target.to_string(), task: Mutex::new(Some(task)) })
+        let target: Arc<str> = target.into();
+        let switch = Switch::start(move |l| serve(l, target.clone())).await?;
+        Ok(TcpRelay { addr: switch.addr.clone(), switch })
     }
 
     /// Closes every connection and stops accepting.
     pub fn cut(&self) {
-        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            t.abort();
-        }
+        self.switch.off();
     }
 
     /// Accepts again on the same port.
     pub async fn resume(&self) -> anyhow::Result<()> {
-        self.cut();
-        let listener = loop {
-            match TcpListener::bind(&self.addr).await {
-                Ok(l) => break l,
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::spawn(serve(listener, self.target.as_str().into())));
-        Ok(())
-    }
-}
-
-impl Drop for TcpRelay {
-    fn drop(&mut self) {
-        self.cut();
+        self.switch.on().await
     }
 }
