@@ -6,7 +6,7 @@ FILTERS    := target/filters
 WASM       := filter-wasm/target/wasm32-wasip2/release/sentinel_filter.wasm
 FILTER_BUILD = cd filter-wasm && $(2) $(CARGO) build --release --target wasm32-wasip2 --quiet $(1) && cd .. && cp $(WASM) $(FILTERS)/$(3)
 
-.PHONY: setup data servers filters test-filters build demo test bench bench-collector wrk clean
+.PHONY: setup data servers filters test-filters build demo test bench bench-collector bench-wal bench-sinks wrk clean
 
 ## setup: the wasm target and the C tools some crates build with (cmake for Pingora's zlib-ng).
 setup:
@@ -60,6 +60,15 @@ bench: filters
 ## two user-agent parsers side by side.
 bench-collector: data
 	$(CARGO) bench -p sentinel-collector --bench pipeline
+
+## bench-wal: the write-ahead log's cost, fsync per batch against per interval and off, in one run.
+bench-wal:
+	$(CARGO) bench -p sentinel-collector --bench wal
+
+## bench-sinks: events/s each sink drains into its real server, and how old events are when each
+## sink has them under a steady load through the proxy (a load run of a few minutes).
+bench-sinks: build servers
+	$(CARGO) bench -p sentinel-collector --bench sinks
 
 ## wrk: proxy throughput with telemetry off and on, in one run (installs wrk if missing).
 wrk: build

@@ -196,6 +196,22 @@ impl WalMetrics {
     }
 }
 
+/// Bounds from 1 ms to 10 min: how old an event is when a sink has delivered it.
+pub const DELIVERY_BUCKETS_US: &[u64] = &[
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000,
+    300_000_000, 600_000_000,
+];
+
+/// A histogram with [`DELIVERY_BUCKETS_US`].
+#[derive(Debug)]
+pub struct DeliveryHistogram(pub Histogram);
+
+impl Default for DeliveryHistogram {
+    fn default() -> Self {
+        DeliveryHistogram(Histogram::new(DELIVERY_BUCKETS_US))
+    }
+}
+
 /// One sink's counters.
 #[derive(Debug, Default)]
 pub struct SinkMetrics {
@@ -207,6 +223,8 @@ pub struct SinkMetrics {
     pub files_rotated: AtomicU64,
     /// Time to deliver one batch (until the destination acknowledged it).
     pub batch_seconds: Histogram,
+    /// Age of each event when its destination had it durably (request end → delivered).
+    pub delivery_seconds: DeliveryHistogram,
     /// Log records the sink has not delivered yet.
     pub lag_records: AtomicU64,
     /// The circuit breaker: 0 closed, 1 open, 2 half-open (one trial batch).
@@ -301,6 +319,8 @@ impl Metrics {
             .labelled("sentinel_collector_sink_rejected_batches_total", "Batches a destination refused for good (dropped, counted in events_dropped), by sink.", "counter", "sink", &by_sink(|m| &m.rejected_batches));
         let latency: Vec<(&str, &Histogram)> = sinks.iter().map(|(id, m)| (id.as_str(), &m.batch_seconds)).collect();
         e.histograms("sentinel_collector_sink_batch_seconds", "Time to deliver one batch, by sink.", "sink", &latency);
+        let ages: Vec<(&str, &Histogram)> = sinks.iter().map(|(id, m)| (id.as_str(), &m.delivery_seconds.0)).collect();
+        e.histograms("sentinel_collector_sink_delivery_seconds", "Age of each event when its sink had delivered it durably (request end to acknowledgement), by sink.", "sink", &ages);
         drop(sinks);
         self.enrich.render(&mut e);
         self.wal.render(&mut e);

@@ -35,6 +35,22 @@ impl Samples {
             .fold(0.0, f64::max)
     }
 
+    /// The cumulative buckets `(le, count)` of histogram `family` for the series with
+    /// `labels` (e.g. `sink="kafka"`), in ascending `le`.
+    pub fn buckets(&self, family: &str, labels: &str) -> Vec<(f64, f64)> {
+        let head = format!("{family}_bucket{{{labels},le=\"");
+        let mut out: Vec<(f64, f64)> = self
+            .0
+            .iter()
+            .filter_map(|(k, v)| {
+                let le = k.strip_prefix(&head)?.strip_suffix("\"}")?;
+                Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, *v))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+
     pub fn parse(text: &str) -> Samples {
         let mut m = BTreeMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
@@ -48,6 +64,28 @@ impl Samples {
     }
 }
 
+/// The `q` quantile of cumulative histogram buckets, interpolated linearly within the bucket
+/// it falls in (as Prometheus' `histogram_quantile` does); NaN when there is no observation.
+pub fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return prev.0;
+            }
+            let within = if count > prev.1 { (rank - prev.1) / (count - prev.1) } else { 0.0 };
+            return prev.0 + (le - prev.0) * within;
+        }
+        prev = (le, count);
+    }
+    prev.0
+}
+
 /// GETs `http://addr/metrics` and parses it.
 pub async fn scrape(addr: &str) -> anyhow::Result<Samples> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
@@ -58,6 +96,17 @@ pub async fn scrape(addr: &str) -> anyhow::Result<Samples> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quantiles_interpolate_within_the_bucket() {
+        let text = "h_bucket{sink=\"a\",le=\"0.1\"} 50\nh_bucket{sink=\"a\",le=\"1\"} 100\nh_bucket{sink=\"a\",le=\"+Inf\"} 100\nh_bucket{sink=\"b\",le=\"+Inf\"} 0\n";
+        let s = super::Samples::parse(text);
+        let b = s.buckets("h", "sink=\"a\"");
+        assert_eq!(b.len(), 3);
+        assert!((super::quantile(&b, 0.5) - 0.1).abs() < 1e-9);
+        assert!((super::quantile(&b, 0.75) - 0.55).abs() < 1e-9);
+        assert!(super::quantile(&s.buckets("h", "sink=\"b\""), 0.5).is_nan());
+    }
+
     use super::*;
 
     #[test]

@@ -4,6 +4,7 @@
 //! delivered. Each sink runs this on its own thread, so a slow or dead one never stalls another.
 
 use crate::metrics::SinkMetrics;
+use crate::sink::latency::Pending;
 use crate::wal::{ReadBatch, Reader};
 use sentinel_config::Delivery;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,6 +21,21 @@ pub enum SendError {
     /// The destination refused these events for good (a 4xx); retrying cannot help. The batch
     /// is counted as dropped and the sink moves on.
     Reject { reason: String },
+    /// Batches reported [`Delivered::Staged`] were lost at the destination before they became
+    /// durable (a half-written Parquet file had to be abandoned): read the log again from the
+    /// last committed point.
+    Restart { reason: String },
+}
+
+/// Where a delivered batch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The destination holds it (and everything staged before it) for good: commit.
+    Durable,
+    /// Written into something not yet complete (an open Parquet file): the log keeps it until
+    /// the service says it is durable (`idle` or `close` returning true, or a later
+    /// `Durable`).
+    Staged,
 }
 
 impl SendError {
@@ -33,13 +49,19 @@ impl SendError {
 pub trait Service {
     /// Delivers one batch; returns once the destination has it (acknowledged, written,
     /// committed), not before.
-    async fn send(&mut self, batch: &ReadBatch) -> Result<(), SendError>;
+    async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError>;
 
-    /// Called when the sink stops after its last batch: flush and sync what needs it.
-    async fn close(&mut self) {}
+    /// Called when the sink stops after its last batch: flush and sync what needs it, and
+    /// say whether everything staged is now durable.
+    async fn close(&mut self) -> Result<Delivered, SendError> {
+        Ok(Delivered::Durable)
+    }
 
-    /// Called when no batch came for a while (time-based rotation and the like).
-    async fn idle(&mut self) {}
+    /// Called when no batch came for a while (time-based rotation and the like): says whether
+    /// everything staged is now durable, or was lost (`Restart`).
+    async fn idle(&mut self) -> Result<Delivered, SendError> {
+        Ok(Delivered::Durable)
+    }
 }
 
 /// The circuit breaker's states.
@@ -61,6 +83,10 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
     let mut circuit = Circuit::Closed;
     let mut failures: u32 = 0;
     let max_events = delivery.batch_size as u64;
+    // The last committed point, and the end of what was delivered but is not durable yet.
+    let mut settled = reader.position();
+    let mut staged: Option<u64> = None;
+    let mut ages = Pending::default();
     'sink: loop {
         // Gather: wait for a first record, then fill up until full or the interval is over.
         let opened = Instant::now();
@@ -85,7 +111,22 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                     }
                     break;
                 },
-                _ = tokio::time::sleep(wait) => if batch.is_empty() { service.idle().await },
+                _ = tokio::time::sleep(wait) => if batch.is_empty() {
+                    match service.idle().await {
+                        Ok(Delivered::Durable) => if let Some(end) = staged.take() {
+                            settle(&reader, end, &mut settled);
+                            ages.record(&metrics.delivery_seconds.0);
+                        },
+                        Ok(Delivered::Staged) => {}
+                        Err(e) => {
+                            tracing::warn!(sink = %id, "staged events were lost at the destination; reading them again from the buffer: {e:?}");
+                            metrics.write_errors.fetch_add(1, Relaxed);
+                            staged = None;
+                            ages.forget();
+                            reader.rewind(settled);
+                        }
+                    }
+                },
                 _ = stop.changed() => break 'sink,
             }
         }
@@ -104,7 +145,7 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                 _ = stop.changed() => break 'sink,
             };
             match result {
-                Ok(()) => {
+                Ok(delivered) => {
                     metrics.batch_seconds.record(started.elapsed());
                     metrics.events_written.fetch_add(batch.events, Relaxed);
                     metrics.bytes_written.fetch_add(batch.lines.len() as u64, Relaxed);
@@ -114,13 +155,41 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                     circuit = Circuit::Closed;
                     metrics.circuit_open.store(0, Relaxed);
                     failures = 0;
+                    ages.note(batch.lines());
+                    match delivered {
+                        Delivered::Durable => {
+                            staged = None;
+                            settle(&reader, batch.end, &mut settled);
+                            ages.record(&metrics.delivery_seconds.0);
+                        }
+                        Delivered::Staged => staged = Some(batch.end),
+                    }
                     break;
                 }
                 Err(SendError::Reject { reason }) => {
                     tracing::error!(sink = %id, events = batch.events, "the destination refused a batch for good; dropped: {reason}");
                     metrics.rejected_batches.fetch_add(1, Relaxed);
                     metrics.events_dropped.fetch_add(batch.events, Relaxed);
+                    // Past it, unless earlier batches still wait to become durable.
+                    match staged {
+                        Some(_) => staged = Some(batch.end),
+                        None => settle(&reader, batch.end, &mut settled),
+                    }
                     break;
+                }
+                Err(SendError::Restart { reason }) => {
+                    tracing::warn!(sink = %id, "staged events were lost at the destination; reading them again from the buffer: {reason}");
+                    metrics.write_errors.fetch_add(1, Relaxed);
+                    metrics.retries.fetch_add(1, Relaxed);
+                    staged = None;
+                    ages.forget();
+                    reader.rewind(settled);
+                    batch.clear();
+                    failures += 1;
+                    if sleep_or_stop(backoff(&delivery, failures, &mut jitter), &mut stop).await {
+                        break 'sink;
+                    }
+                    continue 'sink;
                 }
                 Err(SendError::Retry { reason, after }) => {
                     failures += 1;
@@ -143,10 +212,20 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                 }
             }
         }
-        reader.wal().commit(&id, batch.end);
         batch.clear();
     }
-    service.close().await;
+    if let Ok(Delivered::Durable) = service.close().await {
+        if let Some(end) = staged {
+            settle(&reader, end, &mut settled);
+            ages.record(&metrics.delivery_seconds.0);
+        }
+    }
+}
+
+/// Moves the sink's cursor: everything before `end` is delivered for good.
+fn settle(reader: &Reader, end: u64, settled: &mut u64) {
+    reader.wal().commit(reader.sink_id(), end);
+    *settled = end;
 }
 
 /// Sleeps unless `stop` turns true first; true when stopping.

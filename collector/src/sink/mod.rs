@@ -12,11 +12,14 @@ pub mod driver;
 pub mod file;
 pub mod http;
 pub mod kafka;
+pub mod latency;
+pub mod parquet;
+pub mod row;
 pub mod s3;
 
 use crate::metrics::Metrics;
 use crate::wal::{Reader, Wal};
-use sentinel_config::{Sink, SinkKind};
+use sentinel_config::{FileFormat, Sink, SinkKind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,13 +44,12 @@ pub fn check(spec: &Sink) -> Result<(), String> {
     let fail = |e: String| format!("sink `{}`: {e}", spec.id);
     match &spec.kind {
         SinkKind::File(f) => {
-            let cfg = file::FileSinkConfig::from_model(f);
+            let cfg = file::FileSinkConfig::from_model(f, u64::MAX);
             cfg.validate().map_err(fail)?;
-            if f.format == sentinel_config::FileFormat::Parquet {
-                return Err(fail("the Parquet file format is not available in this build yet".into()));
-            }
+            let probe = cfg.dir.join(format!(".{}.probe", cfg.prefix));
             std::fs::create_dir_all(&cfg.dir)
-                .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(cfg.active_path()).map(drop))
+                .and_then(|()| std::fs::write(&probe, b""))
+                .and_then(|()| std::fs::remove_file(&probe))
                 .map_err(|e| fail(format!("cannot write in {}: {e}", cfg.dir.display())))
         }
         SinkKind::Http(h) => http::HttpSettings::check(h).map(drop).map_err(fail),
@@ -62,10 +64,20 @@ async fn drive(spec: Sink, reader: Reader, metrics: Arc<Metrics>, stop: watch::R
     let m = metrics.sink(&spec.id);
     let host = crate::pipeline::host_name();
     match &spec.kind {
-        SinkKind::File(f) => match file::FileService::open(file::FileSinkConfig::from_model(f), m.clone()) {
-            Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
-            Err(e) => tracing::error!(sink = %spec.id, "cannot open the output in {}: {e}", f.dir.display()),
-        },
+        SinkKind::File(f) => {
+            let cfg = file::FileSinkConfig::from_model(f, reader.wal().config().max_bytes);
+            let failed = match f.format {
+                FileFormat::Ndjson => match file::NdjsonFileService::open(cfg, m.clone()) {
+                    Ok(s) => return driver::run(s, reader, spec.delivery.clone(), m, stop).await,
+                    Err(e) => e,
+                },
+                FileFormat::Parquet => match file::ParquetFileService::open(cfg, m.clone()) {
+                    Ok(s) => return driver::run(s, reader, spec.delivery.clone(), m, stop).await,
+                    Err(e) => e,
+                },
+            };
+            tracing::error!(sink = %spec.id, "cannot open the output in {}: {failed}", f.dir.display());
+        }
         SinkKind::Http(h) => match http::HttpSettings::check(h).and_then(|s| http::HttpService::new(s, &spec.id, &host)) {
             Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
             Err(e) => tracing::error!(sink = %spec.id, "{e}"),
@@ -118,7 +130,7 @@ impl Sinks {
     /// The active file of the first file sink, for the summary.
     pub fn first_output(&self) -> Option<std::path::PathBuf> {
         self.running.iter().find_map(|r| match &r.spec.kind {
-            SinkKind::File(f) => Some(file::FileSinkConfig::from_model(f).active_path()),
+            SinkKind::File(f) => Some(file::FileSinkConfig::from_model(f, self.wal.config().max_bytes).active_path()),
             _ => None,
         })
     }

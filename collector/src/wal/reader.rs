@@ -64,6 +64,12 @@ impl Reader {
         self.next
     }
 
+    /// Reads again from `next` (at or after the sink's cursor: the log still holds it).
+    pub fn rewind(&mut self, next: u64) {
+        self.next = next;
+        self.seg = None;
+    }
+
     /// True when the writer has published records this reader has not read.
     pub fn has_more(&self) -> bool {
         *self.durable.borrow() > self.next

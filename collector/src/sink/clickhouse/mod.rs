@@ -5,9 +5,7 @@
 //! crash or a retry collapses even on servers that do not.
 
 mod config;
-mod row;
 mod service;
 
 pub use config::{table_ddl, ClickHouseSettings};
-pub use row::EventRow;
 pub use service::ClickHouseService;

@@ -1,10 +1,10 @@
 //! The ClickHouse sink's I/O: one INSERT per batch.
 
-use super::{table_ddl, ClickHouseSettings, EventRow};
-use crate::sink::driver::{SendError, Service};
+use super::{table_ddl, ClickHouseSettings};
+use crate::sink::row::{parse_lines, EventRow};
+use crate::sink::driver::{Delivered, SendError, Service};
 use crate::wal::ReadBatch;
 use clickhouse::Client;
-use sentinel_wire::event::Event;
 
 /// Inserts into one table.
 pub struct ClickHouseService {
@@ -61,18 +61,12 @@ fn classify(e: clickhouse::error::Error, table: &str) -> SendError {
 }
 
 impl Service for ClickHouseService {
-    async fn send(&mut self, batch: &ReadBatch) -> Result<(), SendError> {
+    async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError> {
         if !self.ready {
             self.prepare().await?;
         }
         let table = self.settings.sink.table.as_str();
-        let mut events = Vec::with_capacity(batch.events as usize);
-        for line in batch.lines() {
-            match serde_json::from_slice::<Event<'_>>(line) {
-                Ok(e) => events.push(e),
-                Err(e) => tracing::warn!("an event the ClickHouse sink cannot read was skipped: {e}"),
-            }
-        }
+        let events = parse_lines(batch.lines(), "ClickHouse");
         let mut insert = self.client.insert::<EventRow<'_>>(table).await.map_err(|e| classify(e, table))?;
         if self.dedup_token {
             insert = insert.with_setting("insert_deduplication_token", format!("{}{}-{}", self.token_prefix, batch.first, batch.end));
@@ -87,7 +81,8 @@ impl Service for ClickHouseService {
                 return SendError::retry(format!("table `{}.{table}` does not exist; create it (collector/src/sink/clickhouse/table.sql) or set `create-table #true`", self.settings.sink.database));
             }
             classify(e, table)
-        })
+        })?;
+        Ok(Delivered::Durable)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The HTTP sink's I/O: one POST per batch.
 
 use super::HttpSettings;
-use crate::sink::driver::{SendError, Service};
+use crate::sink::driver::{Delivered, SendError, Service};
 use crate::wal::ReadBatch;
 use flate2::write::GzEncoder;
 use hmac::{Hmac, Mac};
@@ -69,7 +69,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 impl Service for HttpService {
-    async fn send(&mut self, batch: &ReadBatch) -> Result<(), SendError> {
+    async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError> {
         let body = self.body(&batch.lines).map_err(|e| SendError::retry(format!("compressing the batch failed: {e}")))?;
         let mut req = self.client.post(&self.settings.sink.url).headers(self.headers.clone());
         if let Some(key) = &self.settings.sink.hmac_key {
@@ -81,7 +81,7 @@ impl Service for HttpService {
         let resp = req.body(body).send().await.map_err(|e| SendError::retry(format!("POST {} failed: {e}", self.settings.sink.url)))?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(Delivered::Durable);
         }
         let after = retry_after(resp.headers());
         let text = resp.bytes().await.unwrap_or_default();

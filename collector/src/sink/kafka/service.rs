@@ -2,7 +2,7 @@
 //! report awaited.
 
 use super::KafkaSettings;
-use crate::sink::driver::{SendError, Service};
+use crate::sink::driver::{Delivered, SendError, Service};
 use crate::wal::ReadBatch;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -57,7 +57,7 @@ fn key_of(doc: &serde_json::Value, path: &[String]) -> Option<String> {
 }
 
 impl Service for KafkaService {
-    async fn send(&mut self, batch: &ReadBatch) -> Result<(), SendError> {
+    async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError> {
         if !self.topic_seen {
             self.check_topic().await?;
         }
@@ -104,7 +104,7 @@ impl Service for KafkaService {
             }
         }
         match failure {
-            None => Ok(()),
+            None => Ok(Delivered::Durable),
             Some(e) => {
                 if matches!(e.as_str(), s if s.contains("Unknown topic")) {
                     self.topic_seen = false;
@@ -114,9 +114,10 @@ impl Service for KafkaService {
         }
     }
 
-    async fn close(&mut self) {
+    async fn close(&mut self) -> Result<Delivered, SendError> {
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        Ok(Delivered::Durable)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{BackoffConfig, RetryConfig};
-use sentinel_config::{ObjectFormat, S3Sink};
+use sentinel_config::S3Sink;
 use std::time::Duration;
 
 /// The checked settings.
@@ -14,9 +14,6 @@ pub struct S3Settings {
 
 impl S3Settings {
     pub fn check(sink: &S3Sink) -> Result<S3Settings, String> {
-        if sink.format == ObjectFormat::Parquet {
-            return Err("the Parquet object format is not available in this build yet; use `format \"ndjson\"`".into());
-        }
         let s = S3Settings { sink: sink.clone() };
         s.store()?;
         Ok(s)

@@ -1,4 +1,4 @@
-//! The S3 sink: gzip NDJSON objects under hive-style partitions of each event's start time
+//! The S3 sink: gzip NDJSON or Parquet objects under hive-style partitions of each event's start time
 //! (`<prefix>/dt=YYYY-MM-DD/hour=HH/`), in any S3-compatible store (custom endpoint,
 //! path-style keys), uploaded in parts past a size. Object keys are derived from the batch's
 //! place in the log, so a retried batch overwrites its own objects instead of duplicating them.

@@ -1,13 +1,14 @@
-//! The S3 sink's I/O: one object per partition a batch touches.
+//! The S3 sink's I/O: one object per partition a batch touches, gzip NDJSON or Parquet.
 
 use super::S3Settings;
-use crate::sink::driver::{SendError, Service};
+use crate::sink::driver::{Delivered, SendError, Service};
 use crate::utc::Civil;
 use crate::wal::ReadBatch;
 use flate2::write::GzEncoder;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
+use sentinel_config::ObjectFormat;
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -39,7 +40,11 @@ impl S3Service {
 
     /// The object key for the events of one partition of a batch.
     fn key(&self, partition: &str, batch: &ReadBatch) -> Path {
-        let name = format!("{partition}/{}-{:020}-{:020}.ndjson.gz", self.writer, batch.first, batch.end);
+        let ext = match self.settings.sink.format {
+            ObjectFormat::NdjsonGzip => "ndjson.gz",
+            ObjectFormat::Parquet => "parquet",
+        };
+        let name = format!("{partition}/{}-{:020}-{:020}.{ext}", self.writer, batch.first, batch.end);
         let prefix = &self.settings.sink.prefix;
         Path::from(if prefix.is_empty() { name } else { format!("{prefix}/{name}") })
     }
@@ -62,6 +67,16 @@ impl S3Service {
     }
 }
 
+/// Lines, newline-terminated, gzip-compressed.
+fn gzip_lines(lines: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for line in lines {
+        gz.write_all(line)?;
+        gz.write_all(b"\n")?;
+    }
+    gz.finish()
+}
+
 /// `dt=YYYY-MM-DD/hour=HH` of a time in ns.
 pub fn partition(start_ns: u64) -> String {
     let c = Civil::from_unix(start_ns / 1_000_000_000);
@@ -69,20 +84,21 @@ pub fn partition(start_ns: u64) -> String {
 }
 
 impl Service for S3Service {
-    async fn send(&mut self, batch: &ReadBatch) -> Result<(), SendError> {
-        let mut groups: BTreeMap<String, GzEncoder<Vec<u8>>> = BTreeMap::new();
+    async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError> {
+        let mut groups: BTreeMap<String, Vec<&[u8]>> = BTreeMap::new();
         for line in batch.lines() {
             let start = serde_json::from_slice::<Stamp>(line).map(|s| s.event.start_ns).unwrap_or(0);
-            let gz = groups.entry(partition(start)).or_insert_with(|| GzEncoder::new(Vec::new(), flate2::Compression::default()));
-            let written = gz.write_all(line).and_then(|()| gz.write_all(b"\n"));
-            written.map_err(|e| SendError::retry(format!("compressing failed: {e}")))?;
+            groups.entry(partition(start)).or_default().push(line);
         }
-        for (p, gz) in groups {
-            let body = gz.finish().map_err(|e| SendError::retry(format!("compressing failed: {e}")))?;
+        for (p, lines) in groups {
+            let body = match self.settings.sink.format {
+                ObjectFormat::NdjsonGzip => gzip_lines(&lines).map_err(|e| SendError::retry(format!("compressing failed: {e}")))?,
+                ObjectFormat::Parquet => crate::sink::parquet::encode(lines.into_iter(), "S3").map_err(|e| SendError::Reject { reason: e.to_string() })?,
+            };
             let key = self.key(&p, batch);
             self.upload(&key, body).await.map_err(|e| SendError::retry(format!("uploading s3://{}/{key} failed: {e}", self.settings.sink.bucket)))?;
         }
-        Ok(())
+        Ok(Delivered::Durable)
     }
 }
 

@@ -1,10 +1,12 @@
-//! One event as a row of the shipped table (`table.sql`), borrowing from the parsed event.
+//! One event as one flat row: the shape of the ClickHouse table (`clickhouse/table.sql`) and of
+//! the Parquet schema (`parquet/schema.txt`), borrowing from the parsed event. Dotted names
+//! become `_`-joined columns; headers become parallel name/value lists.
 
 use clickhouse::Row;
 use sentinel_wire::event::{Event, Headers};
 use serde::Serialize;
 
-/// The table's columns, in its order.
+/// The columns, in the table's and the schema's order.
 #[derive(Debug, Row, Serialize)]
 pub struct EventRow<'a> {
     pub event_date: u16,
@@ -180,4 +182,18 @@ impl<'a> EventRow<'a> {
             collector_host: e.collector.as_ref().map_or("", |c| &c.host),
         }
     }
+}
+
+/// The events of a batch's NDJSON lines; a line that does not parse (it cannot happen for what
+/// the collector wrote itself) is logged and skipped.
+pub fn parse_lines<'a>(lines: impl Iterator<Item = &'a [u8]>, sink: &str) -> Vec<Event<'a>> {
+    lines
+        .filter_map(|line| match serde_json::from_slice::<Event<'_>>(line) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!("an event the {sink} sink cannot read was skipped: {e}");
+                None
+            }
+        })
+        .collect()
 }

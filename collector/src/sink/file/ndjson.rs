@@ -1,19 +1,17 @@
-//! The file sink's I/O: appends each delivered batch to the active NDJSON file and flushes it,
+//! The file sink's NDJSON I/O: appends each delivered batch to the active file and flushes it,
 //! rotates by size and age (also while idle), and syncs on rotation and when the sink stops.
 
-use super::FileSinkConfig;
+use super::{rotate, FileSinkConfig};
 use crate::metrics::SinkMetrics;
-use crate::sink::driver::{SendError, Service};
+use crate::sink::driver::{Delivered, SendError, Service};
 use crate::wal::ReadBatch;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-/// Writes batches to rotating files.
-pub struct FileService {
+/// Writes batches to rotating NDJSON files.
+pub struct NdjsonFileService {
     cfg: FileSinkConfig,
     metrics: Arc<SinkMetrics>,
     active: Option<Active>,
@@ -32,12 +30,12 @@ fn open(cfg: &FileSinkConfig) -> std::io::Result<Active> {
     Ok(Active { out: BufWriter::with_capacity(256 << 10, file), bytes, opened: Instant::now() })
 }
 
-impl FileService {
+impl NdjsonFileService {
     /// Opens the active file (appending: a restart continues it).
-    pub fn open(cfg: FileSinkConfig, metrics: Arc<SinkMetrics>) -> std::io::Result<FileService> {
+    pub fn open(cfg: FileSinkConfig, metrics: Arc<SinkMetrics>) -> std::io::Result<NdjsonFileService> {
         std::fs::create_dir_all(&cfg.dir)?;
         let active = open(&cfg)?;
-        Ok(FileService { cfg, metrics, active: Some(active), seq: 0 })
+        Ok(NdjsonFileService { cfg, metrics, active: Some(active), seq: 0 })
     }
 
     fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
@@ -61,66 +59,45 @@ impl FileService {
             let _ = a.out.get_ref().sync_all();
         }
         self.seq += 1;
-        let rotated = self.cfg.dir.join(format!("{}-{}-{:06}.ndjson", self.cfg.prefix, crate::utc::Civil::from_unix(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())).compact(), self.seq));
-        match std::fs::rename(self.cfg.active_path(), &rotated) {
-            Ok(()) => {
-                self.metrics.files_rotated.fetch_add(1, Relaxed);
-            }
-            Err(e) => tracing::error!("rotating {} failed: {e}", self.cfg.active_path().display()),
-        }
-        self.prune();
-    }
-
-    fn prune(&self) {
-        if self.cfg.max_files == 0 {
-            return;
-        }
-        let head = format!("{}-", self.cfg.prefix);
-        let mut rotated: Vec<PathBuf> = std::fs::read_dir(&self.cfg.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&head) && n.ends_with(".ndjson")))
-            .collect();
-        rotated.sort();
-        let excess = rotated.len().saturating_sub(self.cfg.max_files);
-        for p in &rotated[..excess] {
-            let _ = std::fs::remove_file(p);
+        if let Err(e) = rotate::finish(&self.cfg, &self.cfg.active_path(), self.seq, &self.metrics) {
+            tracing::error!("rotating {} failed: {e}", self.cfg.active_path().display());
         }
     }
 }
 
-impl Service for FileService {
-    async fn send(&mut self, batch: &ReadBatch) -> Result<(), SendError> {
+impl Service for NdjsonFileService {
+    async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError> {
         if let Err(e) = self.write(&batch.lines) {
             // The file is reopened on the next attempt; a partial line may stay in the old one.
             self.active = None;
             return Err(SendError::retry(format!("writing {} failed: {e}", self.cfg.active_path().display())));
         }
         self.rotate_if_due();
-        Ok(())
+        Ok(Delivered::Durable)
     }
 
-    async fn idle(&mut self) {
+    async fn idle(&mut self) -> Result<Delivered, SendError> {
         self.rotate_if_due();
+        Ok(Delivered::Durable)
     }
 
-    async fn close(&mut self) {
+    async fn close(&mut self) -> Result<Delivered, SendError> {
         if let Some(a) = self.active.as_mut() {
             let _ = a.out.flush();
             let _ = a.out.get_ref().sync_all();
         }
+        Ok(Delivered::Durable)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn write_lines(cfg: &FileSinkConfig, n: usize) -> Arc<SinkMetrics> {
         let metrics = Arc::new(SinkMetrics::default());
-        let mut sink = FileService::open(cfg.clone(), metrics.clone()).unwrap();
+        let mut sink = NdjsonFileService::open(cfg.clone(), metrics.clone()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             for i in 0..n {
@@ -128,7 +105,7 @@ mod tests {
                 let batch = ReadBatch { records: 1, events: 1, lines: line.into_bytes(), ..ReadBatch::default() };
                 sink.send(&batch).await.unwrap();
             }
-            sink.close().await;
+            sink.close().await.unwrap();
         });
         metrics
     }
