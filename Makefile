@@ -48,8 +48,11 @@ demo: build data
 	./target/release/sentinel-demo run
 
 ## test: unit tests (filter natively, workspace) and end-to-end tests against the real binaries.
-test: build test-filters data servers
+## The binaries are built with the tests, in one feature set: built apart (`make build`), they
+## would compile wasmtime and its dependencies a second time.
+test: setup test-filters data servers
 	cd filter-wasm && $(CARGO) test --quiet
+	$(CARGO) build --release --workspace --bins --tests
 	$(CARGO) test --release --workspace
 
 ## bench: criterion benchmark of the request-path cost (host call + guest + encode + queue push).

@@ -64,9 +64,22 @@ impl Paths {
 }
 
 /// A free loopback port (bound then released).
+///
+/// A port is handed out once per process: tests run in parallel, and the kernel may give a
+/// just-released port to the next `bind(0)` before its first taker binds it again (two proxies
+/// binding one port with SO_REUSEPORT would share each other's connections).
 pub fn free_addr() -> anyhow::Result<String> {
-    let l = StdListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.to_string())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..64 {
+        let l = StdListener::bind("127.0.0.1:0")?;
+        let addr = l.local_addr()?;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return Ok(addr.to_string());
+        }
+    }
+    bail!("no loopback port left that was not handed out already")
 }
 
 /// How to start the stack.

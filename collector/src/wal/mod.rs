@@ -23,6 +23,7 @@ use segment::{Next, SegmentReader};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 use thiserror::Error;
@@ -102,6 +103,9 @@ struct State {
     /// Oldest first; the last one is the writer's.
     segments: VecDeque<Segment>,
     cursors: BTreeMap<String, u64>,
+    /// How far each sink's reader has read: records between its cursor and here are in the
+    /// sink's hands and get delivered even if their segment is dropped.
+    read: BTreeMap<String, Arc<AtomicU64>>,
     bytes: u64,
 }
 
@@ -179,16 +183,19 @@ impl Wal {
             st.cursors.insert(id.to_string(), start);
             start
         };
+        let read = Arc::new(AtomicU64::new(start));
+        self.lock().read.insert(id.to_string(), read.clone());
         if let Err(e) = cursor::store(&self.shared.cursor_dir, id, start) {
             tracing::warn!(sink = %id, "cannot store the sink's buffer cursor: {e}");
         }
-        Reader::new(self.clone(), id.to_string(), start, self.shared.durable.clone())
+        Reader::new(self.clone(), id.to_string(), start, self.shared.durable.clone(), read)
     }
 
     /// Forgets sink `id` (it was removed from the configuration): it no longer holds segments.
     pub fn detach(&self, id: &str) {
         let mut st = self.lock();
         st.cursors.remove(id);
+        st.read.remove(id);
         cursor::remove(&self.shared.cursor_dir, id);
         self.shared.metrics.sink(id).lag_records.store(0, Relaxed);
         self.collect(&mut st);
@@ -286,7 +293,8 @@ impl Wal {
         let end = s.end();
         let ids: Vec<String> = st.cursors.iter().filter(|(_, c)| **c < end).map(|(k, _)| k.clone()).collect();
         for id in ids {
-            let lost = s.events_from(st.cursors[&id]);
+            let read = st.read.get(&id).map_or(0, |r| r.load(Relaxed));
+            let lost = s.events_from(st.cursors[&id].max(read));
             self.shared.metrics.sink(&id).events_dropped.fetch_add(lost, Relaxed);
             tracing::warn!(sink = %id, events = lost, "buffer full (drop_oldest): the oldest segment was deleted before the sink delivered it");
             st.cursors.insert(id.clone(), end);

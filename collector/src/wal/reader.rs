@@ -4,7 +4,9 @@
 
 use super::segment::{Next, SegmentReader};
 use super::Wal;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Records read for delivery: their NDJSON lines back to back, and the position after them.
@@ -43,11 +45,13 @@ pub struct Reader {
     next: u64,
     seg: Option<(u64, SegmentReader)>,
     durable: watch::Receiver<u64>,
+    /// `next`, shared with the log (see `State::read`).
+    read: Arc<AtomicU64>,
 }
 
 impl Reader {
-    pub(super) fn new(wal: Wal, id: String, next: u64, durable: watch::Receiver<u64>) -> Reader {
-        Reader { wal, id, next, seg: None, durable }
+    pub(super) fn new(wal: Wal, id: String, next: u64, durable: watch::Receiver<u64>, read: Arc<AtomicU64>) -> Reader {
+        Reader { wal, id, next, seg: None, durable, read }
     }
 
     pub fn sink_id(&self) -> &str {
@@ -68,6 +72,7 @@ impl Reader {
     pub fn rewind(&mut self, next: u64) {
         self.next = next;
         self.seg = None;
+        self.read.store(next, Relaxed);
     }
 
     /// True when the writer has published records this reader has not read.
@@ -131,6 +136,7 @@ impl Reader {
                     out.events += u64::from(h.events);
                     out.lines.extend_from_slice(seg.payload());
                     self.next = h.seq + 1;
+                    self.read.store(self.next, Relaxed);
                     out.end = self.next;
                 }
                 Next::Corrupt => {
@@ -156,6 +162,7 @@ impl Reader {
                 }
             }
         }
+        self.read.store(self.next, Relaxed);
         Ok(())
     }
 }

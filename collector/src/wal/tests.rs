@@ -148,6 +148,24 @@ fn drop_oldest_deletes_undelivered_segments_and_counts_each_sinks_loss() {
 }
 
 #[test]
+fn records_a_sink_has_read_are_not_counted_lost_when_their_segment_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = WalConfig { max_bytes: 3_000, when_full: WhenFull::DropOldest, ..cfg(dir.path()) };
+    let (wal, mut w, m) = open(c);
+    let mut r = wal.attach("slow");
+    append(&mut w, 0, 10);
+    // The sink has these in hand (read, not yet committed) when the log drops their segment.
+    let mut in_hand = ReadBatch::default();
+    r.read(u64::MAX, usize::MAX, &mut in_hand).unwrap();
+    assert_eq!(in_hand.events, 10);
+    append(&mut w, 10, 200);
+    assert!(m.wal.dropped_segments.load(Relaxed) > 0);
+    let lost = m.sink("slow").events_dropped.load(Relaxed);
+    let rest = read_all(&mut r);
+    assert_eq!(in_hand.events + rest.events + lost, 210, "delivered once or counted lost, never both");
+}
+
+#[test]
 fn block_waits_for_a_sink_to_free_space_and_gives_up_when_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let c = WalConfig { max_bytes: 3_000, when_full: WhenFull::Block, ..cfg(dir.path()) };
