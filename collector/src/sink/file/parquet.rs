@@ -134,7 +134,8 @@ impl Service for ParquetFileService {
         self.pending_events += batch.events;
         self.staged_bytes += batch.lines.len() as u64;
         self.since.get_or_insert_with(Instant::now);
-        if self.pending_events >= ROW_GROUP_EVENTS || self.pending.len() >= ROW_GROUP_BYTES {
+        // A row group at most as large as a file may be, so size rotation sees the bytes.
+        if self.pending_events >= ROW_GROUP_EVENTS || self.pending.len() as u64 >= (ROW_GROUP_BYTES as u64).min(self.cfg.max_bytes) {
             if let Err(e) = self.write_row_group() {
                 return Err(self.abandon(e));
             }
