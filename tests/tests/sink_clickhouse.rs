@@ -27,7 +27,11 @@ async fn every_event_becomes_one_row_with_its_fields() -> anyhow::Result<()> {
     assert_eq!(report.failed, 0);
 
     let counts = ch.query("SELECT count(), uniqExact(event_id) FROM events").await?;
-    assert_eq!(counts.trim(), format!("{}\t{}", report.sent, report.sent), "one row per request, none twice");
+    // On a mismatch, say whether the proxy made every event at all (a filter call that missed
+    // its deadline on a starved CPU makes none) and what the file sink got.
+    let faults = stack.proxy_metrics().await?.sum("sentinel_filter_faults_total");
+    let in_file = stack.events()?.len();
+    assert_eq!(counts.trim(), format!("{}\t{}", report.sent, report.sent), "one row per request, none twice (filter faults {faults}, file sink {in_file} events)");
     // Field for field against the file sink's copy of the same events.
     let file = stack.events()?;
     let e = file.iter().find(|e| e["http"]["response"]["status_code"] == 200).expect("a 200 event");
