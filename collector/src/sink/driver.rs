@@ -33,8 +33,7 @@ pub enum Delivered {
     /// The destination holds it (and everything staged before it) for good: commit.
     Durable,
     /// Written into something not yet complete (an open Parquet file): the log keeps it until
-    /// the service says it is durable (`idle` or `close` returning true, or a later
-    /// `Durable`).
+    /// a later `send`, `idle` or `close` answers `Durable`.
     Staged,
 }
 
@@ -118,13 +117,7 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                             ages.record(&metrics.delivery_seconds.0);
                         },
                         Ok(Delivered::Staged) => {}
-                        Err(e) => {
-                            tracing::warn!(sink = %id, "staged events were lost at the destination; reading them again from the buffer: {e:?}");
-                            metrics.write_errors.fetch_add(1, Relaxed);
-                            staged = None;
-                            ages.forget();
-                            reader.rewind(settled);
-                        }
+                        Err(e) => replay(&mut reader, settled, &mut staged, &mut ages, &metrics, &format!("{e:?}")),
                     }
                 },
                 _ = stop.changed() => break 'sink,
@@ -178,12 +171,8 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                     break;
                 }
                 Err(SendError::Restart { reason }) => {
-                    tracing::warn!(sink = %id, "staged events were lost at the destination; reading them again from the buffer: {reason}");
-                    metrics.write_errors.fetch_add(1, Relaxed);
+                    replay(&mut reader, settled, &mut staged, &mut ages, &metrics, &reason);
                     metrics.retries.fetch_add(1, Relaxed);
-                    staged = None;
-                    ages.forget();
-                    reader.rewind(settled);
                     batch.clear();
                     failures += 1;
                     if sleep_or_stop(backoff(&delivery, failures, &mut jitter), &mut stop).await {
@@ -220,6 +209,15 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
             ages.record(&metrics.delivery_seconds.0);
         }
     }
+}
+
+/// Staged batches were lost at the destination: forget them and read again from `settled`.
+fn replay(reader: &mut Reader, settled: u64, staged: &mut Option<u64>, ages: &mut Pending, metrics: &SinkMetrics, reason: &str) {
+    tracing::warn!(sink = %reader.sink_id(), "staged events were lost at the destination; reading them again from the buffer: {reason}");
+    metrics.write_errors.fetch_add(1, Relaxed);
+    *staged = None;
+    ages.forget();
+    reader.rewind(settled);
 }
 
 /// Moves the sink's cursor: everything before `end` is delivered for good.

@@ -24,7 +24,8 @@ const ROW_GROUP_BYTES: usize = 64 << 20;
 pub struct ParquetFileService {
     cfg: FileSinkConfig,
     metrics: Arc<SinkMetrics>,
-    open: Option<OpenFile>,
+    /// The unfinished file, once its first row group is written.
+    open: Option<ParquetWriter<BufWriter<File>>>,
     /// Lines delivered and not yet in a row group.
     pending: Vec<u8>,
     pending_events: u64,
@@ -33,11 +34,6 @@ pub struct ParquetFileService {
     staged_bytes: u64,
     since: Option<Instant>,
     seq: u64,
-}
-
-/// The unfinished file.
-struct OpenFile {
-    writer: ParquetWriter<BufWriter<File>>,
 }
 
 impl ParquetFileService {
@@ -68,11 +64,11 @@ impl ParquetFileService {
             let path = self.cfg.active_path();
             let file = File::create(&path).map_err(|e| format!("creating {} failed: {e}", path.display()))?;
             let writer = ParquetWriter::new(BufWriter::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
-            self.open = Some(OpenFile { writer });
+            self.open = Some(writer);
         }
         let Some(f) = self.open.as_mut() else { return Err("no open file".into()) };
         let lines = self.pending.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-        f.writer.write_lines(lines, "file").map_err(|e| e.to_string())?;
+        f.write_lines(lines, "file").map_err(|e| e.to_string())?;
         self.pending.clear();
         self.pending_events = 0;
         Ok(())
@@ -80,7 +76,7 @@ impl ParquetFileService {
 
     /// Whether the file should be finished now.
     fn due(&self) -> bool {
-        let written = self.open.as_ref().map_or(0, |f| f.writer.bytes_written() as u64);
+        let written = self.open.as_ref().map_or(0, |f| f.bytes_written() as u64);
         written >= self.cfg.max_bytes || self.staged_bytes >= self.cfg.max_staged_bytes || self.since.is_some_and(|t| t.elapsed() >= self.cfg.max_age)
     }
 
@@ -91,7 +87,7 @@ impl ParquetFileService {
         self.since = None;
         let Some(f) = self.open.take() else { return Ok(()) };
         let path = self.cfg.active_path();
-        let out = f.writer.finish().map_err(|e| e.to_string())?;
+        let out = f.finish().map_err(|e| e.to_string())?;
         let file = out.into_inner().map_err(|e| format!("writing {} failed: {}", path.display(), e.error()))?;
         file.sync_all().map_err(|e| format!("syncing {} failed: {e}", path.display()))?;
         self.seq += 1;
