@@ -174,17 +174,17 @@ impl Wal {
     /// Starts reading for sink `id` from its cursor. A sink never seen before starts at the
     /// end of the log: it gets what is accepted from now on.
     pub fn attach(&self, id: &str) -> Reader {
-        let start = {
+        let (start, read) = {
             let mut st = self.lock();
             let end = self.durable();
             let start = *st.cursors.entry(id.to_string()).or_insert(end);
             // A cursor past the end (the log was wiped) starts at the end.
             let start = start.min(end);
             st.cursors.insert(id.to_string(), start);
-            start
+            let read = Arc::new(AtomicU64::new(start));
+            st.read.insert(id.to_string(), read.clone());
+            (start, read)
         };
-        let read = Arc::new(AtomicU64::new(start));
-        self.lock().read.insert(id.to_string(), read.clone());
         if let Err(e) = cursor::store(&self.shared.cursor_dir, id, start) {
             tracing::warn!(sink = %id, "cannot store the sink's buffer cursor: {e}");
         }
