@@ -7,99 +7,25 @@
 //! loop times single calls to report p50/p99 against the budget (median ≤ 2 µs, p99 ≤ 10 µs).
 
 use criterion::{criterion_group, Criterion};
-use sentinel_host::{Exchange, HeadWriter, HostConfig, Tag, TelemetryHost};
+use sentinel_host::{thread_cpu_time, Exchange, HostConfig, TelemetryHost};
 use std::hint::black_box;
-use std::io::Read;
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn filter_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/filters/sentinel_filter.wasm")
-}
-
-/// A collector stand-in that reads and discards, so the sender never backs up.
-fn drain_socket(dir: &std::path::Path) -> PathBuf {
-    let path = dir.join("bench.sock");
-    let listener = UnixListener::bind(&path).expect("bind bench socket");
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 20];
-                while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    path
-}
-
-const HEADERS: [(&str, &str); 20] = [
-    ("host", "shop.example.com"),
-    ("user-agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"),
-    ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-    ("accept-language", "en-US,en;q=0.9"),
-    ("accept-encoding", "gzip, deflate, br"),
-    ("referer", "https://shop.example.com/cart"),
-    ("cookie", "session=abcdef0123456789; theme=dark; ab=variant-b"),
-    ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTYifQ.sig"),
-    ("x-forwarded-for", "203.0.113.7, 10.0.0.2"),
-    ("x-request-id", "f3b1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d"),
-    ("content-type", "application/json"),
-    ("content-length", "512"),
-    ("cache-control", "no-cache"),
-    ("pragma", "no-cache"),
-    ("sec-ch-ua", "\"Chromium\";v=\"124\", \"Google Chrome\";v=\"124\""),
-    ("sec-ch-ua-mobile", "?0"),
-    ("sec-ch-ua-platform", "\"Windows\""),
-    ("sec-fetch-site", "same-origin"),
-    ("sec-fetch-mode", "cors"),
-    ("dnt", "1"),
-];
-
-fn exchange(i: u64) -> Exchange {
-    let id = format!("0192f0c1d2e3f4a5b6c7d8e9f0a1b2{:02x}", i % 256);
-    let mut w = HeadWriter::new();
-    w.field(Tag::RequestId, id.as_bytes())
-        .field(Tag::Method, b"POST")
-        .field(Tag::Scheme, b"https")
-        .field(Tag::Authority, b"shop.example.com")
-        .field(Tag::Path, b"/api/orders/12345")
-        .field(Tag::Query, b"expand=items&currency=EUR")
-        .field(Tag::Protocol, b"1.1")
-        .field(Tag::ClientAddress, b"203.0.113.7")
-        .field(Tag::UpstreamAddress, b"10.0.0.12:8080");
-    for (n, v) in HEADERS {
-        w.header(false, n.as_bytes(), v.as_bytes());
-    }
-    w.header(true, b"content-type", b"application/json").header(true, b"content-length", b"1024");
-    Exchange {
-        head: w.as_bytes().to_vec(),
-        start_ns: 1_795_000_000_000_000_000,
-        end_ns: 1_795_000_000_002_500_000,
-        status: 201,
-        client_port: 51234,
-        request_body_size: 512,
-        response_body_size: 1024,
-        ttfb_us: Some(1800),
-        upstream_us: Some(2300),
-        upstream_connect_us: None,
-        upstream_attempts: 1,
-        upstream_status: Some(201),
-        risk_score: None,
-        request_body: vec![],
-        response_body: vec![],
-    }
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{drain_socket, exchange, filter_path};
 
 fn host(dir: &std::path::Path, rate: f64) -> TelemetryHost {
-    host_with(filter_path(), dir, &format!("r{rate}"), rate)
+    host_with(filter_path("sentinel_filter.wasm"), dir, &format!("r{rate}"), rate, |_| {})
 }
 
-fn host_with(filter: PathBuf, dir: &std::path::Path, name: &str, rate: f64) -> TelemetryHost {
+fn host_with(filter: PathBuf, dir: &std::path::Path, name: &str, rate: f64, tune: impl FnOnce(&mut HostConfig)) -> TelemetryHost {
     std::fs::create_dir_all(dir.join(name)).expect("bench dir");
     let mut cfg = HostConfig::new(filter, drain_socket(&dir.join(name)));
     cfg.watch_interval = None;
     cfg.filter.sample_rate = rate;
+    tune(&mut cfg);
     TelemetryHost::start(cfg).expect("run `make filters` first")
 }
 
@@ -107,26 +33,31 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let full = host(dir.path(), 1.0);
     let sampled_out = host(dir.path(), 0.0);
+    // An instance rebuilt before every call: what a recycle (every N calls, after a fault, after
+    // a reload) costs the request thread that pays for it.
+    let rebuilt = host_with(filter_path("sentinel_filter.wasm"), dir.path(), "rebuilt", 1.0, |c| c.recycle_after_calls = 1);
     let ex = exchange(7);
     let mut g = c.benchmark_group("request_path_20_headers");
     g.bench_function("baseline_build_exchange", |b| b.iter(|| black_box(exchange(black_box(7)))));
     g.bench_function("on_request_sampled_out", |b| b.iter(|| sampled_out.on_request(black_box(&ex))));
     g.bench_function("on_request_emit", |b| b.iter(|| full.on_request(black_box(&ex))));
+    g.bench_function("on_request_emit_fresh_instance", |b| b.iter(|| rebuilt.on_request(black_box(&ex))));
     g.finish();
+    rebuilt.shutdown(Duration::from_secs(1));
 
     // Single-call distribution for the p99 budget (criterion reports means and medians only),
     // and CPU time: this thread's per call, and the sender thread's per event sent.
     let calls = 200_000u32;
     let sent_before = full.metrics().sent_frames.load(std::sync::atomic::Ordering::Relaxed);
     let sender_before = sender_cpu();
-    let cpu_before = thread_cpu();
+    let cpu_before = thread_cpu_time();
     let mut samples = Vec::with_capacity(calls as usize);
     for _ in 0..calls {
         let t = Instant::now();
         full.on_request(black_box(&ex));
         samples.push(t.elapsed());
     }
-    let cpu_per_call = (thread_cpu() - cpu_before) / calls;
+    let cpu_per_call = (thread_cpu_time() - cpu_before) / calls;
     std::thread::sleep(Duration::from_millis(200));
     let sent = full.metrics().sent_frames.load(std::sync::atomic::Ordering::Relaxed) - sent_before;
     let sender_per_event = (sender_cpu() - sender_before).as_nanos() as f64 / sent.max(1) as f64;
@@ -160,7 +91,7 @@ fn compare_filters(dir: &std::path::Path, pair: &str, ex: &Exchange) {
         eprintln!("SENTINEL_BENCH_AB wants two paths separated by a comma");
         return;
     };
-    let hosts = [host_with(a.into(), dir, "a", 1.0), host_with(b.into(), dir, "b", 1.0)];
+    let hosts = [host_with(a.into(), dir, "a", 1.0, |_| {}), host_with(b.into(), dir, "b", 1.0, |_| {})];
     let (rounds, calls) = (30, 20_000u32);
     let mut per_call: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for round in 0..rounds {
@@ -181,14 +112,6 @@ fn compare_filters(dir: &std::path::Path, pair: &str, ex: &Exchange) {
     for h in hosts {
         h.shutdown(Duration::from_secs(1));
     }
-}
-
-/// CPU time consumed by the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid timespec out-pointer for clock_gettime.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// CPU time of the host's sender threads so far (from /proc, in clock ticks of 10 ms).

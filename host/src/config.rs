@@ -54,8 +54,8 @@ pub struct HostConfig {
     /// Where precompiled components are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
     pub filter: FilterSettings,
-    /// Wall-clock time a single filter call may take before it is interrupted (epoch ticks of
-    /// 1 ms). Keep it above a scheduler timeslice: a preempted call still counts its time.
+    /// Time a single filter call may run before it is interrupted (epoch ticks of 1 ms). Time the
+    /// thread spends preempted is given back, up to four times this in wall-clock time.
     pub call_deadline: Duration,
     /// Linear-memory cap of one filter instance.
     pub memory_limit_bytes: usize,

@@ -3,6 +3,7 @@
 
 use crate::channel::{Channel, Queues};
 use crate::config::{FilterSettings, HostConfig};
+use crate::deadline::TICK;
 use crate::metrics::Metrics;
 use crate::runtime::{Limits, LoadedFilter, Worker};
 use crate::{compile, reload, Exchange, FilterConfig, Outcome};
@@ -14,9 +15,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use wasmtime::{Engine, Trap};
-
-/// Time between epoch ticks; per-call deadlines are counted in ticks.
-const TICK: Duration = Duration::from_millis(1);
 
 /// Why the host could not start or a reload was refused.
 #[derive(Debug, Error)]

@@ -13,6 +13,7 @@ mod bindings {
 mod channel;
 mod compile;
 mod config;
+mod deadline;
 mod metrics;
 mod reload;
 mod ring;
@@ -22,6 +23,7 @@ mod host;
 pub use bindings::sentinel::telemetry::types::{Exchange, FilterConfig, Outcome};
 pub use channel::ChannelConfig;
 pub use config::{FilterSettings, HostConfig};
+pub use deadline::thread_cpu_time;
 pub use host::{HostError, TelemetryHost};
 pub use metrics::{DropReason, Metrics};
 pub use reload::watch_file;

@@ -8,7 +8,6 @@
 
 use crossbeam_utils::CachePadded;
 use sentinel_wire::frame::{FrameKind, HEADER_LEN};
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
@@ -43,22 +42,31 @@ unsafe impl Send for Ring {}
 unsafe impl Sync for Ring {}
 
 impl Ring {
-    fn layout(cap: usize) -> Layout {
-        // `cap` is at least MIN_RING_BYTES and comes from a validated config, so this holds
-        // unless the size overflows isize, which allocation would refuse anyway.
-        Layout::from_size_align(cap, 64).unwrap_or(Layout::new::<[u8; MIN_RING_BYTES]>())
-    }
-
-    /// A ring of `cap` bytes (at least [`MIN_RING_BYTES`]). The memory is zeroed lazily by the
-    /// OS, so an idle ring costs address space, not resident memory.
+    /// A ring of `cap` bytes (at least [`MIN_RING_BYTES`]). The memory is mapped straight from
+    /// the OS, which zeroes pages on first touch: a new ring costs the same few microseconds
+    /// whatever its size (an instance rebuild makes one on the request thread), and an idle ring
+    /// costs address space, not resident memory. (The allocator's `calloc` would zero a reused
+    /// heap block by hand once its mmap threshold has risen past the ring's size: milliseconds.)
     pub fn new(cap: usize) -> Option<Arc<Ring>> {
         let cap = cap.max(MIN_RING_BYTES);
-        let layout = Ring::layout(cap);
-        // SAFETY: the layout has a non-zero size.
-        let data = NonNull::new(unsafe { alloc_zeroed(layout) })?;
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no file,
+        // no existing memory touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
         Some(Arc::new(Ring {
-            data,
-            cap: layout.size(),
+            data: NonNull::new(ptr.cast::<u8>())?,
+            cap,
             tail: CachePadded::new(AtomicUsize::new(0)),
             pushed: AtomicU64::new(0),
             head: CachePadded::new(AtomicUsize::new(0)),
@@ -119,8 +127,8 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; no slices outlive the ring.
-        unsafe { dealloc(self.data.as_ptr(), Ring::layout(self.cap)) }
+        // SAFETY: mapped in `new` with this length; no slices outlive the ring.
+        unsafe { libc::munmap(self.data.as_ptr().cast(), self.cap) };
     }
 }
 

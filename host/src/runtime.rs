@@ -7,6 +7,7 @@
 
 use crate::bindings::{Filter, FilterPre};
 use crate::channel::Producer;
+use crate::deadline::{thread_cpu_time, CallDeadline};
 use crate::{compile, Exchange, FilterConfig, Outcome};
 use std::path::Path;
 use std::sync::Arc;
@@ -35,10 +36,11 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// What a filter instance can reach: its memory limiter and the queue.
+/// What a filter instance can reach: its memory limiter and the queue; and its call deadline.
 pub(crate) struct HostState {
     limiter: MemoryLimiter,
     producer: Option<Producer>,
+    deadline: CallDeadline,
 }
 
 /// Links the filter's one import, `emit`, by hand rather than through the generated trait: the
@@ -112,9 +114,11 @@ fn instantiate(
             high_water: 0,
         },
         producer,
+        deadline: CallDeadline::new(limits.deadline_ticks),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().deadline.expired(thread_cpu_time())));
     store.set_epoch_deadline(limits.deadline_ticks.max(50));
     let bindings = pre.instantiate(&mut store)?;
     bindings
@@ -148,6 +152,7 @@ impl Worker {
     /// Runs the filter on one exchange under the per-call deadline.
     pub fn call(&mut self, ex: &Exchange, deadline_ticks: u64) -> wasmtime::Result<Outcome> {
         self.calls += 1;
+        self.store.data_mut().deadline.reset();
         self.store.set_epoch_deadline(deadline_ticks);
         self.bindings.call_on_request(&mut self.store, ex)
     }

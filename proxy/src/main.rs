@@ -62,8 +62,8 @@ struct Args {
     /// Most body bytes captured per request and response (0: off).
     #[arg(long, default_value_t = 0)]
     body_capture_bytes: u32,
-    /// Time one filter call may take, in milliseconds. It is wall-clock time (epoch ticks), so
-    /// keep it above a scheduler timeslice or preempted calls are cut short.
+    /// Time one filter call may run, in milliseconds. Time its thread spends preempted is given
+    /// back (up to four times this in wall-clock time), so a busy machine costs no events.
     #[arg(long, default_value_t = 10)]
     call_deadline_ms: u64,
     /// Most bytes of events held in memory per worker thread while the collector is slow or
