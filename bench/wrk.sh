@@ -5,7 +5,10 @@
 # Usage: bench/wrk.sh [seconds-per-round] [rounds] [connections] [pin]
 # With pin=1 (and 2+ cores) both proxies run on core 0 and wrk, upstream and collector on core 1,
 # so the ratio measures the proxy's own cost (its sender thread included) rather than the
-# collector's work competing for the same cores.
+# collector's work competing for the same cores. Each run also reads the proxy's CPU time (all its
+# threads, from /proc) and prints CPU per request: on two cores wrk, the upstream and the
+# collector share one core, and the collector's work there delays wrk and the upstream (the
+# proxy then idles, waiting), so the CPU ratio is the steadier measure of what the proxy pays.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; rounds=${2:-3}; conns=${3:-32}; pin=${4:-0}
@@ -23,29 +26,40 @@ trap cleanup EXIT
   --rotate-bytes 100000000 --keep-files 1 2>"$work/collector.log" >/dev/null & pids+=($!)
 sleep 0.5
 "${on_proxy[@]}" $bin/sentinel-proxy --listen 127.0.0.1:18080 --upstream 127.0.0.1:18081 --runtime-dir "$work" \
-  --admin-listen 127.0.0.1:18091 2>"$work/off.log" & pids+=($!)
+  --admin-listen 127.0.0.1:18091 2>"$work/off.log" & pids+=($!); off_pid=$!
 "${on_proxy[@]}" $bin/sentinel-proxy --listen 127.0.0.1:18082 --upstream 127.0.0.1:18081 --runtime-dir "$work" \
   --filter target/filters/sentinel_filter.wasm --collector "$work/t.sock" --cache-dir "$work/cache" \
-  --admin-listen 127.0.0.1:18092 2>"$work/on.log" & pids+=($!)
+  --admin-listen 127.0.0.1:18092 2>"$work/on.log" & pids+=($!); on_pid=$!
 for p in 18080 18082; do for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done; done
 
-run() { # $1 port -> "rps p99_ms"
-  local out; out=$("${on_rest[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$1/api/users/42")
-  local rps p99
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
-  echo "$rps $p99"
+cpu_ns() { # CPU time used so far by every thread of process $1
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%.0f", s}'
 }
-run 18080 >/dev/null; run 18082 >/dev/null   # warm-up
-off_sum=0; on_sum=0
-printf "%-6s %14s %12s %14s %12s %8s\n" round "off req/s" "off p99 ms" "on req/s" "on p99 ms" ratio
+run() { # $1 port, $2 proxy pid -> "rps p99_ms cpu_us_per_request"
+  local before; before=$(cpu_ns "$2")
+  local out; out=$("${on_rest[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$1/api/users/42")
+  local after; after=$(cpu_ns "$2")
+  local rps p99 n
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+  echo "$rps $p99 $(awk -v a="$before" -v b="$after" -v n="$n" 'BEGIN {printf "%.1f", (b-a)/1000/n}')"
+}
+run 18080 "$off_pid" >/dev/null; run 18082 "$on_pid" >/dev/null   # warm-up
+off_sum=0; on_sum=0; off_cpu=0; on_cpu=0
+printf "%-6s %12s %10s %10s %12s %10s %10s %8s %10s\n" round "off req/s" "off p99" "off µs/req" "on req/s" "on p99" "on µs/req" ratio "cpu ratio"
 for r in $(seq "$rounds"); do
-  read -r off_rps off_p99 < <(run 18080)
-  read -r on_rps on_p99 < <(run 18082)
-  printf "%-6s %14s %12s %14s %12s %8.3f\n" "$r" "$off_rps" "$off_p99" "$on_rps" "$on_p99" "$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {print a/b}')"
+  read -r off_rps off_p99 off_us < <(run 18080 "$off_pid")
+  read -r on_rps on_p99 on_us < <(run 18082 "$on_pid")
+  printf "%-6s %12s %10s %10s %12s %10s %10s %8.3f %10.3f\n" "$r" "$off_rps" "$off_p99" "$off_us" "$on_rps" "$on_p99" "$on_us" \
+    "$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {print a/b}')" "$(awk -v a="$on_us" -v b="$off_us" 'BEGIN {print b/a}')"
+  off_cpu=$(awk -v a="$off_cpu" -v b="$off_us" 'BEGIN {print a+b}'); on_cpu=$(awk -v a="$on_cpu" -v b="$on_us" 'BEGIN {print a+b}')
   off_sum=$(awk -v a="$off_sum" -v b="$off_rps" 'BEGIN {print a+b}'); on_sum=$(awk -v a="$on_sum" -v b="$on_rps" 'BEGIN {print a+b}')
 done
 sleep 1
 m=$(curl -s 127.0.0.1:18092/metrics || true)
 echo "throughput ratio on/off over all rounds: $(awk -v a="$on_sum" -v b="$off_sum" 'BEGIN {printf "%.3f", a/b}')"
-echo "telemetry-on proxy: $(grep -E '^sentinel_filter_calls_total ' <<<"$m") $(grep -E '^sentinel_channel_sent_frames_total ' <<<"$m") dropped=$(grep -E '^sentinel_channel_dropped_total' <<<"$m" | awk '{s+=$2} END {print s+0}')"
+echo "proxy CPU per request off/on over all rounds (the throughput ratio a CPU-bound proxy would see): $(awk -v a="$on_cpu" -v b="$off_cpu" 'BEGIN {printf "%.3f", b/a}')"
+echo "telemetry-on proxy: $(grep -E '^sentinel_filter_calls_total ' <<<"$m") $(grep -E '^sentinel_channel_sent_frames_total ' <<<"$m") dropped=$(grep -E '^sentinel_channel_dropped_total' <<<"$m" | awk '{s+=$2} END {print s+0}') faults=$(grep -E '^sentinel_filter_faults_total' <<<"$m" | awk '{s+=$2} END {print s+0}') $(grep -E '^sentinel_filter_instances_created_total ' <<<"$m")"
+[ -n "${WRK_METRICS:-}" ] && printf '%s\n' "$m" > "$WRK_METRICS"
+true

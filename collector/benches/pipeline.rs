@@ -6,8 +6,9 @@
 //!
 //! Decode + encode only (forwarding), redaction alone, each enricher alone (address enrichers on
 //! all-new addresses: their real lookup cost), then the full pipeline (sample at 100%, every
-//! enricher, redaction with every detector) both ways. Events/s per core = 1 / (time per event). A second group times the two
-//! user-agent parsers on the same agents, uncached, so the choice of `ua-parser` is on file.
+//! enricher, redaction with every detector) both ways. Events/s per core = 1 / (time per event).
+//! A second group splits forwarding into decoding and encoding; a third times the two user-agent parsers on the same
+//! agents, uncached, so the choice of `ua-parser` is on file.
 //!
 //! Run: `make bench-collector` (needs `make data`).
 
@@ -228,6 +229,31 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
+/// The two halves of forwarding apart, on the same events: decoding the frames (MessagePack,
+/// borrowing strings) and encoding the decoded events as NDJSON.
+fn codec(c: &mut Criterion) {
+    let frames = frames(10_000, 2_000);
+    let events: Vec<Event<'_>> = frames.iter().map(|f| Event::decode(f).expect("valid frame")).collect();
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.sample_size(20).measurement_time(Duration::from_secs(4));
+    g.bench_function("decode (MessagePack)", |b| {
+        b.iter(|| frames.iter().map(|f| Event::decode(f).map(|e| e.event.end_ns).unwrap_or(0)).sum::<u64>())
+    });
+    let mut out = Vec::with_capacity(frames.bytes().len() * 3);
+    g.bench_function("encode (NDJSON)", |b| {
+        b.iter(|| {
+            out.clear();
+            for e in &events {
+                serde_json::to_writer(&mut out, e).expect("encodes");
+                out.push(b'\n');
+            }
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
 fn ua_parsers(c: &mut Criterion) {
     let agents = agents();
     let regexes = data("uap-core/regexes.yaml");
@@ -244,7 +270,7 @@ fn ua_parsers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages, ua_parsers);
+criterion_group!(benches, stages, codec, ua_parsers);
 
 fn main() {
     benches();
