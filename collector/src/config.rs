@@ -2,7 +2,7 @@
 //! of it the collector runs, and which a reload may change.
 
 use crate::daemon::DaemonConfig;
-use crate::ingest::unix::UnixIngestConfig;
+use crate::ingest::unix::{PeerPolicy, UnixIngestConfig};
 use crate::pipeline;
 use crate::wal::{Fsync, WalConfig, WhenFull};
 use sentinel_config::{Config, Sink};
@@ -36,7 +36,12 @@ pub fn wal_config(c: &Config) -> WalConfig {
 /// Everything the daemon needs, from a configuration.
 pub fn daemon_config(c: &Config) -> Result<DaemonConfig, String> {
     Ok(DaemonConfig {
-        socket: UnixIngestConfig { path: c.transport.socket_path.clone(), mode: 0o660, max_frame_bytes: c.transport.max_frame_bytes },
+        socket: UnixIngestConfig {
+            path: c.transport.socket_path.clone(),
+            mode: 0o660,
+            max_frame_bytes: c.transport.max_frame_bytes,
+            peers: PeerPolicy { uids: c.transport.allowed_uids.clone(), gids: c.transport.allowed_gids.clone() },
+        },
         sinks: sink_specs(c)?,
         wal: wal_config(c),
         sink_drain: std::time::Duration::from_secs(5),

@@ -122,6 +122,8 @@ pub const STAGE_NAMES: [&str; 5] = ["decode", "sample", "enrich", "redact", "enc
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections: AtomicU64,
+    /// Connections turned away by the transport's peer check.
+    pub connections_refused: AtomicU64,
     pub connections_active: AtomicU64,
     pub frames_received: AtomicU64,
     pub bytes_received: AtomicU64,
@@ -289,6 +291,7 @@ impl Metrics {
         let malformed: Vec<(&str, u64)> = Malformed::ALL.iter().map(|m| (m.as_str(), self.malformed_count(*m))).collect();
         let mut e = Exposition::new();
         e.counter("sentinel_collector_connections_total", "Proxy connections accepted.", g(&self.connections))
+            .counter("sentinel_collector_connections_refused_total", "Connections refused by the peer check (allowed-uids/allowed-gids).", g(&self.connections_refused))
             .gauge("sentinel_collector_connections_active", "Proxy connections open now.", g(&self.connections_active))
             .counter("sentinel_collector_frames_received_total", "Event frames read from proxies.", g(&self.frames_received))
             .counter("sentinel_collector_stats_frames_total", "Counter frames read from proxies.", g(&self.stats_frames))

@@ -34,6 +34,10 @@ pub struct Transport {
     pub socket_path: PathBuf,
     /// Largest frame accepted; larger ones are counted and skipped.
     pub max_frame_bytes: usize,
+    /// Peers allowed to connect, by the uid or gid the kernel reports for them (SO_PEERCRED);
+    /// both empty: any peer the socket's mode (0660) lets in.
+    pub allowed_uids: Vec<u32>,
+    pub allowed_gids: Vec<u32>,
 }
 
 /// Parts of an exchange the proxy hands to the filter.
@@ -509,6 +513,8 @@ impl Default for Config {
             transport: Transport {
                 socket_path: "/run/sentinel/telemetry.sock".into(),
                 max_frame_bytes: 1 << 20,
+                allowed_uids: Vec::new(),
+                allowed_gids: Vec::new(),
             },
             events: vec![EventKind::RequestHeaders, EventKind::ResponseHeaders],
             timeout: Duration::from_millis(10),

@@ -26,6 +26,23 @@ pub struct UnixIngestConfig {
     /// File mode of the socket; 0660 lets the proxy's group connect and nobody else.
     pub mode: u32,
     pub max_frame_bytes: usize,
+    pub peers: PeerPolicy,
+}
+
+/// Which peers may connect, checked against the credentials the kernel records for the
+/// connecting process (SO_PEERCRED), so a process that can reach the socket file but runs as
+/// another user is still turned away. Empty lists: no check beyond the socket's mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerPolicy {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+}
+
+impl PeerPolicy {
+    /// True when a peer running as `uid`/`gid` may connect: its uid or its gid is listed.
+    pub fn allows(&self, uid: u32, gid: u32) -> bool {
+        (self.uids.is_empty() && self.gids.is_empty()) || self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
 }
 
 #[derive(Debug, Error)]
@@ -73,6 +90,10 @@ pub async fn serve(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    if !peer_allowed(&stream, &cfg.peers) {
+                        metrics.connections_refused.fetch_add(1, Relaxed);
+                        continue;
+                    }
                     metrics.connections.fetch_add(1, Relaxed);
                     let conn = Connection {
                         peer: std::sync::Mutex::new(None),
@@ -96,6 +117,29 @@ pub async fn serve(
     drop(listener);
     remove_socket(&cfg.path);
     while tasks.join_next().await.is_some() {}
+}
+
+/// Checks a new connection's credentials against the policy; logs a refusal with who it was.
+fn peer_allowed(stream: &UnixStream, peers: &PeerPolicy) -> bool {
+    if peers.uids.is_empty() && peers.gids.is_empty() {
+        return true;
+    }
+    match stream.peer_cred() {
+        Ok(cred) if peers.allows(cred.uid(), cred.gid()) => true,
+        Ok(cred) => {
+            let pid = cred.pid().map_or_else(|| "?".to_string(), |p| p.to_string());
+            tracing::warn!(
+                "refused a connection from pid {pid} (uid {}, gid {}): not in transport's allowed-uids/allowed-gids",
+                cred.uid(),
+                cred.gid()
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!("refused a connection whose credentials cannot be read: {e}");
+            false
+        }
+    }
 }
 
 fn remove_socket(path: &Path) {
@@ -304,5 +348,55 @@ impl Connection {
         };
         buf.drain(..pos);
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn me() -> (u32, u32) {
+        // SAFETY: getuid and getgid cannot fail and touch no memory.
+        unsafe { (libc::getuid(), libc::getgid()) }
+    }
+
+    /// Starts a listener with `peers`, connects once as this process, and reports whether the
+    /// collector kept the connection, with the accepted and refused counts.
+    async fn connect_with(peers: PeerPolicy) -> (bool, u64, u64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = UnixIngestConfig { path: dir.path().join("t.sock"), mode: 0o660, max_frame_bytes: 1 << 20, peers };
+        let listener = bind(&cfg).expect("bind");
+        let metrics = Arc::new(Metrics::default());
+        let (tx, _rx) = mpsc::channel(4);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, cfg.clone(), tx, metrics.clone(), stop_rx));
+        let mut conn = UnixStream::connect(&cfg.path).await.expect("connect");
+        conn.write_all(&frame::HELLO).await.expect("hello");
+        // A refused peer is hung up on at once; a kept one hears nothing until it sends events.
+        let mut buf = [0u8; 16];
+        let kept = match tokio::time::timeout(Duration::from_millis(300), conn.read(&mut buf)).await {
+            Err(_) => true,
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(_)) => true,
+        };
+        let _ = stop_tx.send(true);
+        drop(conn);
+        let _ = server.await;
+        (kept, metrics.connections.load(Relaxed), metrics.connections_refused.load(Relaxed))
+    }
+
+    #[tokio::test]
+    async fn peers_are_checked_by_uid_or_gid() {
+        let (uid, gid) = me();
+        let other = |id: u32| id.wrapping_add(4242);
+        assert_eq!(connect_with(PeerPolicy::default()).await, (true, 1, 0), "no lists: no check");
+        assert_eq!(connect_with(PeerPolicy { uids: vec![uid], gids: vec![] }).await, (true, 1, 0), "listed uid");
+        assert_eq!(connect_with(PeerPolicy { uids: vec![other(uid)], gids: vec![gid] }).await, (true, 1, 0), "listed gid");
+        assert_eq!(
+            connect_with(PeerPolicy { uids: vec![other(uid)], gids: vec![other(gid)] }).await,
+            (false, 0, 1),
+            "neither listed: refused and counted"
+        );
     }
 }

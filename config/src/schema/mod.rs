@@ -15,7 +15,7 @@ mod sinks;
 const AGENT: &[&str] = &[
     "type", "transport", "events", "timeout-ms", "failure-mode", "filter", "sampling", "enrichment", "redaction", "sink", "buffer", "metrics", "log",
 ];
-const TRANSPORT: &[&str] = &["path", "max-frame-bytes"];
+const TRANSPORT: &[&str] = &["path", "max-frame-bytes", "allowed-uids", "allowed-gids"];
 const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes"];
 const SAMPLING: &[&str] = &["rate", "always-sample-errors", "always-sample-client-errors", "dynamic"];
 const DYNAMIC: &[&str] = &["target-events-per-sec", "key", "adjust-interval-secs"];
@@ -212,6 +212,24 @@ impl Reader<'_> {
         args.into_iter().filter_map(|e| self.string_of(node, e)).collect()
     }
 
+    /// One or more user or group ids (`allowed-uids 0 998`).
+    fn ids(&mut self, node: &KdlNode) -> Vec<u32> {
+        self.no_children(node);
+        let args = self.args(node, &[]);
+        if args.is_empty() {
+            let e = self.error(node.span().offset(), format!("`{}` needs at least one id", node.name().value()));
+            e.help = Some(format!("for example `{} 998`", node.name().value()));
+        }
+        let mut ids = Vec::with_capacity(args.len());
+        for e in args {
+            match e.value() {
+                KdlValue::Integer(i) if (0..=i128::from(u32::MAX)).contains(i) => ids.push(*i as u32),
+                _ => self.wrong(node, e, "an integer id from 0 to 4294967295"),
+            }
+        }
+        ids
+    }
+
     /// A boolean; a bare node (`geoip`) means true. Accepts KDL v2 `#true` and v1 `true`.
     fn boolean(&mut self, node: &KdlNode) -> Option<bool> {
         self.no_children(node);
@@ -401,6 +419,8 @@ impl Reader<'_> {
                         t.socket_path = p.into();
                     }
                 }
+                "allowed-uids" => t.allowed_uids = self.ids(c),
+                "allowed-gids" => t.allowed_gids = self.ids(c),
                 _ => {
                     if let Some(v) = self.integer(c, 1024, 64 << 20) {
                         t.max_frame_bytes = v as usize;
