@@ -202,26 +202,26 @@ impl Reader<'_> {
         self.string_of(node, e)
     }
 
-    fn strings(&mut self, node: &KdlNode) -> Vec<String> {
+    /// A list node's values: at least one (an error showing `example` otherwise), no children.
+    fn values<'n>(&mut self, node: &'n KdlNode, what: &str, example: &str) -> Vec<&'n KdlEntry> {
         self.no_children(node);
         let args = self.args(node, &[]);
         if args.is_empty() {
-            let e = self.error(node.span().offset(), format!("`{}` needs at least one value", node.name().value()));
-            e.help = Some(format!("for example `{} \"a\" \"b\"`", node.name().value()));
+            let e = self.error(node.span().offset(), format!("`{}` needs at least one {what}", node.name().value()));
+            e.help = Some(format!("for example `{} {example}`", node.name().value()));
         }
+        args
+    }
+
+    fn strings(&mut self, node: &KdlNode) -> Vec<String> {
+        let args = self.values(node, "value", "\"a\" \"b\"");
         args.into_iter().filter_map(|e| self.string_of(node, e)).collect()
     }
 
     /// One or more user or group ids (`allowed-uids 0 998`).
     fn ids(&mut self, node: &KdlNode) -> Vec<u32> {
-        self.no_children(node);
-        let args = self.args(node, &[]);
-        if args.is_empty() {
-            let e = self.error(node.span().offset(), format!("`{}` needs at least one id", node.name().value()));
-            e.help = Some(format!("for example `{} 998`", node.name().value()));
-        }
-        let mut ids = Vec::with_capacity(args.len());
-        for e in args {
+        let mut ids = Vec::new();
+        for e in self.values(node, "id", "998") {
             match e.value() {
                 KdlValue::Integer(i) if (0..=i128::from(u32::MAX)).contains(i) => ids.push(*i as u32),
                 _ => self.wrong(node, e, "an integer id from 0 to 4294967295"),
