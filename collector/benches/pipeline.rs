@@ -138,7 +138,7 @@ fn frames(n: usize, clients: usize) -> Frames {
                     body: Default::default(),
                 },
                 response: HttpResponse {
-                    status_code: if r % 50 == 0 { 503 } else { 200 },
+                    status_code: if r.is_multiple_of(50) { 503 } else { 200 },
                     header: Headers(vec![("content-type".into(), "text/html; charset=utf-8".into()), ("content-length".into(), "5120".into())]),
                     body: Default::default(),
                 },
@@ -223,7 +223,7 @@ fn stages(c: &mut Criterion) {
         let mut scratch = WorkerScratch::default();
         g.bench_function(*name, |b| {
             let p = p.get_or_insert_with(|| pipeline(cfg, *redact));
-            b.iter(|| black_box(p.process(&frames, &mut scratch)))
+            b.iter(|| black_box(p.process(frames, &mut scratch)))
         });
     }
     g.finish();

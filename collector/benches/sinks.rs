@@ -43,7 +43,7 @@ fn event(i: u64, now_ns: u64) -> String {
         "event": {"id": format!("{i:032x}"), "start_ns": now_ns - 4_000_000, "end_ns": now_ns},
         "http": {
             "request": {"method": "GET", "header": {"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1", "accept": "application/json", "x-forwarded-for": "81.2.69.160", "authorization": "Bearer ***"}, "body": {"size": 0}},
-            "response": {"status_code": if i % 50 == 0 { 503 } else { 200 }, "header": {"content-type": "application/json", "cache-control": "no-store"}, "body": {"size": 1234}},
+            "response": {"status_code": if i.is_multiple_of(50) { 503 } else { 200 }, "header": {"content-type": "application/json", "cache-control": "no-store"}, "body": {"size": 1234}},
             "route": "/api/items/{id}"
         },
         "url": {"scheme": "https", "domain": "shop.example.com", "path": format!("/api/items/{}", i % 9973), "query": "page=2&sort=price"},

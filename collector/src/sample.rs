@@ -29,8 +29,12 @@ struct Dynamic {
     /// Keep-fraction per key for the current interval; keys not in it are kept whole.
     rates: ArcSwap<HashMap<String, f64>>,
     /// Events seen per key in the current interval, and the moving average of past intervals.
-    counts: Mutex<(HashMap<String, u64>, HashMap<String, f64>, Instant)>,
+    counts: Mutex<Interval>,
 }
+
+/// Per-key event counts of the interval that began at `.2`, and the per-key moving average of
+/// the intervals before it.
+type Interval = (HashMap<String, u64>, HashMap<String, f64>, Instant);
 
 /// The configured sampling, shared by the workers.
 pub struct Sampler {

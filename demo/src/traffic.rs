@@ -225,22 +225,6 @@ pub async fn run_until(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plans_are_repeatable_and_varied() {
-        let a: Vec<_> = (0..500).map(|i| plan(7, i)).collect();
-        let b: Vec<_> = (0..500).map(|i| plan(7, i)).collect();
-        assert!(a.iter().zip(&b).all(|(x, y)| x.path == y.path && x.headers == y.headers));
-        let methods: std::collections::BTreeSet<_> = a.iter().map(|p| p.method).collect();
-        assert!(methods.len() >= 5, "{methods:?}");
-        assert!(a.iter().any(|p| p.expect_status >= 500));
-        assert!(a.iter().any(|p| p.headers.iter().any(|(k, _)| *k == "authorization")));
-    }
-}
-
 /// One `GET target` with extra headers on its own connection, as a client would send it by hand;
 /// returns the status code (0 when the answer has no status line).
 pub async fn get_once(addr: &str, target: &str, headers: &[(&str, &str)]) -> std::io::Result<u16> {
@@ -256,4 +240,20 @@ pub async fn get_once(addr: &str, target: &str, headers: &[(&str, &str)]) -> std
     s.read_to_end(&mut resp).await?;
     let line = String::from_utf8_lossy(&resp).lines().next().unwrap_or("").to_string();
     Ok(line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_are_repeatable_and_varied() {
+        let a: Vec<_> = (0..500).map(|i| plan(7, i)).collect();
+        let b: Vec<_> = (0..500).map(|i| plan(7, i)).collect();
+        assert!(a.iter().zip(&b).all(|(x, y)| x.path == y.path && x.headers == y.headers));
+        let methods: std::collections::BTreeSet<_> = a.iter().map(|p| p.method).collect();
+        assert!(methods.len() >= 5, "{methods:?}");
+        assert!(a.iter().any(|p| p.expect_status >= 500));
+        assert!(a.iter().any(|p| p.headers.iter().any(|(k, _)| *k == "authorization")));
+    }
 }

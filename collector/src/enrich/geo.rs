@@ -63,12 +63,12 @@ impl GeoLookup {
         let geo = if self.fields.is_empty() {
             first_record::<geoip2::City>(&self.dbs, ip)?.map(from_geoip2)
         } else {
-            first_record::<FlatRecord>(&self.dbs, ip)?.map(|r| self.from_flat(&r))
+            first_record::<FlatRecord>(&self.dbs, ip)?.map(|r| self.geo_of_flat(&r))
         };
         Ok(geo.filter(|g| !g.is_empty()))
     }
 
-    fn from_flat(&self, r: &FlatRecord<'_>) -> Geo {
+    fn geo_of_flat(&self, r: &FlatRecord<'_>) -> Geo {
         let mut g = Geo::default();
         let (mut lat, mut lon) = (None, None);
         for (field, key) in &self.fields {

@@ -367,7 +367,7 @@ fn bearer_token(tok: &[u8]) -> bool {
 
 /// Standard base64 that decodes to printable `user:password`.
 fn basic_credential(tok: &[u8]) -> bool {
-    if tok.len() < 8 || tok.len() % 4 != 0 {
+    if tok.len() < 8 || !tok.len().is_multiple_of(4) {
         return false;
     }
     let val = |c: u8| match c {

@@ -206,10 +206,7 @@ mod tests {
     use sentinel_wire::event::{Body, HttpRequest, UserAgent};
 
     fn redactor(mode: RedactionMode, anonymize: bool) -> Redactor {
-        let mut cfg = RedactionConfig::default();
-        cfg.mode = mode;
-        cfg.hash_key = Some(Secret::new("k1"));
-        cfg.anonymize_client_ip = anonymize;
+        let cfg = RedactionConfig { mode, hash_key: Some(Secret::new("k1")), anonymize_client_ip: anonymize, ..RedactionConfig::default() };
         Redactor::new(&Some(cfg)).unwrap()
     }
 
