@@ -14,15 +14,15 @@ use wasmtime::UpdateDeadline;
 /// Time between epoch ticks; deadlines and windows are counted in ticks.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 
-/// Most windows a call may be given past its deadline: the cap is `deadline × (1 + MAX/4)`.
-const MAX_WINDOWS: u32 = 12;
-
 /// One instance's deadline state; reset at every call.
 pub(crate) struct CallDeadline {
     /// Ticks of one check window (a quarter of the call deadline, at least one).
     window_ticks: u64,
     /// CPU time a window must use for the call to count as running.
     running_cpu: Duration,
+    /// Most windows a call may be given: together three deadlines, so a call never holds its
+    /// thread longer than four deadlines in all.
+    max_windows: u32,
     /// Windows granted so far in this call, and this thread's CPU clock when the last began.
     windows: u32,
     window_start_cpu: Duration,
@@ -32,7 +32,8 @@ impl CallDeadline {
     pub fn new(deadline_ticks: u64) -> CallDeadline {
         let window_ticks = (deadline_ticks / 4).max(1);
         let running_cpu = TICK * window_ticks as u32 / 2;
-        CallDeadline { window_ticks, running_cpu, windows: 0, window_start_cpu: Duration::ZERO }
+        let max_windows = u32::try_from(3 * deadline_ticks / window_ticks).unwrap_or(u32::MAX).max(1);
+        CallDeadline { window_ticks, running_cpu, max_windows, windows: 0, window_start_cpu: Duration::ZERO }
     }
 
     /// Starts a call: no window granted yet.
@@ -45,7 +46,7 @@ impl CallDeadline {
     pub fn expired(&mut self, now_cpu: Duration) -> UpdateDeadline {
         let used = now_cpu.saturating_sub(self.window_start_cpu);
         let first = self.windows == 0;
-        if self.windows >= MAX_WINDOWS || (!first && used >= self.running_cpu) {
+        if self.windows >= self.max_windows || (!first && used >= self.running_cpu) {
             return UpdateDeadline::Interrupt;
         }
         self.windows += 1;
@@ -79,18 +80,31 @@ mod tests {
         assert!(interrupts(d.expired(Duration::from_millis(102))));
     }
 
+    /// Ticks a call whose thread never gets the CPU is given before it is interrupted.
+    fn ticks_until_interrupted(deadline_ticks: u64) -> u64 {
+        let mut d = CallDeadline::new(deadline_ticks);
+        d.reset();
+        let mut ticks = deadline_ticks;
+        loop {
+            match d.expired(Duration::from_millis(5)) {
+                UpdateDeadline::Continue(n) => ticks += n,
+                _ => return ticks,
+            }
+        }
+    }
+
     #[test]
-    fn a_descheduled_call_gets_windows_up_to_the_cap() {
+    fn a_descheduled_call_gets_windows_up_to_four_deadlines() {
+        for deadline in [1, 2, 3, 5, 8, 11, 101] {
+            let ticks = ticks_until_interrupted(deadline);
+            assert!(ticks > deadline && ticks <= 4 * deadline, "deadline {deadline} ticks: interrupted after {ticks}");
+        }
+        // The next call starts afresh.
         let mut d = CallDeadline::new(8);
         d.reset();
-        let cpu = Duration::from_millis(5);
-        for _ in 0..MAX_WINDOWS {
-            assert!(!interrupts(d.expired(cpu)));
-        }
-        assert!(interrupts(d.expired(cpu)), "the wall-clock cap holds");
-        // The next call starts afresh.
+        while !interrupts(d.expired(Duration::from_millis(5))) {}
         d.reset();
-        assert!(!interrupts(d.expired(cpu)));
+        assert!(!interrupts(d.expired(Duration::from_millis(5))));
     }
 
     #[test]
