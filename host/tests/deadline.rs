@@ -7,7 +7,7 @@ mod support;
 
 use sentinel_host::{thread_cpu_time, HostConfig, TelemetryHost};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use support::{drain_socket, exchange, filter_path};
 
@@ -40,13 +40,23 @@ fn crowd(cpu: usize, n: usize, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHa
         .collect()
 }
 
-fn host(filter: &str, dir: &std::path::Path, deadline: Duration) -> TelemetryHost {
-    let mut cfg = HostConfig::new(filter_path(filter), drain_socket(dir));
+/// A host running `filter` under `deadline`, held by one test at a time.
+struct Running {
+    host: TelemetryHost,
+    _dir: tempfile::TempDir,
+    _one: MutexGuard<'static, ()>,
+}
+
+fn start(filter: &str, deadline: Duration) -> Running {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = HostConfig::new(filter_path(filter), drain_socket(dir.path()));
     cfg.watch_interval = None;
     cfg.call_deadline = deadline;
     // Every fault is counted, none skipped: the test counts what each call did.
     cfg.fault_backoff_after = u32::MAX;
-    TelemetryHost::start(cfg).expect("run `make test-filters` first")
+    let host = TelemetryHost::start(cfg).expect("run `make test-filters` first");
+    Running { host, _dir: dir, _one: one }
 }
 
 /// The slowest of a run of calls: wall-clock time, and CPU time of the calling thread.
@@ -93,13 +103,12 @@ fn crowded_calls(host: &TelemetryHost, calls: u64) -> Slowest {
 
 #[test]
 fn a_descheduled_call_still_emits_its_event() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
     // 2 ms: well under a scheduler timeslice, so with four threads on one CPU the caller is
     // preempted mid-call many times over the run.
-    let host = host("sentinel_filter.wasm", dir.path(), Duration::from_millis(2));
+    let running = start("sentinel_filter.wasm", Duration::from_millis(2));
+    let host = &running.host;
     let calls = 30_000;
-    let slowest = crowded_calls(&host, calls);
+    let slowest = crowded_calls(host, calls);
     let m = host.metrics();
     assert!(slowest.wall > Duration::from_millis(3), "the caller was never held off its CPU past the deadline ({slowest:?}); the test proves nothing");
     assert_eq!(m.deadline_hits.load(Relaxed), 0, "calls interrupted although the filter used little CPU ({slowest:?})");
@@ -110,12 +119,11 @@ fn a_descheduled_call_still_emits_its_event() {
 
 #[test]
 fn a_looping_filter_is_interrupted_on_a_crowded_cpu_too() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
     let deadline = Duration::from_millis(4);
-    let host = host("filter-fault-loop.wasm", dir.path(), deadline);
+    let running = start("filter-fault-loop.wasm", deadline);
+    let host = &running.host;
     let calls = 20;
-    let slowest = crowded_calls(&host, calls);
+    let slowest = crowded_calls(host, calls);
     let m = host.metrics();
     assert_eq!(m.deadline_hits.load(Relaxed), calls, "every looping call is interrupted");
     assert_eq!(m.emitted.load(Relaxed), 0);
@@ -128,12 +136,11 @@ fn a_looping_filter_is_interrupted_on_a_crowded_cpu_too() {
 
 #[test]
 fn a_looping_filter_on_its_own_cpu_is_interrupted_close_to_its_deadline() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
     let deadline = Duration::from_millis(10);
-    let host = host("filter-fault-loop.wasm", dir.path(), deadline);
+    let running = start("filter-fault-loop.wasm", deadline);
+    let host = &running.host;
     let mut slowest = Slowest::default();
-    let mut runs: Vec<(Duration, Duration)> = (0..10).map(|i| timed_call(&host, i, &mut slowest)).collect();
+    let mut runs: Vec<(Duration, Duration)> = (0..10).map(|i| timed_call(host, i, &mut slowest)).collect();
     runs.sort();
     assert_eq!(host.metrics().deadline_hits.load(Relaxed), 10);
     // Never cut short of the deadline; and what a looping call runs is the deadline plus about

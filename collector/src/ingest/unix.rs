@@ -39,9 +39,14 @@ pub struct PeerPolicy {
 }
 
 impl PeerPolicy {
+    /// True when nothing is listed: the socket's mode alone decides who connects.
+    pub fn is_open(&self) -> bool {
+        self.uids.is_empty() && self.gids.is_empty()
+    }
+
     /// True when a peer running as `uid`/`gid` may connect: its uid or its gid is listed.
     pub fn allows(&self, uid: u32, gid: u32) -> bool {
-        (self.uids.is_empty() && self.gids.is_empty()) || self.uids.contains(&uid) || self.gids.contains(&gid)
+        self.is_open() || self.uids.contains(&uid) || self.gids.contains(&gid)
     }
 }
 
@@ -121,8 +126,8 @@ pub async fn serve(
 
 /// Checks a new connection's credentials against the policy; logs a refusal with who it was.
 fn peer_allowed(stream: &UnixStream, peers: &PeerPolicy) -> bool {
-    if peers.uids.is_empty() && peers.gids.is_empty() {
-        return true;
+    if peers.is_open() {
+        return true; // no credentials to read
     }
     match stream.peer_cred() {
         Ok(cred) if peers.allows(cred.uid(), cred.gid()) => true,

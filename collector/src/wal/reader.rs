@@ -96,6 +96,13 @@ impl Reader {
     /// Appends whole records to `out` until it holds `max_events` events or `max_bytes` bytes
     /// (at least one record if any is readable), or nothing more is published.
     pub fn read(&mut self, max_events: u64, max_bytes: usize, out: &mut ReadBatch) -> std::io::Result<()> {
+        let result = self.read_records(max_events, max_bytes, out);
+        // Published on every exit, errors included: what `out` holds is in the sink's hands.
+        self.read.store(self.next, Relaxed);
+        result
+    }
+
+    fn read_records(&mut self, max_events: u64, max_bytes: usize, out: &mut ReadBatch) -> std::io::Result<()> {
         let durable = *self.durable.borrow();
         if out.records == 0 {
             out.end = self.next;
@@ -136,7 +143,6 @@ impl Reader {
                     out.events += u64::from(h.events);
                     out.lines.extend_from_slice(seg.payload());
                     self.next = h.seq + 1;
-                    self.read.store(self.next, Relaxed);
                     out.end = self.next;
                 }
                 Next::Corrupt => {
@@ -162,7 +168,6 @@ impl Reader {
                 }
             }
         }
-        self.read.store(self.next, Relaxed);
         Ok(())
     }
 }
