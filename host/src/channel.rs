@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long the sender sleeps when every ring is empty.
-const IDLE_TICK: Duration = Duration::from_millis(1);
+/// How long the sender waits between writes unless a ring holds a full batch: events gather for
+/// up to a tick so a busy proxy writes (and wakes the collector) about once a tick, not once
+/// an event.
+const TICK: Duration = Duration::from_millis(10);
 
 /// Bounds and timing of the channel.
 #[derive(Debug, Clone)]
@@ -235,17 +237,19 @@ impl SenderLoop {
                 }
             }
             // Poll rather than block: waking a blocked sender would make pushes pay a syscall.
-            // Sleeping a tick when idle costs 1000 wake-ups a second and at most a tick of latency.
+            // Sleeping a tick costs 1000 wake-ups a second and at most a tick of latency; at
+            // 10k+ events a second it turns one write (and one collector wake-up) per event
+            // into one per tick.
             if Instant::now() >= self.stats_due {
                 self.send_stats();
             }
-            let mut sent = false;
+            let mut full = false;
             for i in 0..self.rings.len() {
-                sent |= self.send_batch(i);
+                full |= self.send_batch(i) == Sent::Full;
             }
             self.read_acks();
-            if !sent {
-                std::thread::sleep(IDLE_TICK);
+            if !full {
+                std::thread::sleep(TICK);
             }
         }
         // Whatever is still queued (or unacknowledged) will never be sent; refuse further
@@ -386,13 +390,13 @@ impl SenderLoop {
         }
     }
 
-    /// Writes one batch of whole frames from ring `i` to the socket; true if there was one.
-    /// The frames stay in the ring until acknowledged; a failed write reconnects and sends
-    /// them again.
-    fn send_batch(&mut self, i: usize) -> bool {
-        let Some(conn) = self.conn.as_mut() else { return false };
+    /// Writes one batch of whole frames from ring `i` to the socket. The frames stay in the
+    /// ring until acknowledged; a failed write reconnects and sends them again.
+    fn send_batch(&mut self, i: usize) -> Sent {
+        let Some(conn) = self.conn.as_mut() else { return Sent::Nothing };
         let (id, c) = &mut self.rings[i];
-        let Some(batch) = c.peek(self.config.batch_bytes) else { return false };
+        let Some(batch) = c.peek(self.config.batch_bytes) else { return Sent::Nothing };
+        let full = batch.end - batch.start >= self.config.batch_bytes;
         let (a, b) = c.bytes(&batch);
         let len = (a.len() + b.len()) as u64;
         let written = conn.write_all(a).and_then(|()| conn.write_all(b));
@@ -409,8 +413,16 @@ impl SenderLoop {
                 self.disconnect();
             }
         }
-        true
+        if full { Sent::Full } else { Sent::Part }
     }
+}
+
+/// What one [`SenderLoop::send_batch`] did: a full batch means more may be waiting right away.
+#[derive(PartialEq)]
+enum Sent {
+    Nothing,
+    Part,
+    Full,
 }
 
 #[cfg(test)]

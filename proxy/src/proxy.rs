@@ -54,6 +54,13 @@ fn capture(into: &mut Vec<u8>, body: &Option<Bytes>, cap: usize) {
     }
 }
 
+/// A UUIDv7 request id in its 32-hex-digit form. Its random part comes from a thread-local
+/// generator (uuid's `fast-rng`), not a `getrandom` syscall per request.
+fn new_request_id() -> String {
+    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+    uuid::Uuid::now_v7().simple().encode_lower(&mut buf).to_string()
+}
+
 #[async_trait]
 impl ProxyHttp for ReferenceProxy {
     type CTX = RequestContext;
@@ -62,7 +69,7 @@ impl ProxyHttp for ReferenceProxy {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         RequestContext {
             // Only telemetry needs the id: a proxy without it should not pay for one.
-            request_id: if self.telemetry.is_some() { uuid::Uuid::now_v7().simple().to_string() } else { String::new() },
+            request_id: if self.telemetry.is_some() { new_request_id() } else { String::new() },
             start_ns: now.as_nanos() as u64,
             start: Instant::now(),
             upstream_start: None,

@@ -119,6 +119,7 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                         Ok(Delivered::Staged) => {}
                         Err(e) => replay(&mut reader, settled, &mut staged, &mut ages, &metrics, &format!("{e:?}")),
                     }
+                    reader.wal().store_cursor(&id);
                 },
                 _ = stop.changed() => break 'sink,
             }

@@ -49,6 +49,13 @@ pub struct Reader {
     read: Arc<AtomicU64>,
 }
 
+/// A sink that stops leaves its cursor file up to date.
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.wal.store_cursor(&self.id);
+    }
+}
+
 impl Reader {
     pub(super) fn new(wal: Wal, id: String, next: u64, durable: watch::Receiver<u64>, read: Arc<AtomicU64>) -> Reader {
         Reader { wal, id, next, seg: None, durable, read }

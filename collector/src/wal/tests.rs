@@ -94,6 +94,29 @@ fn a_restart_resumes_each_sink_at_its_cursor_and_new_sinks_start_at_the_end() {
 }
 
 #[test]
+fn a_crash_redelivers_at_most_the_commits_of_the_last_moments_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, mut w, _) = open(WalConfig { segment_bytes: 1 << 20, ..cfg(dir.path()) });
+        let mut r = wal.attach("s");
+        append(&mut w, 0, 30);
+        let mut b = ReadBatch::default();
+        r.read(10, usize::MAX, &mut b).unwrap();
+        std::thread::sleep(CURSOR_STORE_EVERY);
+        wal.commit("s", b.end); // written: the last write is old enough
+        wal.commit("s", 20); // right after: only in memory
+        std::mem::forget(r); // killed: the reader never stops
+    }
+    let (wal, _w, _) = open(cfg(dir.path()));
+    let mut r = wal.attach("s");
+    assert_eq!(numbers(&read_all(&mut r)), (10..30).collect::<Vec<_>>(), "10..20 again, nothing lost");
+    wal.commit("s", 25);
+    drop(r); // a sink that stops writes its cursor
+    let (wal, _w, _) = open(cfg(dir.path()));
+    assert_eq!(numbers(&read_all(&mut wal.attach("s"))), (25..30).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_torn_tail_is_cut_and_a_corrupt_record_is_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     {
