@@ -91,36 +91,47 @@ fn bench(c: &mut Criterion) {
 /// rounds, is subtracted.
 fn cold_caches(emit: &TelemetryHost, sampled_out: &TelemetryHost, ex: &Exchange) {
     let mut other_work = vec![0u64; 1 << 17];
-    let mut evict = |k: u64| {
+    let m = interleaved_medians(9, 5_000, 3, |run, k| {
         for (i, x) in other_work.iter_mut().enumerate().step_by(8) {
             *x = x.wrapping_add(k ^ i as u64);
         }
-    };
-    let (rounds, calls) = (9, 5_000u64);
-    let mut per_call: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..rounds {
-        for (i, host) in [None, Some(sampled_out), Some(emit)].into_iter().enumerate() {
-            let t = Instant::now();
-            for k in 0..calls {
-                evict(k);
-                if let Some(h) = host {
-                    h.on_request(black_box(ex));
-                }
-            }
-            per_call[i].push(t.elapsed().as_nanos() as f64 / calls as f64);
+        match run {
+            1 => sampled_out.on_request(black_box(ex)),
+            2 => emit.on_request(black_box(ex)),
+            _ => {}
         }
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let alone = median(&mut per_call[0]);
+    });
     println!(
-        "cold caches (1 MiB of other work between calls, {alone:.0} ns alone, subtracted): sampled out {:.0} ns, emit {:.0} ns per call",
-        median(&mut per_call[1]) - alone,
-        median(&mut per_call[2]) - alone
+        "cold caches (1 MiB of other work between calls, {:.0} ns alone, subtracted): sampled out {:.0} ns, emit {:.0} ns per call",
+        m[0],
+        m[1] - m[0],
+        m[2] - m[0]
     );
     black_box(&other_work);
+}
+
+/// Times `runs` variants of a call (`call(run, k)` for call number `k`) over `rounds` rounds of
+/// `calls` calls each, the variants taking turns in a rotating order so machine noise hits them
+/// alike; the median nanoseconds per call of each.
+fn interleaved_medians(rounds: usize, calls: u64, runs: usize, mut call: impl FnMut(usize, u64)) -> Vec<f64> {
+    let mut per_call = vec![Vec::with_capacity(rounds); runs];
+    for round in 0..rounds {
+        for j in 0..runs {
+            let run = (round + j) % runs;
+            let t = Instant::now();
+            for k in 0..calls {
+                call(run, k);
+            }
+            per_call[run].push(t.elapsed().as_nanos() as f64 / calls as f64);
+        }
+    }
+    per_call
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
 }
 
 /// `SENTINEL_BENCH_AB=a.wasm,b.wasm`: two filter builds timed in alternating rounds in one run,
@@ -131,23 +142,9 @@ fn compare_filters(dir: &std::path::Path, pair: &str, ex: &Exchange) {
         return;
     };
     let hosts = [host_with(a.into(), dir, "a", 1.0, |_| {}), host_with(b.into(), dir, "b", 1.0, |_| {})];
-    let (rounds, calls) = (30, 20_000u32);
-    let mut per_call: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for round in 0..rounds {
-        for i in [round % 2, 1 - round % 2] {
-            let t = Instant::now();
-            for _ in 0..calls {
-                hosts[i].on_request(black_box(ex));
-            }
-            per_call[i].push(t.elapsed().as_nanos() as f64 / calls as f64);
-        }
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (ma, mb) = (median(&mut per_call[0]), median(&mut per_call[1]));
-    println!("A/B over {rounds} alternating rounds of {calls} calls: A {a} {ma:.0} ns, B {b} {mb:.0} ns, B/A {:.3}", mb / ma);
+    let (rounds, calls) = (30, 20_000);
+    let m = interleaved_medians(rounds, calls, 2, |run, _| hosts[run].on_request(black_box(ex)));
+    println!("A/B over {rounds} alternating rounds of {calls} calls: A {a} {:.0} ns, B {b} {:.0} ns, B/A {:.3}", m[0], m[1], m[1] / m[0]);
     for h in hosts {
         h.shutdown(Duration::from_secs(1));
     }

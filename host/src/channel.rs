@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long the sender waits between writes unless a ring holds a full batch: events gather for
-/// up to a tick so a busy proxy writes (and wakes the collector) about once a tick, not once
-/// an event.
-const TICK: Duration = Duration::from_millis(10);
+/// How long the sender waits between writes unless a ring holds a full batch: events gather
+/// meanwhile, so a busy proxy writes (and wakes the collector) once per interval, not once per
+/// event.
+const WRITE_EVERY: Duration = Duration::from_millis(10);
 
 /// Bounds and timing of the channel.
 #[derive(Debug, Clone)]
@@ -237,19 +237,18 @@ impl SenderLoop {
                 }
             }
             // Poll rather than block: waking a blocked sender would make pushes pay a syscall.
-            // Sleeping a tick costs 1000 wake-ups a second and at most a tick of latency; at
-            // 10k+ events a second it turns one write (and one collector wake-up) per event
-            // into one per tick.
+            // Sleeping between writes costs 100 wake-ups a second and at most 10 ms of latency,
+            // and turns one write (and one collector wake-up) per event into one per interval.
             if Instant::now() >= self.stats_due {
                 self.send_stats();
             }
-            let mut full = false;
+            let mut more_waiting = false;
             for i in 0..self.rings.len() {
-                full |= self.send_batch(i) == Sent::Full;
+                more_waiting |= self.send_batch(i);
             }
             self.read_acks();
-            if !full {
-                std::thread::sleep(TICK);
+            if !more_waiting {
+                std::thread::sleep(WRITE_EVERY);
             }
         }
         // Whatever is still queued (or unacknowledged) will never be sent; refuse further
@@ -390,12 +389,13 @@ impl SenderLoop {
         }
     }
 
-    /// Writes one batch of whole frames from ring `i` to the socket. The frames stay in the
-    /// ring until acknowledged; a failed write reconnects and sends them again.
-    fn send_batch(&mut self, i: usize) -> Sent {
-        let Some(conn) = self.conn.as_mut() else { return Sent::Nothing };
+    /// Writes one batch of whole frames from ring `i` to the socket; true when it was a full
+    /// batch (more may be waiting right away). The frames stay in the ring until acknowledged;
+    /// a failed write reconnects and sends them again.
+    fn send_batch(&mut self, i: usize) -> bool {
+        let Some(conn) = self.conn.as_mut() else { return false };
         let (id, c) = &mut self.rings[i];
-        let Some(batch) = c.peek(self.config.batch_bytes) else { return Sent::Nothing };
+        let Some(batch) = c.peek(self.config.batch_bytes) else { return false };
         let full = batch.end - batch.start >= self.config.batch_bytes;
         let (a, b) = c.bytes(&batch);
         let len = (a.len() + b.len()) as u64;
@@ -413,16 +413,8 @@ impl SenderLoop {
                 self.disconnect();
             }
         }
-        if full { Sent::Full } else { Sent::Part }
+        full
     }
-}
-
-/// What one [`SenderLoop::send_batch`] did: a full batch means more may be waiting right away.
-#[derive(PartialEq)]
-enum Sent {
-    Nothing,
-    Part,
-    Full,
 }
 
 #[cfg(test)]

@@ -27,13 +27,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tokio::sync::watch;
 
 /// How often at most a delivering sink's cursor file is rewritten. A crash can make a sink
 /// deliver up to this much again (duplicates, never loss); the file is also brought up to date
 /// when the sink goes idle and when it stops. Rewriting it on every batch cost a fifth of the
 /// collector's CPU at 15k events/s.
 const CURSOR_STORE_EVERY: Duration = Duration::from_millis(100);
-use tokio::sync::watch;
 
 /// What the writer does when the log is at its size cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
