@@ -240,8 +240,20 @@ fn codec(c: &mut Criterion) {
     g.bench_function("decode (MessagePack)", |b| {
         b.iter(|| frames.iter().map(|f| Event::decode(f).map(|e| e.event.end_ns).unwrap_or(0)).sum::<u64>())
     });
+    g.bench_function("decode (MessagePack, serde alone: the reference)", |b| {
+        b.iter(|| frames.iter().map(|f| Event::decode_reference(f).map(|e| e.event.end_ns).unwrap_or(0)).sum::<u64>())
+    });
     let mut out = Vec::with_capacity(frames.bytes().len() * 3);
     g.bench_function("encode (NDJSON)", |b| {
+        b.iter(|| {
+            out.clear();
+            for e in &events {
+                e.write_json_line(&mut out);
+            }
+            black_box(out.len())
+        })
+    });
+    g.bench_function("encode (NDJSON, serde_json: the reference)", |b| {
         b.iter(|| {
             out.clear();
             for e in &events {

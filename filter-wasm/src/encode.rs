@@ -5,33 +5,7 @@
 //! about 20% of a filter call in wasm (profiled). The output is plain MessagePack; the tests decode
 //! it with the `Event` type (rmp-serde), which is the schema's reference, field by field.
 
-/// The eight bytes of `b` at `i` as one little-endian word (the caller keeps `i + 8 <= len`).
-#[inline(always)]
-pub fn word(b: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]])
-}
-
-/// True when every byte is ASCII, eight bytes per step with the tail read as one overlapping
-/// word (wasm has native 64-bit integers; almost every header value is ASCII, so this spares
-/// the general UTF-8 check, and few loop turns means few epoch-deadline checks).
-#[inline]
-pub fn is_ascii(b: &[u8]) -> bool {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let n = b.len();
-    if n < 8 {
-        let mut acc = 0u8;
-        for &x in b {
-            acc |= x;
-        }
-        return acc & 0x80 == 0;
-    }
-    let (words, _) = b.as_chunks::<8>();
-    let mut acc = word(b, n - 8);
-    for w in words {
-        acc |= u64::from_le_bytes(*w);
-    }
-    acc & HIGH == 0
-}
+pub use sentinel_wire::ascii::{is_ascii, word};
 
 /// `s` as a MessagePack string, marker included.
 pub fn encoded_str(s: &[u8]) -> Vec<u8> {
@@ -307,18 +281,5 @@ mod tests {
         w.str(b"123456789");
         assert!(w.overflowed());
         assert_eq!(w.len(), 1, "only the marker fitted");
-    }
-
-    #[test]
-    fn ascii_check_sees_every_byte() {
-        for len in 0..40 {
-            let mut v = vec![b'a'; len];
-            assert!(is_ascii(&v));
-            for i in 0..len {
-                v[i] = 0xc3;
-                assert!(!is_ascii(&v), "len {len} high byte at {i}");
-                v[i] = b'a';
-            }
-        }
     }
 }

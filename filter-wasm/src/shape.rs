@@ -594,7 +594,8 @@ mod tests {
         ex.upstream_connect_us = Some(250);
         let mut sh = Shaper::new(Settings::default());
         let bytes = sh.shape(&ex, "v9").unwrap().to_vec();
-        let ev = Event::decode(&bytes).expect("the Event type reads what the filter writes");
+        let ev = Event::decode_reference(&bytes).expect("the Event type reads what the filter writes");
+        assert_eq!(Event::decode_fast(&bytes).as_ref(), Some(&ev), "the collector's fast reader takes it, and agrees");
         assert_eq!(ev.event, EventInfo { id: "id-1".into(), start_ns: 1_000, end_ns: 2_501_000 });
         assert_eq!(ev.http.route.as_deref(), Some("/p/{id}"));
         assert_eq!(ev.http.request.header.get("authorization"), Some("Bearer ***, ***"));

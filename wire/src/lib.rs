@@ -1,6 +1,7 @@
 //! What the proxy side and the collector agree on, in one crate that builds for both
 //! `wasm32-wasip2` (the filter) and native targets (host, collector).
 //!
+//! - [`ascii`]: word-at-a-time ASCII and UTF-8 checks, for encoding and decoding strings.
 //! - [`head`]: the packed buffer in which the host hands a request's strings and headers to the
 //!   filter in one piece (one guest allocation instead of one per string).
 //! - [`event`]: the event schema (v1), encoded as MessagePack by the filter and decoded by the
@@ -10,6 +11,7 @@
 //! - [`sampling`]: the consistent-by-request-id sampling decision shared by filter and collector.
 //! - [`stats`]: the host's counters, sent to the collector to be served with its own.
 
+pub mod ascii;
 pub mod event;
 pub mod frame;
 pub mod head;

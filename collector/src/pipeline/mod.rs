@@ -1,6 +1,7 @@
 //! The stages an event passes between ingest and the sinks, in order: decode the MessagePack
 //! frame into the schema (a frame that is not a valid event is counted and skipped), sample
-//! ([`crate::sample`]), enrich ([`crate::enrich`]), redact ([`crate::redact`]), stamp `collector.host`, encode the NDJSON line the sinks write. The
+//! ([`crate::sample`]), enrich ([`crate::enrich`]), redact ([`crate::redact`]), stamp `collector.host`, encode the NDJSON line the sinks write
+//! ([`Event::write_json_line`]). The
 //! stages run on a pool of worker threads ([`workers`]), never on the async reactor, one batch
 //! of frames at a time.
 
@@ -41,17 +42,6 @@ pub struct WorkerScratch {
     pub sample: SampleScratch,
     pub enrich: Scratch,
     pub spans: Vec<Span>,
-}
-
-/// Appends `event` as one NDJSON line; on error `out` is unchanged.
-fn encode_line(event: &Event<'_>, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-    let mark = out.len();
-    if let Err(e) = serde_json::to_writer(&mut *out, event) {
-        out.truncate(mark);
-        return Err(e);
-    }
-    out.push(b'\n');
-    Ok(())
 }
 
 impl Pipeline {
@@ -102,14 +92,9 @@ impl Pipeline {
         }
         let t2 = Instant::now();
         for event in &events {
-            match encode_line(event, &mut out.lines) {
-                Ok(()) => out.events += 1,
-                Err(e) => {
-                    tracing::warn!("event not written: {e}");
-                    self.metrics.malformed(Malformed::BadEvent);
-                }
-            }
+            event.write_json_line(&mut out.lines);
         }
+        out.events = events.len() as u64;
         let t3 = Instant::now();
         let [decode_t, sample_t, enrich_t, redact_t, encode_t] = &self.metrics.stage_seconds;
         decode_t.record(t1 - t0);
@@ -129,10 +114,9 @@ impl Pipeline {
         }
         let mut batch = Batch::default();
         for e in events {
-            if encode_line(e, &mut batch.lines).is_ok() {
-                batch.events += 1;
-            }
+            e.write_json_line(&mut batch.lines);
         }
+        batch.events = events.len() as u64;
         self.taps.offer(stage, &Arc::new(batch));
     }
 }

@@ -6,6 +6,11 @@
 //! (unknown fields are ignored, missing optional ones are `None`). Strings are `Cow` so the filter
 //! can encode straight from the packed head and the collector can decode without copying.
 
+mod decode;
+mod json;
+#[cfg(test)]
+mod random;
+
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -16,6 +21,9 @@ use std::sync::Arc;
 /// Written into every event as `schema_version`; major.minor (a new field is a minor version).
 pub const SCHEMA_VERSION: &str = "1.1";
 
+
+/// How deep the serde path follows nested values before refusing a frame.
+const MAX_DEPTH: usize = 64;
 
 /// One request, as it leaves the proxy (and, later, as the collector enriches it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -441,9 +449,28 @@ impl<'a> Event<'a> {
         Ok(())
     }
 
-    /// Decodes an event from a MessagePack frame, borrowing strings from it.
+    /// Decodes an event from a MessagePack frame, borrowing strings from it. The schema-aware
+    /// reader (the `decode` module) reads what filters write; whatever it leaves, serde decides.
     pub fn decode(frame: &'a [u8]) -> Result<Event<'a>, EventError> {
-        Ok(rmp_serde::from_slice(frame)?)
+        match Self::decode_fast(frame) {
+            Some(event) => Ok(event),
+            None => Self::decode_reference(frame),
+        }
+    }
+
+    /// The fast reader alone: `None` when it leaves the frame to serde (see [`Event::decode`]). Public
+    /// so the filter's tests can show that what it writes takes the fast way.
+    pub fn decode_fast(frame: &'a [u8]) -> Option<Event<'a>> {
+        decode::decode(frame)
+    }
+
+    /// Decodes with serde alone: the reference the fast reader is held to (tests, benchmarks).
+    /// Nesting is capped well below rmp-serde's default of 1024, which a hostile frame could use
+    /// to exhaust a worker's stack (an event nests five deep).
+    pub fn decode_reference(frame: &'a [u8]) -> Result<Event<'a>, EventError> {
+        let mut de = rmp_serde::Deserializer::from_read_ref(frame);
+        de.set_max_depth(MAX_DEPTH);
+        Ok(Event::deserialize(&mut de)?)
     }
 }
 
