@@ -1,11 +1,13 @@
 //! A bounded cache for one pipeline worker: two generations, the older dropped whole when the
 //! newer fills, so what is used often stays, memory is capped at twice `capacity` entries, and
 //! there is no per-entry bookkeeping. Used for parsed user agents and for address lookups
-//! (real traffic repeats both heavily).
+//! (real traffic repeats both heavily). Hashed with foldhash (seeded per process): SipHash
+//! cost a user agent's lookup more than the lookup itself.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 pub struct Cache<K, V> {
@@ -18,7 +20,7 @@ pub struct Cache<K, V> {
 
 impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     pub fn new(capacity: usize) -> Self {
-        Cache { new: HashMap::new(), old: HashMap::new(), capacity, hits: 0, misses: 0 }
+        Cache { new: HashMap::default(), old: HashMap::default(), capacity, hits: 0, misses: 0 }
     }
 
     /// The value for `key`, from the cache or made by `make` (and remembered).
