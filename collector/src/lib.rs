@@ -11,12 +11,14 @@
 //!   acknowledged; each sink reads it from its own cursor.
 //! - [`sink`]: where events end up (files, Kafka, ClickHouse, S3, HTTP), each on its own thread
 //!   with batching, retries and a circuit breaker.
+//! - [`cache`]: the bounded per-worker cache the enrichers and redaction keep their answers in.
 //! - [`metrics`] and [`admin`]: the daemon's own counters and its HTTP endpoint.
 //! - [`tap`]: a live, filtered view of the events passing through, for a terminal.
 //! - [`config`] and [`reload`]: the daemon's settings from the KDL file, and live reload of it.
 //! - [`daemon`]: assembles the parts and runs them until SIGTERM/SIGINT.
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod daemon;
 pub mod enrich;

@@ -6,7 +6,6 @@
 //! and no event waits for a reload.
 
 pub mod asn;
-pub mod cache;
 pub mod client_ip;
 pub mod device;
 pub mod geo;
@@ -18,7 +17,7 @@ use crate::metrics::{CacheKind, EnrichMetrics, Enricher};
 use arc_swap::ArcSwap;
 use asn::AsnLookup;
 use client_ip::ClientResolver;
-use cache::Cache;
+use crate::cache::Cache;
 use device::DeviceParser;
 use geo::GeoLookup;
 pub use mmdb::DataError;

@@ -8,7 +8,7 @@
 pub mod workers;
 
 use crate::enrich::{EnrichmentHandle, Scratch};
-use crate::redact::{detect::Span, Redactor};
+use crate::redact::{self, Redactor};
 use crate::sample::{SampleScratch, SamplingHandle};
 use arc_swap::ArcSwap;
 use crate::ingest::{Batch, Frames};
@@ -41,7 +41,7 @@ pub struct Pipeline {
 pub struct WorkerScratch {
     pub sample: SampleScratch,
     pub enrich: Scratch,
-    pub spans: Vec<Span>,
+    pub redact: redact::Scratch,
 }
 
 impl Pipeline {
@@ -85,7 +85,7 @@ impl Pipeline {
         if let Some(r) = self.live.redaction.load().as_ref() {
             let mut redacted = 0;
             for event in &mut events {
-                r.redact(event, &mut scratch.spans);
+                r.redact(event, &mut scratch.redact);
                 redacted += u64::from(event.redaction.is_some());
             }
             self.metrics.events_redacted.fetch_add(redacted, Relaxed);

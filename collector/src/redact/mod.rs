@@ -9,12 +9,41 @@
 
 pub mod detect;
 
+use crate::cache::Cache;
 use detect::{Kind, Span};
 use hmac::{Hmac, Mac};
 use sentinel_config::{Redaction as RedactionConfig, RedactionMode};
 use sentinel_wire::event::{Event, Headers, Redaction};
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Texts remembered as clean per worker and generation (two generations of this many).
+const CLEAN_TEXTS: usize = 4096;
+/// Texts shorter than this are scanned every time (cheaper than a lookup); longer ones are not
+/// remembered (a bound on the cache's memory).
+const REMEMBERED_LEN: std::ops::Range<usize> = 24..512;
+
+/// Numbers each [`Redactor`] made, so a worker knows when its clean texts were judged by
+/// another configuration.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// What one worker keeps between events: the detectors' span buffer, and the texts it found
+/// clean (header values such as the user agent, `Accept` or `Referer` repeat across requests,
+/// and scanning them again would find nothing again).
+#[derive(Debug)]
+pub struct Scratch {
+    spans: Vec<Span>,
+    clean: Cache<String, bool>,
+    /// The [`Redactor`] generation whose answers `clean` holds.
+    generation: u64,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch { spans: Vec::new(), clean: Cache::new(CLEAN_TEXTS), generation: 0 }
+    }
+}
 
 /// The configured redaction, shared by the workers.
 #[derive(Debug, Clone)]
@@ -26,6 +55,7 @@ pub struct Redactor {
     headers: Vec<String>,
     key: Vec<u8>,
     anonymize_ip: bool,
+    generation: u64,
 }
 
 impl Redactor {
@@ -40,6 +70,7 @@ impl Redactor {
             headers: c.headers.iter().map(|s| s.to_ascii_lowercase()).collect(),
             key: c.hash_key.as_ref().map(|k| k.expose().as_bytes().to_vec()).unwrap_or_default(),
             anonymize_ip: c.anonymize_client_ip,
+            generation: GENERATION.fetch_add(1, Relaxed),
         })
     }
 
@@ -66,15 +97,33 @@ impl Redactor {
         }
     }
 
+    /// Fills `s.spans` with what the detectors find in `text`; false (and maybe no scan) when
+    /// the text is clean.
+    fn find(&self, text: &str, s: &mut Scratch) -> bool {
+        if !REMEMBERED_LEN.contains(&text.len()) {
+            detect::find(text, &self.kinds, &mut s.spans);
+            return !s.spans.is_empty();
+        }
+        let mut scanned = false;
+        let clean = s.clean.get_or_insert(text, || {
+            scanned = true;
+            detect::find(text, &self.kinds, &mut s.spans);
+            s.spans.is_empty()
+        });
+        if !clean && !scanned {
+            detect::find(text, &self.kinds, &mut s.spans);
+        }
+        !clean
+    }
+
     /// Rewrites `text` with every detected span replaced; `None` when nothing was found.
-    fn scrub(&self, text: &str, spans: &mut Vec<Span>) -> Option<String> {
-        detect::find(text, &self.kinds, spans);
-        if spans.is_empty() {
+    fn scrub(&self, text: &str, scratch: &mut Scratch) -> Option<String> {
+        if !self.find(text, scratch) {
             return None;
         }
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
-        for s in spans.iter() {
+        for s in scratch.spans.iter() {
             out.push_str(&text[at..s.start]);
             out.push_str(&self.replacement(self.mode(s.kind), s.kind.name(), &text[s.start..s.end]));
             at = s.end;
@@ -83,25 +132,22 @@ impl Redactor {
         Some(out)
     }
 
-    fn scrub_cow(&self, value: &mut Cow<'_, str>, field: &str, fields: &mut Vec<String>, spans: &mut Vec<Span>) {
-        if let Some(new) = self.scrub(value, spans) {
+    fn scrub_cow(&self, value: &mut Cow<'_, str>, field: &str, fields: &mut Vec<String>, s: &mut Scratch) {
+        if let Some(new) = self.scrub(value, s) {
             *value = Cow::Owned(new);
             fields.push(field.to_string());
         }
     }
 
     /// The query with deny-listed parameters' values replaced and the others scrubbed.
-    fn query(&self, q: &str, spans: &mut Vec<Span>) -> Option<String> {
+    fn query(&self, q: &str, s: &mut Scratch) -> Option<String> {
         // Most queries hold nothing to redact: find that out without building a copy.
         let denied = q.split('&').any(|pair| {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n);
             self.query_params.iter().any(|d| d.eq_ignore_ascii_case(name))
         });
-        if !denied {
-            detect::find(q, &self.kinds, spans);
-            if spans.is_empty() {
-                return None;
-            }
+        if !denied && !self.find(q, s) {
+            return None;
         }
         let mut changed = false;
         let mut out = String::with_capacity(q.len());
@@ -119,8 +165,8 @@ impl Redactor {
             if !v.is_empty() && self.query_params.iter().any(|d| d.eq_ignore_ascii_case(name)) {
                 out.push_str(&self.replacement(self.field_mode, "query-param", v));
                 changed = true;
-            } else if let Some(s) = self.scrub(v, spans) {
-                out.push_str(&s);
+            } else if let Some(scrubbed) = self.scrub(v, s) {
+                out.push_str(&scrubbed);
                 changed = true;
             } else {
                 out.push_str(v);
@@ -129,7 +175,7 @@ impl Redactor {
         changed.then_some(out)
     }
 
-    fn headers(&self, h: &mut Headers<'_>, prefix: &str, fields: &mut Vec<String>, spans: &mut Vec<Span>) {
+    fn headers(&self, h: &mut Headers<'_>, prefix: &str, fields: &mut Vec<String>, s: &mut Scratch) {
         for (name, value) in h.0.iter_mut() {
             let field = || format!("{prefix}.{name}");
             if self.headers.iter().any(|d| d == name.as_ref()) {
@@ -144,32 +190,49 @@ impl Redactor {
                     *value = Cow::Owned(joined);
                     fields.push(field());
                 }
-            } else if let Some(new) = self.scrub(value, spans) {
+            } else if let Some(new) = self.scrub(value, s) {
                 *value = Cow::Owned(new);
                 fields.push(field());
             }
         }
     }
 
-    /// Redacts one event in place; `spans` is scratch space.
-    pub fn redact(&self, ev: &mut Event<'_>, spans: &mut Vec<Span>) {
+    /// Redacts one event in place, with the worker's `scratch`.
+    pub fn redact(&self, ev: &mut Event<'_>, scratch: &mut Scratch) {
+        if scratch.generation != self.generation {
+            scratch.clean.clear(CLEAN_TEXTS);
+            scratch.generation = self.generation;
+        }
         let mut fields = Vec::new();
-        self.scrub_cow(&mut ev.url.path, "url.path", &mut fields, spans);
+        self.scrub_cow(&mut ev.url.path, "url.path", &mut fields, scratch);
         if let Some(q) = &mut ev.url.query {
-            if let Some(new) = self.query(q, spans) {
+            if let Some(new) = self.query(q, scratch) {
                 *q = Cow::Owned(new);
                 fields.push("url.query".into());
             }
         }
-        self.headers(&mut ev.http.request.header, "http.request.header", &mut fields, spans);
-        self.headers(&mut ev.http.response.header, "http.response.header", &mut fields, spans);
+        // `user_agent.original` is the User-Agent header as the device enricher copied it: when
+        // the two are the same text and the header is scrubbed by content, the header's result
+        // is the original's too, and the longest text of most events is scanned once.
+        let ua_is_header = !self.headers.iter().any(|d| d == "user-agent")
+            && ev.user_agent.as_ref().is_some_and(|u| ev.http.request.header.get("user-agent") == Some(u.original.as_ref()));
+        self.headers(&mut ev.http.request.header, "http.request.header", &mut fields, scratch);
+        self.headers(&mut ev.http.response.header, "http.response.header", &mut fields, scratch);
         for (body, field) in [(&mut ev.http.request.body.content, "http.request.body.content"), (&mut ev.http.response.body.content, "http.response.body.content")] {
             if let Some(b) = body {
-                self.scrub_cow(b, field, &mut fields, spans);
+                self.scrub_cow(b, field, &mut fields, scratch);
             }
         }
         if let Some(ua) = &mut ev.user_agent {
-            self.scrub_cow(&mut ua.original, "user_agent.original", &mut fields, spans);
+            match ev.http.request.header.get("user-agent") {
+                Some(scrubbed) if ua_is_header => {
+                    if scrubbed != ua.original {
+                        ua.original = Cow::Owned(scrubbed.to_string());
+                        fields.push("user_agent.original".into());
+                    }
+                }
+                _ => self.scrub_cow(&mut ua.original, "user_agent.original", &mut fields, scratch),
+            }
         }
         if self.anonymize_ip {
             if let Some(a) = anonymize(&ev.client.address) {
@@ -233,7 +296,7 @@ mod tests {
     fn every_kind_of_place_is_redacted_and_listed() {
         let r = redactor(RedactionMode::Mask, true);
         let mut e = event();
-        r.redact(&mut e, &mut Vec::new());
+        r.redact(&mut e, &mut Scratch::default());
         assert_eq!(e.url.path, "/users/[REDACTED:email]/cards");
         assert_eq!(e.url.query.as_deref(), Some("access_token=[REDACTED:query-param]&q=call%20me&card=[REDACTED:payment-card]&page=2"));
         assert_eq!(e.http.request.header.get("x-api-key"), Some("[REDACTED:header]"));
@@ -253,16 +316,69 @@ mod tests {
     fn hashes_are_keyed_and_stable_so_joins_work() {
         let r = redactor(RedactionMode::Hash, false);
         let (mut a, mut b) = (event(), event());
-        r.redact(&mut a, &mut Vec::new());
-        r.redact(&mut b, &mut Vec::new());
+        r.redact(&mut a, &mut Scratch::default());
+        r.redact(&mut b, &mut Scratch::default());
         assert!(a.url.path.starts_with("/users/hmac:") && a.url.path.len() == "/users/hmac:".len() + 16 + "/cards".len());
         assert_eq!(a.url.path, b.url.path, "same value, same hash");
         let mut other = redactor(RedactionMode::Hash, false);
         other.key = b"k2".to_vec();
         let mut c = event();
-        other.redact(&mut c, &mut Vec::new());
+        other.redact(&mut c, &mut Scratch::default());
         assert_ne!(a.url.path, c.url.path, "another key, another hash");
         assert_eq!(a.client.address, "203.0.113.77", "anonymization is off");
+    }
+
+    #[test]
+    fn the_user_agent_is_scrubbed_once_and_reported_in_both_places() {
+        let ua = "Mozilla/5.0 (contact: ops@example.com) Bearer abcdefghijkl1234";
+        for (deny_header, ua_text) in [(false, ua), (true, ua), (false, "other agent, jane@example.org")] {
+            let mut r = redactor(RedactionMode::Mask, false);
+            if deny_header {
+                r.headers.push("user-agent".into());
+            }
+            let mut e = Event::default();
+            e.http.request.header = Headers(vec![("user-agent".into(), ua.into())]);
+            e.user_agent = Some(UserAgent { original: ua_text.into(), ..Default::default() });
+            r.redact(&mut e, &mut Scratch::default());
+            let original = e.user_agent.as_ref().unwrap().original.to_string();
+            let header = e.http.request.header.get("user-agent").unwrap();
+            if deny_header {
+                assert_eq!(header, "[REDACTED:header]");
+                assert_eq!(original, "Mozilla/5.0 (contact: [REDACTED:email]) Bearer [REDACTED:bearer-basic]", "scrubbed by content");
+            } else if ua_text == ua {
+                assert_eq!(header, original);
+                assert_eq!(original, "Mozilla/5.0 (contact: [REDACTED:email]) Bearer [REDACTED:bearer-basic]");
+            } else {
+                assert_eq!(original, "other agent, [REDACTED:email]", "a different text is scrubbed on its own");
+            }
+            let fields = e.redaction.unwrap().fields;
+            assert_eq!(fields, ["http.request.header.user-agent", "user_agent.original"]);
+        }
+    }
+
+    #[test]
+    fn texts_remembered_clean_are_judged_again_by_a_new_configuration() {
+        let referer = "https://shop.example/pay?card=4111 1111 1111 1111";
+        let event = || {
+            let mut e = Event::default();
+            e.http.request.header = Headers(vec![("referer".into(), referer.into())]);
+            e
+        };
+        let emails_only = RedactionConfig { detectors: vec!["email".into()], ..RedactionConfig::default() };
+        let only = Redactor::new(&Some(emails_only)).unwrap();
+        let all = redactor(RedactionMode::Mask, false);
+        let mut scratch = Scratch::default();
+        for _ in 0..3 {
+            let mut e = event();
+            only.redact(&mut e, &mut scratch);
+            assert_eq!(e.http.request.header.get("referer"), Some(referer), "no card detector configured");
+        }
+        // The same worker, after a reload that enables every detector.
+        for _ in 0..3 {
+            let mut e = event();
+            all.redact(&mut e, &mut scratch);
+            assert_eq!(e.http.request.header.get("referer"), Some("https://shop.example/pay?card=[REDACTED:payment-card]"), "redacted every time");
+        }
     }
 
     #[test]
@@ -271,7 +387,7 @@ mod tests {
         let mut e = Event::default();
         e.url.path = "/api/v1/orders/ORD-2024-000123".into();
         e.url.query = Some("page=2&sort=desc".into());
-        r.redact(&mut e, &mut Vec::new());
+        r.redact(&mut e, &mut Scratch::default());
         assert_eq!(e.url.path, "/api/v1/orders/ORD-2024-000123");
         assert_eq!(e.url.query.as_deref(), Some("page=2&sort=desc"));
         assert!(e.redaction.is_none());

@@ -1,7 +1,7 @@
 //! A bounded cache for one pipeline worker: two generations, the older dropped whole when the
 //! newer fills, so what is used often stays, memory is capped at twice `capacity` entries, and
-//! there is no per-entry bookkeeping. Used for parsed user agents and for address lookups
-//! (real traffic repeats both heavily). Hashed with foldhash (seeded per process): SipHash
+//! there is no per-entry bookkeeping. Used for parsed user agents, address lookups and texts
+//! redaction found clean (real traffic repeats all three heavily). Hashed with foldhash (seeded per process): SipHash
 //! cost a user agent's lookup more than the lookup itself.
 
 use std::borrow::Borrow;
