@@ -16,7 +16,7 @@ use criterion::{criterion_group, Criterion, Throughput};
 use sentinel_collector::enrich::EnrichmentHandle;
 use sentinel_collector::pipeline::WorkerScratch;
 use sentinel_collector::sample::SamplingHandle;
-use sentinel_collector::ingest::Frames;
+use sentinel_collector::ingest::{Frames, READ_BYTES};
 use sentinel_collector::metrics::Metrics;
 use sentinel_collector::pipeline::{Live, Pipeline};
 use sentinel_collector::tap::TapHub;
@@ -104,11 +104,12 @@ fn address(r: u64) -> String {
 /// `n` event frames. Addresses: `clients` distinct ones picked long-tailed (a few clients send
 /// most requests, as on a real site), or every event from a new address when `clients` is 0.
 /// Agents long-tailed over 60.
-fn frames(n: usize, clients: usize) -> Frames {
+/// Cut into batches of at most one socket read, as ingest hands them to the pipeline.
+fn frames(n: usize, clients: usize) -> Vec<Frames> {
     let agents = agents();
     let mut rng = Rng(7);
     let pool: Vec<String> = (0..clients).map(|_| address(rng.next())).collect();
-    let mut frames = Frames::default();
+    let mut batches = vec![Frames::default()];
     let mut buf = Vec::new();
     for i in 0..n {
         let r = rng.next();
@@ -151,9 +152,17 @@ fn frames(n: usize, clients: usize) -> Frames {
         };
         buf.clear();
         event.encode_into(&mut buf).expect("encode");
-        frames.push(&buf);
+        let last = batches.last_mut().expect("one batch at least");
+        if last.bytes().len() + buf.len() > READ_BYTES {
+            batches.push(Frames::default());
+        }
+        batches.last_mut().expect("one batch at least").push(&buf);
     }
-    frames
+    batches
+}
+
+fn count(batches: &[Frames]) -> u64 {
+    batches.iter().map(|b| b.len() as u64).sum()
 }
 
 fn threat_lists(dir: &Path) -> Vec<ThreatList> {
@@ -205,9 +214,9 @@ fn stages(c: &mut Criterion) {
     let frames_mix = frames(10_000, 2_000);
     let frames_new = frames(10_000, 0);
     let mut g = c.benchmark_group("pipeline");
-    g.throughput(Throughput::Elements(frames_mix.len() as u64));
+    g.throughput(Throughput::Elements(count(&frames_mix)));
     g.sample_size(10).measurement_time(Duration::from_secs(6));
-    let cases: [(&str, Enrichment, bool, &Frames); 8] = [
+    let cases: [(&str, Enrichment, bool, &[Frames]); 8] = [
         ("forward (decode + encode)", enrichment(false, false, false, None), false, &frames_mix),
         ("redact (all detectors)", enrichment(false, false, false, None), true, &frames_mix),
         ("geo (DB-IP city)", enrichment(true, false, false, None), false, &frames_new),
@@ -223,7 +232,11 @@ fn stages(c: &mut Criterion) {
         let mut scratch = WorkerScratch::default();
         g.bench_function(*name, |b| {
             let p = p.get_or_insert_with(|| pipeline(cfg, *redact));
-            b.iter(|| black_box(p.process(frames, &mut scratch)))
+            b.iter(|| {
+                for batch in frames.iter() {
+                    black_box(p.process(batch, &mut scratch));
+                }
+            })
         });
     }
     g.finish();
@@ -232,7 +245,8 @@ fn stages(c: &mut Criterion) {
 /// The two halves of forwarding apart, on the same events: decoding the frames (MessagePack,
 /// borrowing strings) and encoding the decoded events as NDJSON.
 fn codec(c: &mut Criterion) {
-    let frames = frames(10_000, 2_000);
+    let batches = frames(10_000, 2_000);
+    let frames: Vec<&[u8]> = batches.iter().flat_map(|b| b.iter()).collect();
     let events: Vec<Event<'_>> = frames.iter().map(|f| Event::decode(f).expect("valid frame")).collect();
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Elements(events.len() as u64));
@@ -243,7 +257,7 @@ fn codec(c: &mut Criterion) {
     g.bench_function("decode (MessagePack, serde alone: the reference)", |b| {
         b.iter(|| frames.iter().map(|f| Event::decode_reference(f).map(|e| e.event.end_ns).unwrap_or(0)).sum::<u64>())
     });
-    let mut out = Vec::with_capacity(frames.bytes().len() * 3);
+    let mut out = Vec::with_capacity(batches.iter().map(|b| b.bytes().len()).sum::<usize>() * 3);
     g.bench_function("encode (NDJSON)", |b| {
         b.iter(|| {
             out.clear();

@@ -25,24 +25,25 @@ impl ClientResolver {
         self.trusted.get(key(ip)).is_some()
     }
 
-    /// The client address for a peer and its forwarded chain, and whether it came from the
-    /// chain; `None` when the peer is not an IP address.
-    pub fn resolve(&self, peer: &str, chain: Option<&str>) -> Option<(IpAddr, bool)> {
+    /// The client address for a peer and its forwarded chain, with the chain entry's text when
+    /// it came from the chain; `None` when the peer is not an IP address.
+    pub fn resolve<'c>(&self, peer: &str, chain: Option<&'c str>) -> Option<(IpAddr, Option<&'c str>)> {
         let peer = parse_hop(peer)?;
         if self.trusted.is_empty() || !self.trusts(peer) {
-            return Some((peer, false));
+            return Some((peer, None));
         }
-        let Some(chain) = chain else { return Some((peer, false)) };
-        let mut client = peer;
+        let Some(chain) = chain else { return Some((peer, None)) };
+        let (mut client, mut text) = (peer, None);
         for hop in chain.rsplit(',') {
             // A hop that is not an address ends the walk: what is left of it cannot be trusted.
-            let Some(ip) = parse_hop(hop.trim()) else { break };
-            client = ip;
+            let hop = hop.trim();
+            let Some(ip) = parse_hop(hop) else { break };
+            (client, text) = (ip, Some(hop));
             if !self.trusts(ip) {
                 break;
             }
         }
-        Some((client, client != peer))
+        Some((client, text.filter(|_| client != peer)))
     }
 }
 
@@ -86,7 +87,11 @@ mod tests {
         // Garbage stops the walk at the last address read.
         assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9, unknown, 10.0.0.2")).map(|c| c.0), ip("10.0.0.2"));
         assert_eq!(r.resolve("10.0.0.5", None).map(|c| c.0), ip("10.0.0.5"));
-        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9")), Some(("203.0.113.9".parse().unwrap(), true)));
-        assert_eq!(r.resolve("198.51.100.1", Some("203.0.113.9")), Some(("198.51.100.1".parse().unwrap(), false)));
+        // The chain entry's text comes with an address from the chain, trimmed, port and all.
+        assert_eq!(r.resolve("10.0.0.5", Some("1.1.1.1,  203.0.113.9 , 10.2.3.4")).and_then(|c| c.1), Some("203.0.113.9"));
+        assert_eq!(r.resolve("10.0.0.5", Some("192.0.2.4:5555")).and_then(|c| c.1), Some("192.0.2.4:5555"));
+        assert_eq!(r.resolve("198.51.100.1", Some("203.0.113.9")).and_then(|c| c.1), None);
+        assert_eq!(r.resolve("10.0.0.5", Some("203.0.113.9")), Some(("203.0.113.9".parse().unwrap(), Some("203.0.113.9"))));
+        assert_eq!(r.resolve("198.51.100.1", Some("203.0.113.9")), Some(("198.51.100.1".parse().unwrap(), None)));
     }
 }

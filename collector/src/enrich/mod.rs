@@ -126,12 +126,22 @@ impl Enrichers {
     }
 
     /// Enriches one event in place.
-    pub fn enrich(self: &Arc<Self>, ev: &mut Event<'_>, scratch: &mut Scratch) {
+    pub fn enrich<'a>(self: &Arc<Self>, ev: &mut Event<'a>, scratch: &mut Scratch) {
         scratch.follow(self);
-        let chain = ev.http.request.header.get(&self.client.header);
-        let Some((ip, forwarded)) = self.client.resolve(&ev.client.address, chain) else { return };
-        if forwarded {
-            let peer = std::mem::replace(&mut ev.client.address, Cow::Owned(ip.to_string()));
+        let chain = ev.http.request.header.0.iter().find(|(n, _)| *n == self.client.header).map(|(_, v)| v);
+        let Some((ip, hop)) = self.client.resolve(&ev.client.address, chain.map(|c| c.as_ref())) else { return };
+        if let Some(hop) = hop {
+            // The chain entry's own text when it is how the address is written (IPv4 without a
+            // port; parsing refused leading zeros) and the header borrows from the frame: no
+            // formatting, no allocation. Otherwise the address, formatted.
+            let address: Cow<'a, str> = match chain {
+                Some(Cow::Borrowed(all)) if ip.is_ipv4() && !hop.contains(':') => {
+                    let at = hop.as_ptr() as usize - all.as_ptr() as usize;
+                    all.get(at..at + hop.len()).map_or_else(|| Cow::Owned(ip.to_string()), Cow::Borrowed)
+                }
+                _ => Cow::Owned(ip.to_string()),
+            };
+            let peer = std::mem::replace(&mut ev.client.address, address);
             ev.client.port = 0;
             ev.network.get_or_insert_with(Network::default).peer = Some(Peer { address: peer.into_owned() });
         }

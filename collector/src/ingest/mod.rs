@@ -4,6 +4,9 @@
 pub mod ack;
 pub mod unix;
 
+/// The most one socket read takes, so the most frames' bytes one batch for the pipeline holds.
+pub const READ_BYTES: usize = 64 << 10;
+
 use ack::Ack;
 
 /// Event frames from one read of one connection, stored back to back: what ingest hands to the

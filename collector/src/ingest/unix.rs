@@ -182,9 +182,9 @@ impl Connection {
     async fn run(self, stream: UnixStream, mut shutdown: watch::Receiver<bool>) {
         self.metrics.connections_active.fetch_add(1, Relaxed);
         let (mut rd, mut wr) = stream.into_split();
-        let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+        let mut buf: Vec<u8> = Vec::with_capacity(super::READ_BYTES);
         let mut state = State::Hello;
-        let mut chunk = vec![0u8; 64 << 10];
+        let mut chunk = vec![0u8; super::READ_BYTES];
         let mut sent = 0;
         let mut stopping = false;
         loop {
@@ -239,7 +239,7 @@ impl Connection {
 
     /// Reads and processes whatever the socket holds right now, without waiting for more.
     async fn drain_buffered(&self, stream: &mut OwnedReadHalf, buf: &mut Vec<u8>, state: &mut State) {
-        let mut chunk = vec![0u8; 64 << 10];
+        let mut chunk = vec![0u8; super::READ_BYTES];
         loop {
             match stream.try_read(&mut chunk) {
                 Ok(0) | Err(_) => break,

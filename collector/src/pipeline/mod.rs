@@ -173,6 +173,27 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_client_address_is_written_as_an_address_is() {
+        let mut cfg = sentinel_config::Config::default().enrichment;
+        cfg.client_ip.trusted_proxies = vec!["10.0.0.0/8".into()];
+        let (p, _) = pipeline(&cfg);
+        let mut frames = Frames::default();
+        for chain in ["198.51.100.7, 203.0.113.9", "[2001:DB8:0::7]:80", "192.0.2.4:5555", "10.1.1.1"] {
+            let mut ev = Event { event: sentinel_wire::event::EventInfo { id: chain.into(), ..Default::default() }, ..Default::default() };
+            ev.client.address = "10.0.0.2".into();
+            ev.http.request.header.0.push(("x-forwarded-for".into(), chain.into()));
+            let mut f = Vec::new();
+            ev.encode_into(&mut f).unwrap();
+            frames.push(&f);
+        }
+        let batch = p.process(&frames, &mut WorkerScratch::default());
+        let lines: Vec<serde_json::Value> = batch.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        let clients: Vec<&str> = lines.iter().map(|l| l["client"]["address"].as_str().unwrap()).collect();
+        assert_eq!(clients, ["203.0.113.9", "2001:db8::7", "192.0.2.4", "10.1.1.1"]);
+        assert!(lines.iter().all(|l| l["network"]["peer"]["address"] == "10.0.0.2"));
+    }
+
+    #[test]
     fn enrichment_adds_geo_and_counts_lookups() {
         let mut cfg = sentinel_config::Config::default().enrichment;
         cfg.geoip = Some(GeoIp { databases: vec![data("maxmind-test/GeoIP2-City-Test.mmdb")], layout: GeoLayout::GeoIp2, fields: vec![] });
