@@ -134,7 +134,8 @@ fn frames(n: usize, clients: usize) -> Vec<Frames> {
                         ("accept".into(), "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8".into()),
                         ("accept-language".into(), "en-US,en;q=0.9".into()),
                         ("x-forwarded-for".into(), ip.clone().into()),
-                        ("referer".into(), "https://shop.example.com/cart".into()),
+                        // The page before this one: as varied as the paths (remembered-clean texts mostly miss).
+                        ("referer".into(), format!("https://shop.example.com/products/{}?ref=search", (r >> 20) % 10_000).into()),
                     ]),
                     body: Default::default(),
                 },
