@@ -228,8 +228,8 @@ impl Json<'_> {
     /// Finite floats in shortest round-trip form, as `serde_json` writes them; NaN and
     /// infinities, which JSON cannot carry, as `null`.
     #[inline(always)]
-    fn f64(&mut self, v: f64) -> &mut Self {
-        if v.is_finite() {
+    fn float<F: zmij::Float>(&mut self, v: F, finite: bool) -> &mut Self {
+        if finite {
             self.0.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
         } else {
             self.0.extend_from_slice(b"null");
@@ -238,14 +238,13 @@ impl Json<'_> {
         self
     }
 
+    #[inline(always)]
+    fn f64(&mut self, v: f64) -> &mut Self {
+        self.float(v, v.is_finite())
+    }
+
     fn f32(&mut self, v: f32) -> &mut Self {
-        if v.is_finite() {
-            self.0.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
-        } else {
-            self.0.extend_from_slice(b"null");
-        }
-        self.0.push(b',');
-        self
+        self.float(v, v.is_finite())
     }
 
     #[inline(always)]
