@@ -6,7 +6,7 @@ FILTERS    := target/filters
 WASM       := filter-wasm/target/wasm32-wasip2/release/sentinel_filter.wasm
 FILTER_BUILD = cd filter-wasm && $(2) $(CARGO) build --release --target wasm32-wasip2 --quiet $(1) && cd .. && cp $(WASM) $(FILTERS)/$(3)
 
-.PHONY: setup data servers filters test-filters build demo test bench bench-collector bench-wal bench-sinks wrk clean
+.PHONY: setup data servers filters test-filters build demo test bench bench-collector bench-collector-load bench-wal bench-sinks wrk clean
 
 ## setup: the wasm target and the C tools some crates build with (cmake for Pingora's zlib-ng).
 setup:
@@ -63,6 +63,11 @@ bench: filters
 ## two user-agent parsers side by side.
 bench-collector: data
 	$(CARGO) bench -p sentinel-collector --bench pipeline
+
+## bench-collector-load: the whole collector daemon (full enrichment, redaction, write-ahead log,
+## NDJSON file sink) fed frames as fast as one client writes them: events/s and CPU per event.
+bench-collector-load: build data
+	$(CARGO) bench -p sentinel-e2e --bench collector_load
 
 ## bench-wal: the write-ahead log's cost, fsync per batch against per interval and off, in one run.
 bench-wal:
