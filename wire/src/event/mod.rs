@@ -1,10 +1,13 @@
 //! The event schema, version 1: one event per request, with the dotted names of the design
 //! (`http.request.method`, `client.address`, ...) as nested maps.
 //!
-//! The filter encodes an [`Event`] as a MessagePack map (`rmp_serde::to_vec_named`): field names
-//! travel with the values, so filters and collectors of different versions can read each other
-//! (unknown fields are ignored, missing optional ones are `None`). Strings are `Cow` so the filter
-//! can encode straight from the packed head and the collector can decode without copying.
+//! An event travels as a MessagePack map whose keys are this type's serde field names (the filter
+//! writes it by hand in one pass; serde's derived form is the reference): field names travel with
+//! the values, so filters and collectors of different versions can read each other (unknown
+//! fields are ignored, missing optional ones are `None`). Strings are `Cow` so the collector
+//! decodes without copying. The collector reads frames with a schema-aware reader (`decode`,
+//! serde decides whatever it leaves) and writes NDJSON with `json`, byte for byte serde_json's
+//! rendering of the same event.
 
 mod decode;
 mod json;
