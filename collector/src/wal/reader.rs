@@ -33,8 +33,32 @@ impl ReadBatch {
     }
 
     /// The events, one JSON document each.
-    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty())
+    pub fn lines(&self) -> Lines<'_> {
+        Lines { rest: &self.lines }
+    }
+}
+
+/// The non-empty lines of a batch, found with a vectorised newline search (a byte-by-byte split
+/// cost every sink a pass over each ~1 KB line).
+pub struct Lines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        while !self.rest.is_empty() {
+            let (line, rest) = match memchr::memchr(b'\n', self.rest) {
+                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+                None => (self.rest, &self.rest[self.rest.len()..]),
+            };
+            self.rest = rest;
+            if !line.is_empty() {
+                return Some(line);
+            }
+        }
+        None
     }
 }
 
@@ -176,5 +200,19 @@ impl Reader {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_the_non_empty_pieces_between_newlines() {
+        let lines = |text: &[u8]| ReadBatch { lines: text.to_vec(), ..ReadBatch::default() }.lines().map(<[u8]>::to_vec).collect::<Vec<_>>();
+        assert_eq!(lines(b"{\"a\":1}\n\n{\"b\":2}\n{\"c\":3}"), [b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec(), b"{\"c\":3}".to_vec()]);
+        assert_eq!(lines(b"one\n"), [b"one".to_vec()]);
+        assert!(lines(b"").is_empty());
+        assert!(lines(b"\n\n").is_empty());
     }
 }
