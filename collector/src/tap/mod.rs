@@ -87,7 +87,7 @@ impl TapHub {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 };
-                for line in batch.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                for line in crate::wal::Lines::new(&batch.lines) {
                     // Without conditions every event matches: no need to parse it.
                     let matches = req.filter.is_empty()
                         || serde_json::from_slice::<serde_json::Value>(line).is_ok_and(|e| req.filter.matches(&e));

@@ -15,7 +15,7 @@ pub mod record;
 mod segment;
 mod writer;
 
-pub use reader::{ReadBatch, Reader};
+pub use reader::{Lines, ReadBatch, Reader};
 pub use writer::{AppendError, Stopping, Writer};
 
 use crate::metrics::Metrics;

@@ -34,7 +34,7 @@ impl ReadBatch {
 
     /// The events, one JSON document each.
     pub fn lines(&self) -> Lines<'_> {
-        Lines { rest: &self.lines }
+        Lines::new(&self.lines)
     }
 }
 
@@ -42,6 +42,13 @@ impl ReadBatch {
 /// cost every sink a pass over each ~1 KB line).
 pub struct Lines<'a> {
     rest: &'a [u8],
+}
+
+impl<'a> Lines<'a> {
+    /// The lines of any NDJSON text.
+    pub fn new(text: &'a [u8]) -> Self {
+        Lines { rest: text }
+    }
 }
 
 impl<'a> Iterator for Lines<'a> {

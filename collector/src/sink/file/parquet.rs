@@ -67,7 +67,7 @@ impl ParquetFileService {
             self.open = Some(writer);
         }
         let Some(f) = self.open.as_mut() else { return Err("no open file".into()) };
-        let lines = self.pending.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+        let lines = crate::wal::Lines::new(&self.pending);
         f.write_lines(lines, "file").map_err(|e| e.to_string())?;
         self.pending.clear();
         self.pending_events = 0;
