@@ -5,7 +5,7 @@
 //! about 20% of a filter call in wasm (profiled). The output is plain MessagePack; the tests decode
 //! it with the `Event` type (rmp-serde), which is the schema's reference, field by field.
 
-pub use sentinel_wire::ascii::{is_ascii, word};
+use sentinel_wire::ascii::is_ascii;
 
 /// `s` as a MessagePack string, marker included.
 pub fn encoded_str(s: &[u8]) -> Vec<u8> {

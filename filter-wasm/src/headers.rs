@@ -2,7 +2,7 @@
 //! lower-case names, each carrying whether its value is masked. A header that is not listed is
 //! usually rejected by one hash and one empty slot, without comparing any bytes.
 
-use crate::encode::word;
+use sentinel_wire::ascii::word;
 
 /// What the table knows about a listed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -211,11 +211,6 @@ impl Redactor {
                 fields.push("url.query".into());
             }
         }
-        // `user_agent.original` is the User-Agent header as the device enricher copied it: when
-        // the two are the same text and the header is scrubbed by content, the header's result
-        // is the original's too, and the longest text of most events is scanned once.
-        let ua_is_header = !self.headers.iter().any(|d| d == "user-agent")
-            && ev.user_agent.as_ref().is_some_and(|u| ev.http.request.header.get("user-agent") == Some(u.original.as_ref()));
         self.headers(&mut ev.http.request.header, "http.request.header", &mut fields, scratch);
         self.headers(&mut ev.http.response.header, "http.response.header", &mut fields, scratch);
         for (body, field) in [(&mut ev.http.request.body.content, "http.request.body.content"), (&mut ev.http.response.body.content, "http.response.body.content")] {
@@ -223,16 +218,10 @@ impl Redactor {
                 self.scrub_cow(b, field, &mut fields, scratch);
             }
         }
+        // `user_agent.original` is the User-Agent header's text: when the header was clean, the
+        // clean-text memory answers for it without a second scan.
         if let Some(ua) = &mut ev.user_agent {
-            match ev.http.request.header.get("user-agent") {
-                Some(scrubbed) if ua_is_header => {
-                    if scrubbed != ua.original {
-                        ua.original = Cow::Owned(scrubbed.to_string());
-                        fields.push("user_agent.original".into());
-                    }
-                }
-                _ => self.scrub_cow(&mut ua.original, "user_agent.original", &mut fields, scratch),
-            }
+            self.scrub_cow(&mut ua.original, "user_agent.original", &mut fields, scratch);
         }
         if self.anonymize_ip {
             if let Some(a) = anonymize(&ev.client.address) {
@@ -329,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn the_user_agent_is_scrubbed_once_and_reported_in_both_places() {
+    fn the_user_agent_is_scrubbed_in_both_places() {
         let ua = "Mozilla/5.0 (contact: ops@example.com) Bearer abcdefghijkl1234";
         for (deny_header, ua_text) in [(false, ua), (true, ua), (false, "other agent, jane@example.org")] {
             let mut r = redactor(RedactionMode::Mask, false);

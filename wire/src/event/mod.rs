@@ -24,7 +24,6 @@ use std::sync::Arc;
 /// Written into every event as `schema_version`; major.minor (a new field is a minor version).
 pub const SCHEMA_VERSION: &str = "1.1";
 
-
 /// How deep the serde path follows nested values before refusing a frame.
 const MAX_DEPTH: usize = 64;
 
