@@ -149,6 +149,8 @@ pub struct Metrics {
     pub stage_seconds: [Histogram; 5],
     /// Events the redaction stage changed.
     pub events_redacted: AtomicU64,
+    /// Texts redaction looked up in its workers' clean-text memory: found, not found.
+    pub redaction_memory: [AtomicU64; 2],
     /// Events the collector's sampling left out, by reason (the fixed rate, the dynamic sampler).
     pub sampled_out_rate: AtomicU64,
     pub sampled_out_dynamic: AtomicU64,
@@ -332,6 +334,13 @@ impl Metrics {
             .gauge("sentinel_collector_pipeline_queue_batches", "Batches waiting for a pipeline worker.", g(&self.pipeline_queue))
             .labelled("sentinel_collector_sampled_out_total", "Events the collector's sampling left out, by reason.", "counter", "reason", &[("rate", g(&self.sampled_out_rate)), ("dynamic", g(&self.sampled_out_dynamic))])
             .counter("sentinel_collector_events_redacted_total", "Events the redaction stage changed.", g(&self.events_redacted))
+            .labelled(
+                "sentinel_collector_redaction_memory_total",
+                "Texts redaction looked up in its memory of texts found clean, by result (hit: not scanned again unless remembered dirty).",
+                "counter",
+                "result",
+                &[("hit", g(&self.redaction_memory[0])), ("miss", g(&self.redaction_memory[1]))],
+            )
             .gauge("sentinel_collector_sampling_keys", "Keys the dynamic sampler samples below rate 1 now.", g(&self.sampling_keys));
         self.render_hosts(&mut e);
         e.finish()

@@ -89,6 +89,9 @@ impl Pipeline {
                 redacted += u64::from(event.redaction.is_some());
             }
             self.metrics.events_redacted.fetch_add(redacted, Relaxed);
+            let (hits, misses) = scratch.redact.take_counts();
+            self.metrics.redaction_memory[0].fetch_add(hits, Relaxed);
+            self.metrics.redaction_memory[1].fetch_add(misses, Relaxed);
         }
         let t2 = Instant::now();
         for event in &events {
@@ -170,6 +173,26 @@ mod tests {
         assert_eq!(lines[1]["collector"]["host"], "h1");
         assert_eq!(metrics.malformed_count(Malformed::BadEvent), 1);
         assert_eq!(metrics.events_received.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn redaction_remembers_clean_texts_and_counts_its_memory() {
+        let (p, metrics) = pipeline(&sentinel_config::Config::default().enrichment);
+        let mut frames = Frames::default();
+        for (id, referer) in [("a", "https://shop.example/products/42"), ("b", "https://shop.example/products/42"), ("c", "https://x.example/?mail=jane@example.org")] {
+            let mut ev = Event { event: sentinel_wire::event::EventInfo { id: id.into(), ..Default::default() }, ..Default::default() };
+            ev.http.request.header.0.push(("referer".into(), referer.into()));
+            let mut f = Vec::new();
+            ev.encode_into(&mut f).unwrap();
+            frames.push(&f);
+        }
+        let mut scratch = WorkerScratch::default();
+        let batch = p.process(&frames, &mut scratch);
+        assert!(String::from_utf8_lossy(&batch.lines).contains("mail=[REDACTED:email]"));
+        // The clean referer: scanned once, then found; the dirty one: scanned.
+        assert_eq!((metrics.redaction_memory[0].load(Relaxed), metrics.redaction_memory[1].load(Relaxed)), (1, 2));
+        let text = metrics.render_prometheus();
+        assert!(text.contains("sentinel_collector_redaction_memory_total{result=\"hit\"} 1"), "{text}");
     }
 
     #[test]

@@ -45,6 +45,13 @@ impl Default for Scratch {
     }
 }
 
+impl Scratch {
+    /// Takes the memory's hit and miss counts since the last call, for publishing.
+    pub fn take_counts(&mut self) -> (u64, u64) {
+        self.clean.take_counts()
+    }
+}
+
 /// The configured redaction, shared by the workers.
 #[derive(Debug, Clone)]
 pub struct Redactor {
