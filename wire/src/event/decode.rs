@@ -365,7 +365,8 @@ impl<'a> Reader<'a> {
         Some(Peer { address: address? })
     }
 
-    fn protocol(&mut self) -> Option<Protocol<'a>> {
+    /// A `{version}` map: `network.protocol`, `tls.protocol` and `filter` alike.
+    fn version(&mut self) -> Option<Cow<'a, str>> {
         let mut version = None;
         for _ in 0..self.map()? {
             match self.raw_str()? {
@@ -373,7 +374,11 @@ impl<'a> Reader<'a> {
                 _ => self.skip(0)?,
             }
         }
-        Some(Protocol { version: version? })
+        version
+    }
+
+    fn protocol(&mut self) -> Option<Protocol<'a>> {
+        Some(Protocol { version: self.version()? })
     }
 
     fn client(&mut self) -> Option<Client<'a>> {
@@ -492,14 +497,7 @@ impl<'a> Reader<'a> {
     }
 
     fn filter(&mut self) -> Option<FilterInfo<'a>> {
-        let mut version = None;
-        for _ in 0..self.map()? {
-            match self.raw_str()? {
-                b"version" => set(&mut version, self.str()?)?,
-                _ => self.skip(0)?,
-            }
-        }
-        Some(FilterInfo { version: version? })
+        Some(FilterInfo { version: self.version()? })
     }
 }
 
