@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 /// How long the sender waits between writes unless a ring holds a full batch: events gather
@@ -73,6 +73,8 @@ fn default_instance_name() -> String {
 #[derive(Clone)]
 pub(crate) struct Queues {
     new_rings: Sender<Arc<Ring>>,
+    /// The sender thread, woken when a ring is half full.
+    sender: Thread,
     metrics: Arc<Metrics>,
     capacity_bytes: usize,
     max_frame_bytes: usize,
@@ -83,7 +85,11 @@ impl Queues {
     /// the producer counts every event it is given as dropped.
     pub fn producer(&self) -> Producer {
         let ring = Ring::new(self.capacity_bytes).filter(|r| self.new_rings.send(r.clone()).is_ok());
-        Producer { ring: ring.map(|r| ring::Producer::new(r, self.max_frame_bytes)), metrics: self.metrics.clone() }
+        Producer {
+            ring: ring.map(|r| ring::Producer::new(r, self.max_frame_bytes)),
+            metrics: self.metrics.clone(),
+            sender: self.sender.clone(),
+        }
     }
 }
 
@@ -91,6 +97,7 @@ impl Queues {
 pub(crate) struct Producer {
     ring: Option<ring::Producer>,
     metrics: Arc<Metrics>,
+    sender: Thread,
 }
 
 impl Producer {
@@ -99,7 +106,14 @@ impl Producer {
     pub fn push(&self, event: &[u8]) -> bool {
         let refused = match &self.ring {
             Some(r) => match r.push(FrameKind::Event, event) {
-                Ok(()) => return true,
+                Ok(()) => {
+                    // A burst (the filter thread works in batches) must not overflow the ring
+                    // while the sender sleeps out its interval.
+                    if r.crossed_half() {
+                        self.sender.unpark();
+                    }
+                    return true;
+                }
                 Err(e) => e,
             },
             None => Refused::Closed,
@@ -125,18 +139,13 @@ impl Channel {
     pub fn start(config: ChannelConfig, metrics: Arc<Metrics>) -> std::io::Result<Channel> {
         let (tx, rx) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
-        let queues = Queues {
-            new_rings: tx,
-            metrics: metrics.clone(),
-            capacity_bytes: config.capacity_bytes,
-            max_frame_bytes: config.max_frame_bytes,
-        };
+        let (capacity_bytes, max_frame_bytes) = (config.capacity_bytes, config.max_frame_bytes);
         let sender = SenderLoop {
             config,
             new_rings: rx,
             rings: Vec::new(),
             next_ring_id: 0,
-            metrics,
+            metrics: metrics.clone(),
             stop: stop.clone(),
             conn: None,
             backoff: Duration::ZERO,
@@ -146,6 +155,7 @@ impl Channel {
             ack_buf: Vec::new(),
         };
         let thread = std::thread::Builder::new().name("telemetry-sender".into()).spawn(move || sender.run())?;
+        let queues = Queues { new_rings: tx, sender: thread.thread().clone(), metrics, capacity_bytes, max_frame_bytes };
         Ok(Channel { queues, stop, thread: Some(thread) })
     }
 
@@ -248,7 +258,8 @@ impl SenderLoop {
             }
             self.read_acks();
             if !more_waiting {
-                std::thread::sleep(WRITE_EVERY);
+                // A producer whose ring reaches half full ends the wait early.
+                std::thread::park_timeout(WRITE_EVERY);
             }
         }
         // Whatever is still queued (or unacknowledged) will never be sent; refuse further

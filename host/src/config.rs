@@ -67,6 +67,12 @@ pub struct HostConfig {
     pub recycle_after_growth_bytes: usize,
     /// Consecutive faults after which calls are skipped for a while (doubling up to 30 s).
     pub fault_backoff_after: u32,
+    /// Threads that run the filter (one instance each). One runs ~300k calls a second; add one
+    /// per ~150k requests a second the proxy serves at peak.
+    pub filter_threads: usize,
+    /// Finished requests that may wait for a filter thread; past this they are dropped and
+    /// counted (`filter_backlog`). At 20k requests a second the default holds ~0.4 s.
+    pub handoff_capacity: usize,
     pub channel: ChannelConfig,
 }
 
@@ -93,6 +99,8 @@ impl HostConfig {
             recycle_after_calls: 1_000_000,
             recycle_after_growth_bytes: 4 << 20,
             fault_backoff_after: 5,
+            filter_threads: 1,
+            handoff_capacity: 8192,
             channel: ChannelConfig::new(socket_path),
         }
     }

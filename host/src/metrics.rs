@@ -17,11 +17,18 @@ pub enum DropReason {
     WriteFailed,
     /// The host was shutting down and could not flush it in time.
     Shutdown,
+    /// The finished request found the filter threads' queue full: the filter never saw it.
+    FilterBacklog,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] =
-        [DropReason::QueueFull, DropReason::Oversized, DropReason::WriteFailed, DropReason::Shutdown];
+    pub const ALL: [DropReason; 5] = [
+        DropReason::QueueFull,
+        DropReason::Oversized,
+        DropReason::WriteFailed,
+        DropReason::Shutdown,
+        DropReason::FilterBacklog,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,12 +36,13 @@ impl DropReason {
             DropReason::Oversized => "oversized",
             DropReason::WriteFailed => "write_failed",
             DropReason::Shutdown => "shutdown",
+            DropReason::FilterBacklog => "filter_backlog",
         }
     }
 }
 
-/// A counter on its own cache line: the request threads and the sender thread write different
-/// counters, and sharing a line would make every call bounce it between cores.
+/// A counter on its own cache line: the filter threads and the sender thread write different
+/// counters, and sharing a line would make every update bounce it between cores.
 pub type Counter = CachePadded<AtomicU64>;
 
 /// All counters of one [`crate::TelemetryHost`]. Relaxed atomics: each is independent.
@@ -51,7 +59,7 @@ pub struct Metrics {
     pub instances_created: Counter,
     pub reloads_ok: Counter,
     pub reloads_failed: Counter,
-    drops: [Counter; 4],
+    drops: [Counter; 5],
     pub sent_frames: Counter,
     pub sent_bytes: Counter,
     pub acked_frames: Counter,

@@ -150,14 +150,35 @@ pub(crate) struct Producer {
     ring: Arc<Ring>,
     tail: Cell<usize>,
     pushed: Cell<u64>,
-    /// The consumer's position when last read; refreshed only when the ring looks full.
+    /// The consumer's position when last read; refreshed only when the ring looks full (or,
+    /// in `crossed_half`, half full).
     head_seen: Cell<usize>,
+    /// `crossed_half` said so, and the consumer has not caught up below half since.
+    past_half: Cell<bool>,
     max_frame_bytes: usize,
 }
 
 impl Producer {
     pub fn new(ring: Arc<Ring>, max_frame_bytes: usize) -> Producer {
-        Producer { ring, tail: Cell::new(0), pushed: Cell::new(0), head_seen: Cell::new(0), max_frame_bytes }
+        Producer { ring, tail: Cell::new(0), pushed: Cell::new(0), head_seen: Cell::new(0), past_half: Cell::new(false), max_frame_bytes }
+    }
+
+    /// True the first time the frames waiting fill half the ring since the consumer last had
+    /// them below half: the moment to wake a consumer that only polls now and then.
+    #[inline]
+    pub fn crossed_half(&self) -> bool {
+        let tail = self.tail.get();
+        let half = self.ring.cap / 2;
+        // `head_seen` lags the consumer, so this overestimates what waits: below half is sure.
+        if tail - self.head_seen.get() < half {
+            return false;
+        }
+        self.head_seen.set(self.ring.head.load(Acquire));
+        if tail - self.head_seen.get() < half {
+            self.past_half.set(false);
+            return false;
+        }
+        !self.past_half.replace(true)
     }
 
     /// Appends one frame, or says why not.
@@ -341,6 +362,30 @@ mod tests {
         assert_eq!(got.len(), expected.len());
         assert!(got == expected);
         assert_eq!(c.ring().waiting(), (0, 0));
+    }
+
+    #[test]
+    fn crossing_half_is_reported_once_until_the_consumer_catches_up() {
+        let (p, mut c) = pair(MIN_RING_BYTES);
+        let payload = vec![7u8; 1000];
+        let at = (MIN_RING_BYTES / 2).div_ceil(HEADER_LEN + 1000) - 1; // the push that reaches half
+        let mut crossings = Vec::new();
+        let push = |i: usize, crossings: &mut Vec<usize>| {
+            p.push(FrameKind::Event, &payload).expect("room");
+            if p.crossed_half() {
+                crossings.push(i);
+            }
+        };
+        for i in 0..at + 10 {
+            push(i, &mut crossings);
+        }
+        assert_eq!(crossings, [at], "once, when half the ring waits");
+        let b = c.peek(usize::MAX).expect("frames");
+        c.release(b);
+        for i in 0..at + 10 {
+            push(at + 10 + i, &mut crossings);
+        }
+        assert_eq!(crossings, [at, 2 * at + 10], "again once the consumer had caught up");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::proxy::RequestContext;
 use pingora::http::Version;
 use pingora::proxy::Session;
-use sentinel_host::{Exchange, HeadWriter, Tag};
+use sentinel_host::{Exchange, Tag, TelemetryHost};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn protocol(v: Version) -> &'static str {
@@ -19,10 +19,10 @@ fn protocol(v: Version) -> &'static str {
 }
 
 /// One finished request as the filter sees it.
-pub fn from_session(session: &Session, ctx: &mut RequestContext) -> Exchange {
+pub fn from_session(host: &TelemetryHost, session: &Session, ctx: &mut RequestContext) -> Exchange {
     let end_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(ctx.start_ns);
     let req = session.req_header();
-    let mut head = HeadWriter::with_capacity(1024);
+    let mut head = host.head_writer();
     head.field(Tag::RequestId, ctx.request_id.as_bytes())
         .field(Tag::Method, req.method.as_str().as_bytes())
         .field(Tag::Scheme, b"http")

@@ -66,8 +66,9 @@ struct Args {
     /// back (up to four times this in wall-clock time), so a busy machine costs no events.
     #[arg(long, default_value_t = 10)]
     call_deadline_ms: u64,
-    /// Most bytes of events held in memory per worker thread while the collector is slow or
-    /// away (each thread's filter instance has its own ring; at least 64 KiB).
+    /// Most bytes of events held in memory while the collector is slow or away (each filter
+    /// thread's instance has its own ring; at least 64 KiB). The filter thread writes up to
+    /// 20 ms of requests at once: keep room for ~50 ms of events (1 MiB at 20k requests/s).
     #[arg(long, default_value_t = 16 << 20)]
     queue_bytes: usize,
     /// Directory for precompiled filters.

@@ -162,7 +162,7 @@ impl ProxyHttp for ReferenceProxy {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestContext) {
         if let Some(host) = &self.telemetry {
-            host.on_request(&exchange::from_session(session, ctx));
+            host.on_request(exchange::from_session(host, session, ctx));
         }
     }
 }

@@ -89,7 +89,9 @@ async fn block_stops_acknowledging_so_the_proxy_drops_with_a_count_and_nothing_a
     let paths = Paths::discover()?;
     let mut cfg = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
     cfg.collector_blocks = Some(blocks(dir.path(), &receiver, "block"));
-    cfg.proxy_args = vec!["--queue-bytes".into(), "65536".into()];
+    // Small, so the proxy drops soon once nothing is acknowledged; big enough for the filter
+    // thread's bursts (up to 20 ms of requests at once).
+    cfg.proxy_args = vec!["--queue-bytes".into(), (1 << 20).to_string()];
     let stack = Stack::start(paths, cfg).await?;
 
     let report = traffic::run(&stack.proxy_addr, 121, 8000, 4, |_| {}).await;

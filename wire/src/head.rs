@@ -77,6 +77,12 @@ impl HeadWriter {
         HeadWriter { buf: Vec::with_capacity(bytes) }
     }
 
+    /// A writer over a reused buffer (emptied first), so a request costs no allocation.
+    pub fn from_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        HeadWriter { buf }
+    }
+
     /// Empties the buffer, keeping its capacity for the next request.
     pub fn clear(&mut self) {
         self.buf.clear();

@@ -70,9 +70,17 @@ pub const HEADERS: [(&str, &str); 20] = [
 ];
 
 pub fn exchange(i: u64) -> Exchange {
-    let id = format!("0192f0c1d2e3f4a5b6c7d8e9f0a1b2{:02x}", i % 256);
-    let mut w = HeadWriter::new();
-    w.field(Tag::RequestId, id.as_bytes())
+    exchange_with(HeadWriter::new(), i)
+}
+
+/// The same request, its head written with `w` (e.g. [`sentinel_host::TelemetryHost::head_writer`],
+/// as a proxy does).
+pub fn exchange_with(mut w: HeadWriter, i: u64) -> Exchange {
+    let mut id = *b"0192f0c1d2e3f4a5b6c7d8e9f0a1b200";
+    let hex = b"0123456789abcdef";
+    id[30] = hex[(i as usize >> 4) & 15];
+    id[31] = hex[i as usize & 15];
+    w.field(Tag::RequestId, &id)
         .field(Tag::Method, b"POST")
         .field(Tag::Scheme, b"https")
         .field(Tag::Authority, b"shop.example.com")
@@ -86,7 +94,7 @@ pub fn exchange(i: u64) -> Exchange {
     }
     w.header(true, b"content-type", b"application/json").header(true, b"content-length", b"1024");
     Exchange {
-        head: w.as_bytes().to_vec(),
+        head: w.into_bytes(),
         start_ns: 1_795_000_000_000_000_000,
         end_ns: 1_795_000_000_002_500_000,
         status: 201,
