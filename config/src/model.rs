@@ -74,6 +74,8 @@ pub struct FilterPart {
     pub masked_headers: Vec<String>,
     /// Body bytes captured per direction (0: none). Needs the matching `events`.
     pub body_capture_bytes: u32,
+    /// Threads running the filter in the proxy, one instance each (read at start).
+    pub threads: usize,
 }
 
 /// Sampling: the fixed rate and error rules apply in the filter (head sampling) and again in
@@ -519,7 +521,7 @@ impl Default for Config {
             events: vec![EventKind::RequestHeaders, EventKind::ResponseHeaders],
             timeout: Duration::from_millis(10),
             failure_mode: FailureMode::Open,
-            filter: FilterPart { header_allowlist: Vec::new(), masked_headers: Vec::new(), body_capture_bytes: 0 },
+            filter: FilterPart { header_allowlist: Vec::new(), masked_headers: Vec::new(), body_capture_bytes: 0, threads: 1 },
             sampling: Sampling { rate: 1.0, always_sample_errors: true, always_sample_client_errors: false, dynamic: None },
             enrichment: Enrichment {
                 geoip: None,

@@ -91,6 +91,7 @@ const BROKEN: &[(&str, usize, usize, &str, &str)] = &[
     ("agent \"t\" {\n  metrics { listen \"localhost\"; }\n}\n", 2, 20, "`listen`: \"localhost\" is not an address", "127.0.0.1:9464"),
     ("agent \"t\" {\n  transport \"tcp\" { path \"/x\"; }\n}\n", 2, 13, "`transport`: unknown value \"tcp\"", "unix_socket"),
     ("agent \"t\" {\n  timeout-ms 5\n  timeout-ms 6\n}\n", 3, 3, "`timeout-ms` is given twice", "keep one"),
+    ("agent \"t\" {\n  filter { threads 0; }\n}\n", 2, 20, "expected an integer from 1 to 64", ""),
     ("agent \"t\" {\n  filter { body-capture-bytes 64; }\n}\n", 1, 1, "captures body bytes but `events` asks for no body", "request_body"),
     ("agent \"t\" {\n  enrichment {\n    geoip { field \"geo.country.isocode\" \"cc\"; }\n  }\n}\n", 3, 19, "`field`: \"geo.country.isocode\" is not a geo field", "did you mean \"geo.country.iso_code\"?"),
     ("agent \"t\" {\n  enrichment {\n    geoip { layout \"flat\"; }\n  }\n}\n", 3, 5, "needs at least one `field`", "layout \"dbip\""),

@@ -84,6 +84,7 @@ impl HostConfig {
         h.call_deadline = c.timeout;
         h.channel.max_frame_bytes = c.transport.max_frame_bytes;
         h.filter = FilterSettings::from_agent_config(c);
+        h.filter_threads = c.filter.threads;
         h
     }
 

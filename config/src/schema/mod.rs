@@ -16,7 +16,7 @@ const AGENT: &[&str] = &[
     "type", "transport", "events", "timeout-ms", "failure-mode", "filter", "sampling", "enrichment", "redaction", "sink", "buffer", "metrics", "log",
 ];
 const TRANSPORT: &[&str] = &["path", "max-frame-bytes", "allowed-uids", "allowed-gids"];
-const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes"];
+const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes", "threads"];
 const SAMPLING: &[&str] = &["rate", "always-sample-errors", "always-sample-client-errors", "dynamic"];
 const DYNAMIC: &[&str] = &["target-events-per-sec", "key", "adjust-interval-secs"];
 const ENRICHMENT: &[&str] = &["geoip", "asn", "device-detection", "threat-intel", "client-ip", "address-cache-size", "reload-interval-secs"];
@@ -436,6 +436,11 @@ impl Reader<'_> {
             match c.name().value() {
                 "header-allow" => f.header_allowlist = self.strings(c).into_iter().map(|s| s.to_ascii_lowercase()).collect(),
                 "mask-header" => f.masked_headers = self.strings(c).into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+                "threads" => {
+                    if let Some(v) = self.integer(c, 1, 64) {
+                        f.threads = v as usize;
+                    }
+                }
                 _ => {
                     if let Some(v) = self.integer(c, 0, 1 << 20) {
                         f.body_capture_bytes = v as u32;
