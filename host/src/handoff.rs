@@ -25,7 +25,7 @@ pub(crate) struct Handoff {
     spares: ArrayQueue<Vec<u8>>,
     /// Queue length at which the pushing thread wakes the filter thread early (once per fill).
     wake_at: usize,
-    /// The filter thread, once it runs.
+    /// The first filter thread, once it runs (others, if configured, wake on their timers).
     consumer: OnceLock<Thread>,
     /// Batches being worked on now (a popped exchange is in none of the queue's slots).
     busy: AtomicUsize,

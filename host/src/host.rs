@@ -137,11 +137,14 @@ impl TelemetryHost {
 
     /// Hands one finished request to the filter. Never fails, never blocks, never runs the filter
     /// on the calling thread: the exchange is queued for the filter thread, or counted as dropped
-    /// (`filter_backlog`) when the queue is full.
+    /// (`filter_backlog` when the queue is full, `shutdown` once the host has shut down).
     #[inline]
     pub fn on_request(&self, ex: Exchange) {
         let shared = &*self.inner.shared;
-        if !shared.handoff.push(ex) {
+        if shared.filter_stop.load(Relaxed) {
+            // Shut down: no filter thread will take it.
+            shared.metrics.drop_event(DropReason::Shutdown, 1);
+        } else if !shared.handoff.push(ex) {
             shared.metrics.drop_event(DropReason::FilterBacklog, 1);
         }
     }

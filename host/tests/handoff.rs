@@ -49,4 +49,8 @@ fn shutdown_runs_the_filter_on_everything_handed_over() {
     assert_eq!(m.calls.load(Relaxed), 500);
     assert_eq!(m.emitted.load(Relaxed), 500);
     assert_eq!(m.dropped_total(), 0);
+    // After shutdown nothing runs the filter: a late request is counted, not left in the queue.
+    host.on_request(exchange(500));
+    assert_eq!(m.dropped(DropReason::Shutdown), 1);
+    assert_eq!(m.calls.load(Relaxed), 500);
 }
