@@ -78,7 +78,7 @@ impl TelemetryHost {
             let engine = engine.clone();
             Ticker::start(move || engine.increment_epoch()).map_err(|e| HostError::Runtime(e.to_string()))?
         };
-        let first = read_and_load(&engine, &ticker, &config, &filter_config, limits, 1)?;
+        let first = read_and_load(&engine, &ticker, &config, &filter_config, limits, 1).inspect_err(|_| ticker.stop())?;
         metrics.set_active_version(&first.version);
         let channel = Channel::start(config.channel.clone(), metrics.clone()).map_err(|e| HostError::Runtime(e.to_string()))?;
         let shared = Arc::new(Shared {
