@@ -2,7 +2,7 @@
 //! thread. A proxy thread only moves its [`Exchange`] in (no wasm, no wake-up unless a batch is
 //! ready); the filter thread runs the filter on what accumulated, back to back, with its code and
 //! memory warm. Measured in the reference proxy: a call per request on the proxy's own thread
-//! cost it ~3× the CPU of the same calls made in batches, because every call met cold caches.
+//! cost it about twice the CPU of the same calls made back to back (every call met cold caches).
 
 use crate::Exchange;
 use crossbeam_queue::ArrayQueue;

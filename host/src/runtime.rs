@@ -1,4 +1,4 @@
-//! A loaded filter and the per-thread instance that runs it.
+//! A loaded filter and the filter thread's instance that runs it.
 //!
 //! A [`LoadedFilter`] is one compiled, linked and validated build (an `InstancePre`): cheap to
 //! instantiate. A [`Worker`] is one thread's store and instance of it; it is rebuilt when the
