@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::{drain_socket, exchange_with, filter_path};
+use support::{drain_socket, exchange_with, filter_path, named_threads_cpu};
 
 /// Exchanges handed off between two waits: well under the queue's bound, so none is dropped.
 const BATCH: u64 = 1024;
@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
     // per event of each thread: the calling (proxy) thread, the filter thread, the sender.
     let events = 200 * BATCH;
     let sent_before = full.metrics().sent_frames.load(std::sync::atomic::Ordering::Relaxed);
-    let (filter_before, sender_before) = (thread_cpu("sentinel-filter"), thread_cpu("telemetry-sende"));
+    let (filter_before, sender_before) = (named_threads_cpu("sentinel-filter"), named_threads_cpu("telemetry-sende"));
     let mut request_cpu = Duration::ZERO;
     let mut samples = Vec::with_capacity(events as usize);
     for b in 0..events / BATCH {
@@ -108,8 +108,8 @@ fn bench(c: &mut Criterion) {
     println!(
         "CPU per event: {:.0} ns on the proxy's thread (hand-off), {:.0} ns on the filter thread, {:.0} ns on the sender thread ({} events sent)",
         per(request_cpu, events),
-        per(thread_cpu("sentinel-filter") - filter_before, events),
-        per(thread_cpu("telemetry-sende") - sender_before, sent),
+        per(named_threads_cpu("sentinel-filter") - filter_before, events),
+        per(named_threads_cpu("telemetry-sende") - sender_before, sent),
         sent
     );
     samples.sort();
@@ -178,21 +178,6 @@ fn compare_filters(dir: &std::path::Path, pair: &str) {
     for h in hosts {
         h.shutdown(Duration::from_secs(1));
     }
-}
-
-/// CPU time so far of this process's threads named `name` (from /proc, nanoseconds).
-fn thread_cpu(name: &str) -> Duration {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !comm.trim().starts_with(name) {
-            continue;
-        }
-        // schedstat: time on the CPU (ns), time waiting for it, timeslices.
-        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        total += stat.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    }
-    Duration::from_nanos(total)
 }
 
 criterion_group!(benches, bench);

@@ -97,9 +97,11 @@ impl Handoff {
         self.queue.is_empty()
     }
 
-    /// True when nothing is queued and no exchange is being worked on.
+    /// True when nothing is queued and no exchange is being worked on. The queue is read first:
+    /// a drain counts itself busy before it pops, so an exchange seen gone is either done or
+    /// still counted.
     pub fn is_idle(&self) -> bool {
-        self.busy.load(SeqCst) == 0 && self.queue.is_empty() && self.busy.load(SeqCst) == 0
+        self.queue.is_empty() && self.busy.load(SeqCst) == 0
     }
 
     /// Waits (waking the filter thread) until everything queued before the call has been through

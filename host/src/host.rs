@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 use wasmtime::Engine;
 
@@ -50,7 +50,7 @@ struct Inner {
     reload_lock: Mutex<()>,
     channel: Mutex<Channel>,
     filter_threads: Mutex<Vec<JoinHandle<()>>>,
-    filter_tids: Arc<Mutex<Vec<i32>>>,
+    filter_tids: Vec<i32>,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -92,34 +92,38 @@ impl TelemetryHost {
             filter_stop: AtomicBool::new(false),
             config,
         });
+        let mut filter_threads = Vec::new();
+        let mut filter_tids = Vec::new();
+        for i in 0..shared.config.filter_threads.max(1) {
+            let thread = FilterThread::new(shared.clone());
+            let (tid_tx, tid_rx) = std::sync::mpsc::sync_channel(1);
+            let spawned = std::thread::Builder::new().name(format!("sentinel-filter{i}")).spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                let _ = tid_tx.send(unsafe { libc::gettid() });
+                thread.run()
+            });
+            match spawned {
+                Ok(t) => {
+                    filter_tids.extend(tid_rx.recv().ok());
+                    filter_threads.push(t);
+                }
+                Err(e) => {
+                    stop_filter_threads(&shared, filter_threads);
+                    shared.ticker.stop();
+                    return Err(HostError::Runtime(e.to_string()));
+                }
+            }
+        }
         let inner = Arc::new(Inner {
             shared: shared.clone(),
             channel: Mutex::new(channel),
             next_generation: AtomicU64::new(2),
             reload_lock: Mutex::new(()),
-            filter_threads: Mutex::new(Vec::new()),
-            filter_tids: Arc::new(Mutex::new(Vec::new())),
+            filter_threads: Mutex::new(filter_threads),
+            filter_tids,
             stop: stop.clone(),
             threads: Mutex::new(vec![ticker_thread]),
         });
-        for i in 0..shared.config.filter_threads.max(1) {
-            let thread = FilterThread::new(shared.clone());
-            let tids = inner.filter_tids.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("sentinel-filter{i}"))
-                .spawn(move || {
-                    // SAFETY: gettid has no preconditions.
-                    let tid = unsafe { libc::gettid() };
-                    if let Ok(mut t) = tids.lock() {
-                        t.push(tid);
-                    }
-                    thread.run()
-                })
-                .map_err(|e| HostError::Runtime(e.to_string()))?;
-            if let Ok(mut threads) = inner.filter_threads.lock() {
-                threads.push(t);
-            }
-        }
         if let Some(interval) = shared.config.watch_interval {
             let weak: Weak<Inner> = Arc::downgrade(&inner);
             let w = reload::watch_file("telemetry-filter-watch", shared.config.filter_path.clone(), interval, stop, move || {
@@ -164,15 +168,8 @@ impl TelemetryHost {
 
     /// The operating-system thread ids of the filter threads, so they can be pinned to CPUs or
     /// inspected like the proxy's own workers.
-    pub fn filter_thread_ids(&self) -> Vec<i32> {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        loop {
-            let tids = self.inner.filter_tids.lock().map(|t| t.clone()).unwrap_or_default();
-            if tids.len() >= self.inner.shared.config.filter_threads.max(1) || Instant::now() >= deadline {
-                return tids;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    pub fn filter_thread_ids(&self) -> &[i32] {
+        &self.inner.filter_tids
     }
 
     /// Reloads the filter file now. A build identical to the serving one is a no-op; a bad one is
@@ -263,16 +260,18 @@ impl TelemetryHost {
 }
 
 impl Inner {
-    /// Lets the filter threads empty the queue and end (the ticker still runs: calls need it).
     fn stop_filter_threads(&self) {
-        self.shared.filter_stop.store(true, Relaxed);
-        self.shared.handoff.wake();
-        if let Ok(mut threads) = self.filter_threads.lock() {
-            for t in threads.drain(..) {
-                t.thread().unpark();
-                let _ = t.join();
-            }
-        }
+        let threads = self.filter_threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        stop_filter_threads(&self.shared, threads);
+    }
+}
+
+/// Lets the filter threads empty the queue and end (the ticker still runs: calls need it).
+fn stop_filter_threads(shared: &Shared, threads: Vec<JoinHandle<()>>) {
+    shared.filter_stop.store(true, Relaxed);
+    for t in threads {
+        t.thread().unpark();
+        let _ = t.join();
     }
 }
 

@@ -9,7 +9,7 @@ use sentinel_host::{HostConfig, TelemetryHost};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use support::{drain_socket, exchange, filter_path};
+use support::{drain_socket, exchange, filter_path, thread_times};
 
 /// The tests here time calls: one at a time, so they do not crowd each other.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -23,13 +23,6 @@ fn pin_to(tid: i32, cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         assert_eq!(libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "sched_setaffinity");
     }
-}
-
-/// A thread's time on its CPU and time spent waiting for one, from /proc (schedstat).
-fn thread_times(tid: i32) -> (Duration, Duration) {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).expect("schedstat");
-    let mut f = stat.split_whitespace().map(|v| Duration::from_nanos(v.parse().expect("schedstat field")));
-    (f.next().expect("run time"), f.next().expect("wait time"))
 }
 
 /// The host's one filter thread.

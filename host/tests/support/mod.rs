@@ -8,6 +8,26 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
+/// A thread's time on its CPU and time spent waiting for one, from /proc (`schedstat`); zero for
+/// a thread that is gone.
+pub fn thread_times(tid: i32) -> (std::time::Duration, std::time::Duration) {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap_or_default();
+    let mut f = stat.split_whitespace().map(|v| std::time::Duration::from_nanos(v.parse().unwrap_or(0)));
+    (f.next().unwrap_or_default(), f.next().unwrap_or_default())
+}
+
+/// CPU time so far of this process's threads whose name starts with `name`.
+pub fn named_threads_cpu(name: &str) -> std::time::Duration {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().starts_with(name))
+        .filter_map(|task| task.file_name().to_str().and_then(|t| t.parse().ok()))
+        .map(|tid| thread_times(tid).0)
+        .sum()
+}
+
 /// A filter build from `make test-filters` (`sentinel_filter.wasm` is the production one).
 pub fn filter_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/filters").join(name)
