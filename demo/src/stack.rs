@@ -259,6 +259,17 @@ impl Stack {
         }
     }
 
+    /// Stops the collector with SIGSTOP, as a hung process would: it keeps its socket open but
+    /// reads, logs and acknowledges nothing until it is killed.
+    pub fn freeze_collector(&self) -> anyhow::Result<()> {
+        let Some(pid) = self.collector_pid() else { bail!("collector is not running") };
+        // SAFETY: sending a signal to our own child process id.
+        if unsafe { libc::kill(pid as i32, libc::SIGSTOP) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("stopping the collector");
+        }
+        Ok(())
+    }
+
     /// Kills the collector with SIGKILL, as a crash would: nothing is drained or synced.
     pub async fn kill_collector(&mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.collector.take() else { bail!("collector is not running") };

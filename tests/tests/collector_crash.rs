@@ -18,8 +18,14 @@ async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()
     let addr = stack.proxy_addr.clone();
     let load = tokio::spawn(async move { traffic::run(&addr, 11, 8000, 4, |_| {}).await });
     // Kill it once a good part of the load is logged, so acknowledged, unacknowledged and
-    // undelivered events all exist at that moment.
+    // undelivered events all exist at that moment. Acknowledgements come back within a
+    // millisecond or two of a write, so a kill at a random moment often finds nothing in flight:
+    // the collector hangs first (SIGSTOP) until the proxy has written frames it cannot have
+    // acknowledged, then dies.
     stack.wait_metric(false, "sentinel_collector_buffer_events_total", 1500.0, Duration::from_secs(30)).await?;
+    stack.freeze_collector()?;
+    let sent_at_freeze = stack.proxy_metrics().await?.get("sentinel_channel_sent_frames_total");
+    stack.wait_metric(true, "sentinel_channel_sent_frames_total", sent_at_freeze + 50.0, Duration::from_secs(30)).await?;
     stack.kill_collector().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stack.start_collector().await?;
