@@ -210,6 +210,8 @@ fn pipeline(cfg: &Enrichment, redact: bool) -> Pipeline {
 }
 
 fn stages(c: &mut Criterion) {
+    // As the daemon runs (see `huge_pages`).
+    sentinel_collector::huge_pages::opt_out();
     let dir = tempfile::tempdir().expect("tempdir");
     let lists = threat_lists(dir.path());
     let frames_mix = frames(10_000, 2_000);
@@ -246,6 +248,7 @@ fn stages(c: &mut Criterion) {
 /// The two halves of forwarding apart, on the same events: decoding the frames (MessagePack,
 /// borrowing strings) and encoding the decoded events as NDJSON.
 fn codec(c: &mut Criterion) {
+    sentinel_collector::huge_pages::opt_out();
     let batches = frames(10_000, 2_000);
     let frames: Vec<&[u8]> = batches.iter().flat_map(|b| b.iter()).collect();
     let events: Vec<Event<'_>> = frames.iter().map(|f| Event::decode(f).expect("valid frame")).collect();

@@ -11,6 +11,7 @@
 //!   acknowledged; each sink reads it from its own cursor.
 //! - [`sink`]: where events end up (files, Kafka, ClickHouse, S3, HTTP), each on its own thread
 //!   with batching, retries and a circuit breaker.
+//! - [`huge_pages`]: the daemon's memory kept off transparent huge pages (allocation churn).
 //! - [`cache`]: the bounded per-worker cache the enrichers and redaction keep their answers in.
 //! - [`metrics`] and [`admin`]: the daemon's own counters and its HTTP endpoint.
 //! - [`tap`]: a live, filtered view of the events passing through, for a terminal.
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod config;
 pub mod daemon;
 pub mod enrich;
+pub mod huge_pages;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;

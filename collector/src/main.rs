@@ -97,6 +97,9 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    if !sentinel_collector::huge_pages::opt_out() {
+        eprintln!("note: could not turn transparent huge pages off for this process; allocation may cost more");
+    }
     match Cli::parse().command {
         Command::Validate { config } => {
             // The file, then what it names: sinks this build runs, and the enrichment data.
