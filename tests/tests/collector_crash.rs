@@ -6,7 +6,7 @@
 use sentinel_demo::stack::{Paths, Stack, StackConfig};
 use sentinel_demo::traffic;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()> {
@@ -20,12 +20,21 @@ async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()
     // Kill it once a good part of the load is logged, so acknowledged, unacknowledged and
     // undelivered events all exist at that moment. Acknowledgements come back within a
     // millisecond or two of a write, so a kill at a random moment often finds nothing in flight:
-    // the collector hangs first (SIGSTOP) until the proxy has written frames it cannot have
-    // acknowledged, then dies.
+    // the collector hangs first (SIGSTOP) until the proxy holds frames it wrote and has no
+    // acknowledgement for (written after the hang, or written before and not yet processed; the
+    // proxy's sender may itself be stuck writing to the full socket), then dies.
     stack.wait_metric(false, "sentinel_collector_buffer_events_total", 1500.0, Duration::from_secs(30)).await?;
     stack.freeze_collector()?;
-    let sent_at_freeze = stack.proxy_metrics().await?.get("sentinel_channel_sent_frames_total");
-    stack.wait_metric(true, "sentinel_channel_sent_frames_total", sent_at_freeze + 50.0, Duration::from_secs(30)).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Long enough for the proxy to read acknowledgements written before the hang.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let p = stack.proxy_metrics().await?;
+        if p.get("sentinel_channel_sent_frames_total") > p.get("sentinel_channel_acked_frames_total") {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the proxy never had unacknowledged frames while the collector hung");
+    }
     stack.kill_collector().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stack.start_collector().await?;
