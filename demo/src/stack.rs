@@ -243,20 +243,27 @@ impl Stack {
         scrape(&self.collector_admin).await
     }
 
-    /// Waits until `series` on the collector's (or, with `proxy`, the proxy's) `/metrics`
-    /// reaches `at_least`, for at most `timeout`.
-    pub async fn wait_metric(&self, proxy: bool, series: &str, at_least: f64, timeout: Duration) -> anyhow::Result<()> {
+    /// Polls the collector's (or, with `proxy`, the proxy's) `/metrics` until `ready` holds,
+    /// for at most `timeout`, and returns the samples that satisfied it; on timeout the error
+    /// names `what` was awaited.
+    pub async fn wait_until(&self, proxy: bool, what: &str, timeout: Duration, ready: impl Fn(&Samples) -> bool) -> anyhow::Result<Samples> {
         let deadline = Instant::now() + timeout;
         loop {
             let m = if proxy { self.proxy_metrics().await? } else { self.collector_metrics().await? };
-            if m.get(series) >= at_least {
-                return Ok(());
+            if ready(&m) {
+                return Ok(m);
             }
             if Instant::now() >= deadline {
-                bail!("{series} never reached {at_least} within {timeout:?}");
+                bail!("{what}: not within {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until `series` on the collector's (or, with `proxy`, the proxy's) `/metrics`
+    /// reaches `at_least`, for at most `timeout`.
+    pub async fn wait_metric(&self, proxy: bool, series: &str, at_least: f64, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_until(proxy, &format!("{series} reaching {at_least}"), timeout, |m| m.get(series) >= at_least).await.map(drop)
     }
 
     /// Stops the collector with SIGSTOP, as a hung process would: it keeps its socket open but

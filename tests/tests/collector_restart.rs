@@ -22,11 +22,7 @@ async fn proxy_keeps_serving_while_the_collector_is_away() -> anyhow::Result<()>
     let outage = traffic::run_until(&stack.proxy_addr, 2, 3000, Some(Instant::now() + Duration::from_secs(5)), 4, |_| {}).await;
     stack.start_collector().await?;
     // The proxy reconnects by itself (backoff at most 1 s) and sends what it still queues.
-    let reconnect_deadline = Instant::now() + Duration::from_secs(5);
-    while stack.proxy_metrics().await?.get("sentinel_channel_connected") != 1.0 {
-        assert!(Instant::now() < reconnect_deadline, "the proxy did not reconnect to the restarted collector");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack.wait_until(true, "the proxy reconnecting to the restarted collector", Duration::from_secs(5), |p| p.get("sentinel_channel_connected") == 1.0).await?;
     stack.settle(Duration::from_secs(10)).await?;
     let restarted_at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
     let dropped_before = stack.proxy_metrics().await?.sum("sentinel_channel_dropped_total") as u64;

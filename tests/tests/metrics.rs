@@ -41,14 +41,7 @@ async fn counters_match_what_was_sent_received_and_written() -> anyhow::Result<(
     );
 
     // The proxy's counters also reach the collector (every 5 s), labelled with the proxy's name.
-    let deadline = std::time::Instant::now() + Duration::from_secs(12);
-    let c = loop {
-        let c = stack.collector_metrics().await?;
-        if c.sum("sentinel_filter_calls_total") == n || std::time::Instant::now() > deadline {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let c = stack.wait_until(false, "the proxy's call count reaching the collector", Duration::from_secs(12), |c| c.sum("sentinel_filter_calls_total") == n).await?;
     assert_eq!(c.sum("sentinel_filter_calls_total"), n, "{:?}", c.0);
     let emitted: f64 = c.0.iter().filter(|(k, _)| k.starts_with("sentinel_filter_outcomes_total{") && k.contains("outcome=\"emitted\"")).map(|(_, v)| v).sum();
     assert_eq!(emitted, n, "the same families as the proxy serves, with a proxy label");

@@ -113,16 +113,10 @@ async fn a_network_outage_to_the_broker_loses_nothing_and_never_pauses_the_file_
     let cut_at = Instant::now();
     let during = traffic::run(&stack.proxy_addr, 62, 2500, 4, |_| {}).await;
     let written = |m: &sentinel_demo::metrics::Samples, sink: &str| m.get(&format!("sentinel_collector_events_written_total{{sink=\"{sink}\"}}")) as u64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = stack.collector_metrics().await?;
-        if written(&m, "file") == before.sent + during.sent {
-            assert_eq!(written(&m, "kafka"), before.sent, "nothing was delivered through the cut line");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the file sink stalled behind the cut-off Kafka sink");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let m = stack
+        .wait_until(false, "the file sink writing everything while Kafka is cut off", Duration::from_secs(10), |m| written(m, "file") == before.sent + during.sent)
+        .await?;
+    assert_eq!(written(&m, "kafka"), before.sent, "nothing was delivered through the cut line");
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(cut_at.elapsed())).await;
     tansu.relay.resume().await?;
     stack.settle(Duration::from_secs(60)).await?;

@@ -1,6 +1,6 @@
-//! Word-at-a-time byte checks shared by the filter (encoding) and the collector (decoding):
-//! almost every string in an event is ASCII, and proving that eight bytes a step spares the
-//! general UTF-8 check.
+//! Word-at-a-time byte checks shared by the filter (encoding) and the collector (decoding and
+//! the NDJSON encoder's escape search): almost every string in an event is ASCII and needs no
+//! escaping, and proving that eight bytes a step spares a check per byte.
 
 /// The eight bytes of `b` at `i` as one little-endian word (the caller keeps `i + 8 <= len`).
 #[inline(always)]
@@ -8,12 +8,34 @@ pub fn word(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]])
 }
 
+/// A word holding byte `b` eight times.
+#[inline(always)]
+pub const fn splat(b: u8) -> u64 {
+    0x0101_0101_0101_0101 * b as u64
+}
+
+/// The high bit of every byte of a word.
+const HIGH: u64 = splat(0x80);
+
+/// The high bit set in each byte of `w` that is below `n` (`n` at most 0x80). A subtraction's
+/// borrow can also flag a byte after (above) a flagged one, never before it: the lowest flag
+/// is exact, and no flag means no such byte.
+#[inline(always)]
+pub fn below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(splat(n)) & !w & HIGH
+}
+
+/// The high bit set in each byte of `w` equal to `c`; the lowest flag is exact, as in [`below`].
+#[inline(always)]
+pub fn equal(w: u64, c: u8) -> u64 {
+    below(w ^ splat(c), 1)
+}
+
 /// True when every byte is ASCII, eight bytes per step with the tail read as one overlapping
 /// word (wasm has native 64-bit integers too, and few loop turns mean few epoch-deadline checks
 /// in the filter).
 #[inline]
 pub fn is_ascii(b: &[u8]) -> bool {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let n = b.len();
     if n < 8 {
         let mut acc = 0u8;

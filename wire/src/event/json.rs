@@ -4,6 +4,7 @@
 //! strings are copied whole unless they hold a byte JSON must escape.
 
 use super::*;
+use crate::ascii;
 
 /// `"name":`, the way a key is written (schema names never need escaping).
 macro_rules! k {
@@ -35,16 +36,10 @@ static ESCAPE: [u8; 256] = {
 /// step: strings are most of a line, and a table lookup per byte was a third of the encoding.
 #[inline(always)]
 fn first_escape(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte's high bit set when it is below `n` / equal to `c`. The subtraction's borrow can
-    // flag a byte above (after) a flagged one, never before it, so the lowest flag is exact.
-    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
-    let equal = |w: u64, c: u8| below(w ^ (ONES * u64::from(c)), 1);
     let (words, tail) = b.as_chunks::<8>();
     for (i, w) in words.iter().enumerate() {
         let w = u64::from_le_bytes(*w);
-        let m = below(w, 0x20) | equal(w, b'"') | equal(w, b'\\');
+        let m = ascii::below(w, 0x20) | ascii::equal(w, b'"') | ascii::equal(w, b'\\');
         if m != 0 {
             return Some(i * 8 + (m.trailing_zeros() / 8) as usize);
         }
