@@ -166,9 +166,12 @@ pub struct Metrics {
 /// The write-ahead log's counters.
 #[derive(Debug, Default)]
 pub struct WalMetrics {
-    /// Bytes and segment files on disk now.
+    /// Bytes (spares included) and live segment files on disk now.
     pub bytes: AtomicU64,
     pub segments: AtomicU64,
+    /// Delivered segment files kept for reuse now, and segments started in a reused file.
+    pub spare_segments: AtomicU64,
+    pub recycled_segments: AtomicU64,
     pub appended_records: AtomicU64,
     pub appended_events: AtomicU64,
     /// Time of one fsync.
@@ -187,8 +190,10 @@ pub struct WalMetrics {
 impl WalMetrics {
     fn render(&self, e: &mut Exposition) {
         let g = |a: &AtomicU64| a.load(Relaxed);
-        e.gauge("sentinel_collector_buffer_bytes", "Bytes of write-ahead log segments on disk.", g(&self.bytes))
-            .gauge("sentinel_collector_buffer_segments", "Write-ahead log segment files on disk.", g(&self.segments))
+        e.gauge("sentinel_collector_buffer_bytes", "Bytes of write-ahead log segments on disk, spares included.", g(&self.bytes))
+            .gauge("sentinel_collector_buffer_segments", "Write-ahead log segment files on disk holding records.", g(&self.segments))
+            .gauge("sentinel_collector_buffer_spare_segments", "Delivered segment files kept for the writer to reuse.", g(&self.spare_segments))
+            .counter("sentinel_collector_buffer_recycled_segments_total", "Segments the writer started in a reused file instead of a new one.", g(&self.recycled_segments))
             .counter("sentinel_collector_buffer_records_total", "Records appended to the write-ahead log (one per processed batch).", g(&self.appended_records))
             .counter("sentinel_collector_buffer_events_total", "Events made durable in the write-ahead log.", g(&self.appended_events))
             .counter("sentinel_collector_buffer_corrupt_records_total", "Log records that failed their checksum or could not be read, skipped.", g(&self.corrupt_records))

@@ -150,10 +150,11 @@ async fn run() -> anyhow::Result<()> {
     );
     println!("µs an event by thread: {}", by_thread.join(", "));
     println!(
-        "malformed {}, redacted {}, geo found {}",
+        "malformed {}, redacted {}, geo found {}, log segments started in a reused file {}",
         m.get("sentinel_collector_malformed_total{reason=\"bad_event\"}"),
         m.get("sentinel_collector_events_redacted_total"),
-        m.get("sentinel_collector_enrich_lookups_total{enricher=\"geo\",result=\"hit\"}")
+        m.get("sentinel_collector_enrich_lookups_total{enricher=\"geo\",result=\"hit\"}"),
+        m.get("sentinel_collector_buffer_recycled_segments_total")
     );
     // Both directions, for every handle of the socket: the ack reader's read ends.
     sock.shutdown(std::net::Shutdown::Both)?;

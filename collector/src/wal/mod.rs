@@ -3,7 +3,10 @@
 //! Processed batches (already redacted: nothing else ever touches disk) are appended as
 //! checksummed records to segment files, synced per the fsync policy, and only then
 //! acknowledged to the proxies. Every sink reads the log through its own [`Reader`] and moves
-//! its own cursor once a batch is delivered; a segment is deleted when every sink is past it.
+//! its own cursor once a batch is delivered; a segment every sink is past is kept as a spare
+//! (at most [`SPARES`], within the cap) for the writer to reuse, or else deleted. Reusing a file
+//! writes over pages the page cache already holds and blocks the file system already allocated,
+//! so a sync need not commit new metadata (PostgreSQL recycles its log for the same reason).
 //! A size cap bounds the log, with an explicit policy past it: `block` (stop acknowledging, so
 //! proxies hold and then drop with a counter) or `drop_oldest` (delete the oldest segment, counted
 //! per sink). Corrupt records found at start-up are counted and skipped, never fatal.
@@ -35,6 +38,10 @@ use tokio::sync::watch;
 /// collector's CPU at 15k events/s.
 const CURSOR_STORE_EVERY: Duration = Duration::from_millis(100);
 
+/// Most delivered segments kept for reuse: the writer rolls about as often as the sinks free a
+/// segment, so one is usually waiting; the second covers a burst.
+pub const SPARES: usize = 2;
+
 /// What the writer does when the log is at its size cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenFull {
@@ -60,7 +67,7 @@ pub struct WalConfig {
     pub dir: PathBuf,
     /// A segment is closed and a new one started past this many bytes.
     pub segment_bytes: u64,
-    /// Most bytes of segments kept; at least two segments' worth.
+    /// Most bytes of segments kept, spares included; at least two segments' worth.
     pub max_bytes: u64,
     pub when_full: WhenFull,
     pub fsync: Fsync,
@@ -114,7 +121,14 @@ struct State {
     /// How far each sink's reader has read: records between its cursor and here are in the
     /// sink's hands and get delivered even if their segment is dropped.
     read: BTreeMap<String, Arc<AtomicU64>>,
+    /// The segment (by its first sequence number) each sink's reader has open: such a segment
+    /// is deleted, never reused, since the reader could read the new records as old ones.
+    pins: BTreeMap<String, u64>,
+    /// Bytes of the live segments.
     bytes: u64,
+    /// Delivered segment files waiting to be reused, and their bytes.
+    spares: Vec<(PathBuf, u64)>,
+    spare_bytes: u64,
 }
 
 struct Shared {
@@ -143,13 +157,22 @@ impl Wal {
         let dir_err = |source| WalError::Dir { dir: cfg.dir.clone(), source };
         let cursor_dir = cfg.dir.join("cursors");
         std::fs::create_dir_all(&cursor_dir).map_err(dir_err)?;
-        let mut firsts: Vec<u64> = std::fs::read_dir(&cfg.dir)
-            .map_err(dir_err)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(segment::parse_name))
-            .collect();
+        let names: Vec<String> = std::fs::read_dir(&cfg.dir).map_err(dir_err)?.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
+        let mut firsts: Vec<u64> = names.iter().filter_map(|n| segment::parse_name(n)).collect();
         firsts.sort_unstable();
         let mut state = State { cursors: cursor::load_all(&cursor_dir).map_err(dir_err)?, ..State::default() };
+        for name in names.iter().filter(|n| segment::is_spare(n)) {
+            let path = cfg.dir.join(name);
+            match std::fs::metadata(&path) {
+                Ok(m) if state.spares.len() < SPARES && state.spare_bytes + m.len() <= cfg.max_bytes => {
+                    state.spare_bytes += m.len();
+                    state.spares.push((path, m.len()));
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
         for (i, first) in firsts.iter().enumerate() {
             let last = i + 1 == firsts.len();
             let seg = recover(&cfg.dir, *first, last, &metrics)?;
@@ -162,7 +185,10 @@ impl Wal {
         let shared = Arc::new(Shared { cfg, cursor_dir, state: Mutex::new(state), space: Condvar::new(), durable, metrics });
         let wal = Wal { shared };
         let writer = Writer::start(wal.clone(), next, publish)?;
-        wal.shared.metrics.wal.segments.store(wal.lock().segments.len() as u64, Relaxed);
+        {
+            let st = wal.lock();
+            wal.publish_files(&st);
+        }
         Ok((wal, writer))
     }
 
@@ -203,6 +229,7 @@ impl Wal {
         st.cursors.remove(id);
         st.stored.remove(id);
         st.read.remove(id);
+        st.pins.remove(id);
         cursor::remove(&self.shared.cursor_dir, id);
         self.shared.metrics.sink(id).lag_records.store(0, Relaxed);
         self.collect(&mut st);
@@ -271,11 +298,41 @@ impl Wal {
         st.segments.front().map_or_else(|| self.durable(), |s| s.first)
     }
 
-    /// The first sequence number and file of the segment holding `seq` (the newest segment that
-    /// starts at or before it).
-    fn locate(&self, seq: u64) -> Option<(u64, PathBuf)> {
-        let st = self.lock();
-        st.segments.iter().rev().find(|s| s.first <= seq).or(st.segments.front()).map(|s| (s.first, s.path.clone()))
+    /// Opens, for sink `id`'s reader, the segment holding `seq` (the newest segment that starts
+    /// at or before it) and pins it until [`Wal::unpin`]: opened under the lock, so the segment
+    /// cannot become a spare between being found and being opened.
+    fn open_segment(&self, id: &str, seq: u64) -> Option<(u64, std::io::Result<SegmentReader>)> {
+        let mut st = self.lock();
+        let s = st.segments.iter().rev().find(|s| s.first <= seq).or(st.segments.front())?;
+        let first = s.first;
+        let opened = SegmentReader::open(&s.path, first, s.bytes);
+        if opened.is_ok() {
+            st.pins.insert(id.to_string(), first);
+        }
+        Some((first, opened))
+    }
+
+    /// Pins, for sink `id`'s reader, the segment it kept open since its last read, and returns
+    /// how many of its bytes are written; `None` when that segment was retired meanwhile (its
+    /// file may now be a spare or another segment).
+    fn pin(&self, id: &str, first: u64) -> Option<u64> {
+        let mut st = self.lock();
+        let written = st.segments.iter().find(|s| s.first == first)?.bytes;
+        st.pins.insert(id.to_string(), first);
+        Some(written)
+    }
+
+    /// Sink `id`'s reader is done with its segment for now.
+    fn unpin(&self, id: &str) {
+        self.lock().pins.remove(id);
+    }
+
+    /// A spare segment file for the writer, if one waits.
+    fn take_spare(&self) -> Option<PathBuf> {
+        let mut st = self.lock();
+        let (path, bytes) = st.spares.pop()?;
+        st.spare_bytes -= bytes;
+        Some(path)
     }
 
     /// The segment after the one starting at `first`, if any.
@@ -283,13 +340,21 @@ impl Wal {
         self.lock().segments.iter().find(|s| s.first > first).map(|s| s.first)
     }
 
-    /// Deletes segments every sink is past (never the writer's).
+    /// Retires segments every sink is past (never the writer's): kept as spares while fewer than
+    /// [`SPARES`] wait, no reader has them open and the cap allows, deleted otherwise.
     fn collect(&self, st: &mut State) {
         let min = st.cursors.values().copied().min().unwrap_or(u64::MAX);
         let mut freed = false;
         while st.segments.len() > 1 && st.segments.front().is_some_and(|s| s.end() <= min) {
             if let Some(s) = st.segments.pop_front() {
-                self.delete(st, s);
+                let keep = st.spares.len() < SPARES
+                    && !st.pins.values().any(|f| *f == s.first)
+                    && st.bytes + st.spare_bytes <= self.shared.cfg.max_bytes;
+                if keep {
+                    self.recycle(st, s);
+                } else {
+                    self.delete(st, s);
+                }
                 freed = true;
             }
         }
@@ -298,14 +363,46 @@ impl Wal {
         }
     }
 
+    /// Keeps a delivered segment's file for the writer to reuse (deleted if it cannot be moved).
+    fn recycle(&self, st: &mut State, s: Segment) {
+        let spare = segment::spare_path(&self.shared.cfg.dir, s.first);
+        match std::fs::rename(&s.path, &spare) {
+            Ok(()) => {
+                st.bytes -= s.bytes;
+                st.spare_bytes += s.bytes;
+                st.spares.push((spare, s.bytes));
+                self.publish_files(st);
+            }
+            Err(e) => {
+                tracing::debug!("cannot keep buffer segment {} for reuse ({e}); deleting it", s.path.display());
+                self.delete(st, s);
+            }
+        }
+    }
+
     fn delete(&self, st: &mut State, s: Segment) {
         if let Err(e) = std::fs::remove_file(&s.path) {
             tracing::warn!("cannot delete buffer segment {}: {e}", s.path.display());
         }
         st.bytes -= s.bytes;
+        self.publish_files(st);
+    }
+
+    /// Deletes one spare to make room under the cap; false when none is left.
+    fn delete_spare(&self, st: &mut State) -> bool {
+        let Some((path, bytes)) = st.spares.pop() else { return false };
+        let _ = std::fs::remove_file(&path);
+        st.spare_bytes -= bytes;
+        self.publish_files(st);
+        true
+    }
+
+    /// Sets the gauges of bytes (spares included) and live segments on disk.
+    fn publish_files(&self, st: &State) {
         let m = &self.shared.metrics.wal;
-        m.bytes.store(st.bytes, Relaxed);
+        m.bytes.store(st.bytes + st.spare_bytes, Relaxed);
         m.segments.store(st.segments.len() as u64, Relaxed);
+        m.spare_segments.store(st.spares.len() as u64, Relaxed);
     }
 
     /// The `drop_oldest` policy: deletes the oldest segment even if sinks still need it. Each
@@ -338,7 +435,7 @@ fn recover(dir: &Path, first: u64, last: bool, metrics: &Metrics) -> Result<Segm
     let path = segment::path(dir, first);
     let seg_err = |source| WalError::Segment { path: path.clone(), source };
     let mut seg = Segment { first, path: path.clone(), bytes: 0, records: Vec::new() };
-    let mut r = match SegmentReader::open(&path) {
+    let mut r = match SegmentReader::open(&path, first, u64::MAX) {
         Ok(r) => r,
         Err(e) => {
             // Not even a header: nothing in it can be read. Keep it out of the way, counted.
@@ -366,11 +463,14 @@ fn recover(dir: &Path, first: u64, last: bool, metrics: &Metrics) -> Result<Segm
                 if torn {
                     metrics.wal.corrupt_records.fetch_add(1, Relaxed);
                     tracing::warn!("buffer segment {}: unreadable from byte {}{}", path.display(), r.offset(), if last { ", cut off" } else { "" });
-                    if last {
-                        let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(seg_err)?;
-                        f.set_len(r.offset()).map_err(seg_err)?;
-                        f.sync_all().map_err(seg_err)?;
-                    }
+                }
+                // Cut a torn tail of the last segment so no new record follows garbage, and the
+                // end marker or an earlier life's records after a clean end of any segment.
+                let len = std::fs::metadata(&path).map_err(seg_err)?.len();
+                if len > r.offset() && (last || !torn) {
+                    let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(seg_err)?;
+                    f.set_len(r.offset()).map_err(seg_err)?;
+                    f.sync_all().map_err(seg_err)?;
                 }
                 break;
             }

@@ -83,6 +83,7 @@ pub struct Reader {
 /// A sink that stops leaves its cursor file up to date.
 impl Drop for Reader {
     fn drop(&mut self) {
+        self.close_segment();
         self.wal.store_cursor(&self.id);
     }
 }
@@ -109,8 +110,15 @@ impl Reader {
     /// Reads again from `next` (at or after the sink's cursor: the log still holds it).
     pub fn rewind(&mut self, next: u64) {
         self.next = next;
-        self.seg = None;
+        self.close_segment();
         self.read.store(next, Relaxed);
+    }
+
+    /// Lets go of the open segment (and so of the log's pin on it).
+    fn close_segment(&mut self) {
+        if self.seg.take().is_some() {
+            self.wal.unpin(&self.id);
+        }
     }
 
     /// True when the writer has published records this reader has not read.
@@ -133,8 +141,19 @@ impl Reader {
 
     /// Appends whole records to `out` until it holds `max_events` events or `max_bytes` bytes
     /// (at least one record if any is readable), or nothing more is published.
+    ///
+    /// The segment being read is pinned for the call, so the log never hands its file to the
+    /// writer meanwhile. Between calls the reader keeps the file open unpinned; a segment that
+    /// was retired in between is let go at the next call (its records were all delivered).
     pub fn read(&mut self, max_events: u64, max_bytes: usize, out: &mut ReadBatch) -> std::io::Result<()> {
+        if let Some((first, seg)) = &mut self.seg {
+            match self.wal.pin(&self.id, *first) {
+                Some(written) => seg.set_readable(written),
+                None => self.seg = None,
+            }
+        }
         let result = self.read_records(max_events, max_bytes, out);
+        self.wal.unpin(&self.id);
         // Published on every exit, errors included: what `out` holds is in the sink's hands.
         self.read.store(self.next, Relaxed);
         result
@@ -149,15 +168,15 @@ impl Reader {
             let floor = self.wal.floor();
             if self.next < floor {
                 self.next = floor;
-                self.seg = None;
+                self.close_segment();
                 out.end = out.end.max(floor);
                 continue;
             }
             let (first, seg) = match &mut self.seg {
                 Some((first, seg)) => (*first, seg),
                 None => {
-                    let Some((first, path)) = self.wal.locate(self.next) else { break };
-                    let seg = match SegmentReader::open(&path) {
+                    let Some((first, opened)) = self.wal.open_segment(&self.id, self.next) else { break };
+                    let seg = match opened {
                         Ok(s) => s,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // just dropped: the floor moved
                         Err(e) => return Err(e),
@@ -170,7 +189,7 @@ impl Reader {
                 Next::Record(h) if h.seq < self.next => {} // before this reader's position
                 Next::Record(h) if h.seq >= durable => {
                     // Written but not yet published: come back to it from the start next time.
-                    self.seg = None;
+                    self.close_segment();
                     break;
                 }
                 Next::Record(h) => {
@@ -195,11 +214,11 @@ impl Reader {
                         Some(next_first) => {
                             self.next = self.next.max(next_first);
                             out.end = out.end.max(self.next);
-                            self.seg = None;
+                            self.close_segment();
                         }
                         None => {
                             // The end of the writer's segment: published records are all read.
-                            self.seg = None;
+                            self.close_segment();
                             break;
                         }
                     }

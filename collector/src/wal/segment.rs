@@ -1,6 +1,10 @@
 //! One segment file read front to back: what start-up recovery scans and what each sink's
 //! reader follows. Records are checked against their checksum; a record that fails is skipped
 //! by its length when that length is plausible, and ends the segment when it is not.
+//!
+//! Segment files are recycled (see [`super::writer`]), so what follows the last record may be
+//! the writer's end marker (a header of zeros) or records of the file's earlier life, whose
+//! sequence numbers are all below the segment's first: either one ends the segment cleanly.
 
 use super::record::{self, Header, HEADER_LEN, SEGMENT_MAGIC};
 use std::fs::File;
@@ -21,6 +25,17 @@ pub fn path(dir: &Path, first: u64) -> PathBuf {
     dir.join(file_name(first))
 }
 
+/// Where a delivered segment waits to be reused: out of the segments' name space, so start-up
+/// never reads it as one.
+pub fn spare_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.spare"))
+}
+
+/// True for a spare's file name.
+pub fn is_spare(name: &str) -> bool {
+    name.strip_suffix(".spare").is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What comes next in a segment.
 #[derive(Debug)]
 pub enum Next {
@@ -34,21 +49,25 @@ pub enum Next {
 
 /// Reads one segment file sequentially.
 pub struct SegmentReader {
-    file: BufReader<File>,
+    file: BufReader<Bounded>,
+    /// The first sequence number the file's name stands for: records below it are stale.
+    first: u64,
     offset: u64,
     payload: Vec<u8>,
 }
 
 impl SegmentReader {
-    /// Opens a segment and checks its magic; a file without it is not a segment of ours.
-    pub fn open(path: &Path) -> std::io::Result<SegmentReader> {
-        let mut file = BufReader::with_capacity(256 << 10, File::open(path)?);
+    /// Opens the segment that starts at `first`, readable up to byte `end` (see
+    /// [`SegmentReader::set_readable`]), and checks its magic; a file without it is not a
+    /// segment of ours.
+    pub fn open(path: &Path, first: u64, end: u64) -> std::io::Result<SegmentReader> {
+        let mut file = BufReader::with_capacity(256 << 10, Bounded { file: File::open(path)?, pos: 0, end });
         let mut magic = [0u8; SEGMENT_MAGIC.len()];
         file.read_exact(&mut magic)?;
         if magic != SEGMENT_MAGIC {
             return Err(std::io::Error::new(ErrorKind::InvalidData, format!("{} is not a sentinel log segment", path.display())));
         }
-        Ok(SegmentReader { file, offset: SEGMENT_MAGIC.len() as u64, payload: Vec::new() })
+        Ok(SegmentReader { file, first, offset: SEGMENT_MAGIC.len() as u64, payload: Vec::new() })
     }
 
     /// Where the next record starts.
@@ -64,22 +83,52 @@ impl SegmentReader {
             n if n < HEADER_LEN => return Ok(Next::End { torn: true }),
             _ => {}
         }
+        if h == [0; HEADER_LEN] {
+            return Ok(Next::End { torn: false }); // the writer's end marker
+        }
         let Some(header) = record::header(&h) else { return Ok(Next::End { torn: true }) };
         self.payload.resize(header.len, 0);
         if read_full(&mut self.file, &mut self.payload)? < header.len {
             return Ok(Next::End { torn: true });
         }
-        self.offset += (HEADER_LEN + header.len) as u64;
-        if record::verify(&header, &self.payload) {
-            Ok(Next::Record(header))
-        } else {
-            Ok(Next::Corrupt)
+        if !record::verify(&header, &self.payload) {
+            self.offset += (HEADER_LEN + header.len) as u64;
+            return Ok(Next::Corrupt);
         }
+        if header.seq < self.first {
+            return Ok(Next::End { torn: false }); // written in the file's earlier life
+        }
+        self.offset += (HEADER_LEN + header.len) as u64;
+        Ok(Next::Record(header))
+    }
+
+    /// Lets the reader read up to byte `end` of the file. Past what the writer has written the
+    /// file holds bytes it will overwrite (its end marker, a reused file's earlier life), so a
+    /// follower reads no further ahead than the records written when it looked.
+    pub fn set_readable(&mut self, end: u64) {
+        self.file.get_mut().end = end;
     }
 
     /// The payload of the record [`SegmentReader::next`] returned last.
     pub fn payload(&self) -> &[u8] {
         &self.payload
+    }
+}
+
+/// A file read no further than `end`.
+struct Bounded {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = usize::try_from(self.end.saturating_sub(self.pos)).unwrap_or(usize::MAX);
+        let len = buf.len().min(room);
+        let n = self.file.read(&mut buf[..len])?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -108,6 +157,10 @@ mod tests {
         assert_eq!(parse_name(&file_name(123_456)), Some(123_456));
         assert_eq!(parse_name("7.wal"), None);
         assert_eq!(parse_name("00000000000000000007.tmp"), None);
+        let spare = spare_path(Path::new("d"), 7);
+        let spare = spare.file_name().unwrap().to_str().unwrap();
+        assert!(is_spare(spare) && parse_name(spare).is_none(), "a spare is never read as a segment");
+        assert!(!is_spare(&file_name(7)));
     }
 
     #[test]
@@ -115,7 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(file_name(0));
         std::fs::write(&p, b"not a segment at all").unwrap();
-        let err = SegmentReader::open(&p).err().unwrap();
+        let err = SegmentReader::open(&p, 0, u64::MAX).err().unwrap();
         assert!(err.to_string().contains("not a sentinel log segment"), "{err}");
     }
 }

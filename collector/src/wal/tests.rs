@@ -44,11 +44,96 @@ fn records_read_back_in_order_across_segments_and_delivered_segments_go() {
     let b = read_all(&mut r);
     assert_eq!(numbers(&b), (0..60).collect::<Vec<_>>());
     assert_eq!((b.first, b.end, b.events), (0, 60, 60));
-    let before = std::fs::read_dir(dir.path()).unwrap().count();
+    let before = files(dir.path());
     wal.commit("file", b.end);
-    let after = std::fs::read_dir(dir.path()).unwrap().count();
-    assert_eq!(after, 2, "only the writer's segment and the cursor folder remain (had {before})");
+    let after = files(dir.path());
+    assert_eq!(after.iter().filter(|n| n.ends_with(".wal")).count(), 1, "only the writer's segment is left (had {before:?})");
+    assert_eq!(after.iter().filter(|n| n.ends_with(".spare")).count(), SPARES, "delivered segments wait for reuse, at most {SPARES}: {after:?}");
+    assert_eq!(after.len(), 1 + SPARES + 1, "and the cursor folder, nothing else: {after:?}");
+    assert_eq!(m.wal.spare_segments.load(Relaxed), SPARES as u64);
     assert_eq!(wal.lag("file"), 0);
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+/// The bytes of one record of `line(i)` for a small `i`.
+fn record_len() -> usize {
+    record::HEADER_LEN + line(0).len()
+}
+
+#[test]
+fn delivered_segments_are_reused_and_every_record_reads_back_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    let mut r = wal.attach("s");
+    let mut seen = Vec::new();
+    for round in 0..40 {
+        append(&mut w, round * 7, 7);
+        let b = read_all(&mut r);
+        seen.extend(numbers(&b));
+        wal.commit("s", b.end);
+        let names = files(dir.path());
+        assert!(names.len() <= 2 + SPARES + 1, "files stay bounded: {names:?}");
+    }
+    assert_eq!(seen, (0..280).collect::<Vec<_>>());
+    let recycled = m.wal.recycled_segments.load(Relaxed);
+    assert!(recycled >= 10, "1000-byte segments roll every ~13 records and reuse delivered files: {recycled}");
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 0);
+}
+
+#[test]
+fn a_crash_in_a_reused_segment_replays_its_own_records_and_not_the_files_earlier_life() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, mut w, m) = open(cfg(dir.path()));
+        let mut r = wal.attach("s");
+        // Fill and deliver segments until the writer's segment is a reused file, then put two
+        // records in it: the rest of the file is its earlier life.
+        let mut n = 0;
+        while m.wal.recycled_segments.load(Relaxed) < 2 {
+            append(&mut w, n, 1);
+            n += 1;
+            let b = read_all(&mut r);
+            wal.commit("s", b.end);
+        }
+        append(&mut w, n, 2);
+        let b = read_all(&mut r);
+        assert_eq!(numbers(&b), vec![n, n + 1]);
+        wal.commit("s", b.first); // delivered up to them, not them
+        drop(r); // stores the cursor
+        let active = files(dir.path()).into_iter().filter(|f| f.ends_with(".wal")).max().unwrap();
+        let active_len = std::fs::metadata(dir.path().join(active)).unwrap().len() as usize;
+        assert!(active_len > SEGMENT_MAGIC_LEN + 4 * record_len(), "the reused file holds more than its new records ({active_len} bytes)");
+        std::mem::forget(w); // killed: no clean stop
+    }
+    let (wal, _w, m) = open(cfg(dir.path()));
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 0, "the earlier life is not corruption");
+    let b = read_all(&mut wal.attach("s"));
+    assert_eq!(b.events, 2, "exactly the two records written since the reuse: {:?}", numbers(&b));
+}
+
+#[test]
+fn a_reader_holding_a_segment_whose_file_was_reused_reads_on_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    let mut r = wal.attach("s");
+    // Records 0..13 fill the first segment; the reader reads them all and keeps it open.
+    let per_segment = (1_000 - SEGMENT_MAGIC_LEN).div_ceil(record_len()) as u64;
+    append(&mut w, 0, per_segment);
+    assert_eq!(numbers(&read_all(&mut r)), (0..per_segment).collect::<Vec<_>>());
+    append(&mut w, per_segment, 1); // the writer rolls to a new file
+    wal.commit("s", per_segment); // the first segment is delivered: its file becomes a spare
+    assert_eq!(m.wal.spare_segments.load(Relaxed), 1);
+    // Fill the second segment and start a third in the first one's file, past its old length.
+    append(&mut w, per_segment + 1, 2 * per_segment);
+    assert_eq!(m.wal.recycled_segments.load(Relaxed), 1);
+    let total = 3 * per_segment + 1;
+    assert_eq!(numbers(&read_all(&mut r)), (per_segment..total).collect::<Vec<_>>(), "nothing skipped, nothing read twice");
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 0, "the reused file's new records were never read as the old segment's");
 }
 
 #[test]

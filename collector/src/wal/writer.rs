@@ -1,10 +1,17 @@
 //! The log's one writer: appends a group of batches as records in one write, applies the size
 //! cap's policy, syncs per the fsync policy, and only then publishes the records to the sinks.
+//!
+//! Segments start in a spare file when one waits (see [`super::collect`]). Such a file still
+//! holds its earlier life past the writer's position, so every group is written followed by an
+//! end marker (a header of zeros) that the next group overwrites, and a closed segment is cut
+//! to its records. Whatever a reader finds past the marker after a crash has sequence numbers
+//! below the segment's first and ends the segment too.
 
-use super::record::{self, SEGMENT_MAGIC};
+use super::record::{self, HEADER_LEN, SEGMENT_MAGIC};
 use super::{segment, Fsync, Segment, Wal, WalError, WhenFull};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -31,17 +38,43 @@ pub struct Writer {
     publish: watch::Sender<u64>,
 }
 
+/// Starts the segment whose first record is `first`, in a spare file when one waits.
 fn create(wal: &Wal, first: u64) -> Result<(File, Segment), WalError> {
-    let path = segment::path(&wal.shared.cfg.dir, first);
+    let dir = &wal.shared.cfg.dir;
+    let path = segment::path(dir, first);
     let err = |source| WalError::Segment { path: path.clone(), source };
-    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(err)?;
-    file.write_all(&SEGMENT_MAGIC).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    if let Ok(d) = File::open(&wal.shared.cfg.dir) {
-        let _ = d.sync_all();
-    }
+    let reused = wal.take_spare().and_then(|spare| match reuse(&spare, &path) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::debug!("cannot reuse buffer segment file {} ({e}); starting a new one", spare.display());
+            let _ = std::fs::remove_file(&spare);
+            None
+        }
+    });
+    let file = match reused {
+        Some(file) => {
+            wal.shared.metrics.wal.recycled_segments.fetch_add(1, Relaxed);
+            file
+        }
+        None => {
+            let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(err)?;
+            file.write_all_at(&SEGMENT_MAGIC, 0).map_err(err)?;
+            file.sync_all().map_err(err)?;
+            file
+        }
+    };
+    // The new name must be durable before any record in the file is acknowledged.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| WalError::Dir { dir: dir.clone(), source })?;
     let seg = Segment { first, path: path.clone(), bytes: SEGMENT_MAGIC.len() as u64, records: Vec::new() };
     Ok((file, seg))
+}
+
+/// Renames a spare to `path` and opens it for writing over its old records.
+fn reuse(spare: &Path, path: &Path) -> std::io::Result<File> {
+    std::fs::rename(spare, path)?;
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(&SEGMENT_MAGIC, 0)?;
+    Ok(file)
 }
 
 impl Writer {
@@ -63,7 +96,7 @@ impl Writer {
             let mut st = wal.lock();
             st.bytes += seg.bytes;
             st.segments.push_back(seg);
-            wal.shared.metrics.wal.bytes.store(st.bytes, Relaxed);
+            wal.publish_files(&st);
         }
         Ok(Writer { wal, file, bytes, next, buf: Vec::new(), records: Vec::new(), dirty: false, last_sync: Instant::now(), blocked: false, publish })
     }
@@ -91,12 +124,14 @@ impl Writer {
         if self.records.is_empty() {
             return Ok(());
         }
+        let n = self.buf.len() as u64;
+        self.buf.extend_from_slice(&[0; HEADER_LEN]); // the end marker
         if self.bytes >= self.wal.shared.cfg.segment_bytes {
             self.roll().map_err(AppendError::Io)?;
         }
-        self.make_room(stop)?;
+        self.make_room(n, stop)?;
         let started = Instant::now();
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = self.file.write_all_at(&self.buf, self.bytes) {
             // Cut back whatever part of the group made it, so no later record follows garbage.
             if self.file.set_len(self.bytes).is_err() {
                 let _ = self.roll();
@@ -112,7 +147,6 @@ impl Writer {
             }
             Fsync::Interval(_) => self.dirty = true,
         }
-        let n = self.buf.len() as u64;
         self.bytes += n;
         self.next = seq;
         let events: u64 = self.records.iter().map(|r| u64::from(r.1)).sum();
@@ -123,7 +157,7 @@ impl Writer {
                 active.bytes += n;
                 active.records.extend_from_slice(&self.records);
             }
-            m.bytes.store(st.bytes, Relaxed);
+            m.bytes.store(st.bytes + st.spare_bytes, Relaxed);
         }
         m.appended_records.fetch_add(self.records.len() as u64, Relaxed);
         m.appended_events.fetch_add(events, Relaxed);
@@ -154,8 +188,9 @@ impl Writer {
         }
     }
 
-    /// Closes the active segment and starts the next.
+    /// Closes the active segment (cut to its records) and starts the next.
     fn roll(&mut self) -> std::io::Result<()> {
+        self.file.set_len(self.bytes)?;
         self.file.sync_data()?;
         let (file, seg) = create(&self.wal, self.next).map_err(|e| std::io::Error::other(e.to_string()))?;
         self.file = file;
@@ -164,16 +199,19 @@ impl Writer {
         let mut st = self.wal.lock();
         st.bytes += seg.bytes;
         st.segments.push_back(seg);
-        self.wal.shared.metrics.wal.segments.store(st.segments.len() as u64, Relaxed);
+        self.wal.publish_files(&st);
         Ok(())
     }
 
-    /// Applies the cap's policy until the group fits (or nothing more can be freed).
-    fn make_room(&mut self, stop: &AtomicBool) -> Result<(), AppendError> {
-        let need = self.buf.len() as u64;
+    /// Applies the cap's policy until a group of `need` bytes fits (or nothing more can be
+    /// freed). Spares go first: they hold nothing.
+    fn make_room(&mut self, need: u64, stop: &AtomicBool) -> Result<(), AppendError> {
         let cfg = &self.wal.shared.cfg;
         let mut st = self.wal.lock();
-        while st.bytes + need > cfg.max_bytes {
+        while st.bytes + st.spare_bytes + need > cfg.max_bytes {
+            if self.wal.delete_spare(&mut st) {
+                continue;
+            }
             match cfg.when_full {
                 WhenFull::DropOldest => {
                     if !self.wal.drop_oldest(&mut st) {
