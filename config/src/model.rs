@@ -377,6 +377,9 @@ pub struct FileSink {
     pub rotate_after: Duration,
     /// Rotated files kept (0: all).
     pub keep_files: usize,
+    /// Written pages leave the page cache once on disk (`RWF_DONTCACHE`): the collector never
+    /// reads its output back, so caching it only takes memory.
+    pub drop_pages: bool,
 }
 
 /// How events are laid out in files and objects.
@@ -549,7 +552,7 @@ impl Default for Config {
 
 impl FileSink {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileSink { dir: dir.into(), format: FileFormat::Ndjson, rotate_bytes: 256 << 20, rotate_after: Duration::from_secs(3600), keep_files: 24 }
+        FileSink { dir: dir.into(), format: FileFormat::Ndjson, rotate_bytes: 256 << 20, rotate_after: Duration::from_secs(3600), keep_files: 24, drop_pages: true }
     }
 }
 

@@ -78,6 +78,7 @@ const BROKEN: &[(&str, usize, usize, &str, &str)] = &[
     ("agent \"t\" {\n  enrichment {\n    geoip \"true\"\n  }\n}\n", 3, 11, "expected a boolean, got the string \"true\"", "write #true (or true in KDL v1)"),
     ("agent \"t\" {\n  sink \"kafak\" { topic \"x\"; }\n}\n", 2, 8, "`sink`: unknown value \"kafak\"", "did you mean \"kafka\"?"),
     ("agent \"t\" {\n  sink \"file\" {\n    rotate-bytes 9999\n  }\n}\n", 2, 3, "`sink \"file\"` needs `path`", "add `path"),
+    ("agent \"t\" {\n  sink \"file\" {\n    path \"/a\"\n    page-cache \"kep\"\n  }\n}\n", 4, 16, "`page-cache`: unknown value \"kep\"", "did you mean \"keep\"?"),
     ("agent \"t\" {\n  buffer {\n    when-full \"drop_newest\"\n  }\n}\n", 3, 15, "`when-full`: unknown value \"drop_newest\"", "did you mean \"drop_oldest\"?"),
     ("agent \"t\" {\n  buffer {\n    max-bytes 1048576\n  }\n}\n", 2, 3, "`max-bytes` (1048576) must hold at least two segments", "raise `max-bytes`"),
     ("agent \"t\" {\n  buffer {\n    fsync-interval-ms 100\n  }\n}\n", 2, 3, "`fsync-interval-ms` is only used with `fsync \"interval\"`", "fsync \"interval\""),
@@ -129,4 +130,18 @@ fn broken_configs_name_the_line_the_column_and_the_fix() {
 fn kdl_v2_booleans_and_bare_flags_read_as_true() {
     let c = parse("v2.kdl", "agent \"t\" {\n  enrichment {\n    geoip #true\n    asn\n    threat-intel #false\n  }\n}\n").unwrap();
     assert!(c.enrichment.geoip.is_some() && c.enrichment.asn.is_some() && c.enrichment.threat_intel.is_none());
+}
+
+#[test]
+fn the_file_sink_drops_written_pages_unless_told_to_keep_them() {
+    let file = |extra: &str| {
+        let c = parse("f.kdl", &format!("agent \"t\" {{\n  sink \"file\" {{\n    path \"/a\"\n{extra}  }}\n}}\n")).unwrap_or_else(|e| panic!("{e}"));
+        match &c.sinks[0].kind {
+            SinkKind::File(f) => f.drop_pages,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(file(""));
+    assert!(!file("    page-cache \"keep\"\n"));
+    assert!(file("    page-cache \"drop\"\n"));
 }

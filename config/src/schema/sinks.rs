@@ -13,7 +13,7 @@ const SINK_KINDS: &[&str] = &["file", "kafka", "clickhouse", "s3", "http"];
 const DELIVERY: &[&str] = &[
     "batch-size", "batch-bytes", "flush-interval-ms", "retry-initial-ms", "retry-max-ms", "circuit-breaker-failures", "circuit-breaker-cooldown-ms",
 ];
-const FILE: &[&str] = &["path", "format", "rotate-bytes", "rotate-secs", "keep-files"];
+const FILE: &[&str] = &["path", "format", "rotate-bytes", "rotate-secs", "keep-files", "page-cache"];
 const KAFKA: &[&str] = &["brokers", "topic", "key", "format", "compression", "username", "password", "option"];
 const CLICKHOUSE: &[&str] = &["url", "database", "table", "username", "password", "create-table"];
 const S3: &[&str] = &["bucket", "prefix", "region", "endpoint", "format", "access-key-id", "secret-access-key", "multipart-bytes"];
@@ -99,7 +99,12 @@ impl Reader<'_> {
     }
 
     fn format<T: Copy>(&mut self, c: &KdlNode, options: &[(&str, T)]) -> Option<T> {
-        let e = self.one(c, "a format", &format!("\"{}\"", options[0].0))?;
+        self.one_of(c, "a format", options)
+    }
+
+    /// One string value out of `options`, `what` naming it in errors.
+    fn one_of<T: Copy>(&mut self, c: &KdlNode, what: &str, options: &[(&str, T)]) -> Option<T> {
+        let e = self.one(c, what, &format!("\"{}\"", options[0].0))?;
         self.choice(c, e, options)
     }
 
@@ -111,6 +116,7 @@ impl Reader<'_> {
                 "format" => f.format = self.format(c, &[("ndjson", FileFormat::Ndjson), ("parquet", FileFormat::Parquet)]).unwrap_or(f.format),
                 "rotate-bytes" => f.rotate_bytes = self.integer(c, 4096, u64::MAX >> 1).unwrap_or(f.rotate_bytes),
                 "rotate-secs" => f.rotate_after = self.integer(c, 1, 86_400 * 366).map_or(f.rotate_after, Duration::from_secs),
+                "page-cache" => f.drop_pages = self.one_of(c, "\"drop\" or \"keep\"", &[("drop", true), ("keep", false)]).unwrap_or(f.drop_pages),
                 _ => f.keep_files = self.integer(c, 0, 1_000_000).map_or(f.keep_files, |v| v as usize),
             }
         }

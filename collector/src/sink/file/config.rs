@@ -23,6 +23,8 @@ pub struct FileSinkConfig {
     /// They stay in the buffer until the file is complete, so this keeps a file from holding
     /// more than a share of the buffer's cap.
     pub max_staged_bytes: u64,
+    /// Write with `RWF_DONTCACHE` where the kernel supports it (see `uncached`).
+    pub drop_pages: bool,
 }
 
 impl FileSinkConfig {
@@ -35,6 +37,7 @@ impl FileSinkConfig {
             max_age: Duration::from_secs(3600),
             max_files: 24,
             max_staged_bytes: 256 << 20,
+            drop_pages: true,
         }
     }
 
@@ -46,6 +49,7 @@ impl FileSinkConfig {
             max_age: f.rotate_after,
             max_files: f.keep_files,
             max_staged_bytes: (buffer_bytes / 4).max(1 << 20),
+            drop_pages: f.drop_pages,
             ..FileSinkConfig::new(&f.dir)
         }
     }

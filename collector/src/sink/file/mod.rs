@@ -8,6 +8,7 @@ mod config;
 mod ndjson;
 mod parquet;
 mod rotate;
+mod uncached;
 
 pub use config::FileSinkConfig;
 pub use ndjson::NdjsonFileService;

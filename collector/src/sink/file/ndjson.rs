@@ -1,12 +1,13 @@
 //! The file sink's NDJSON I/O: appends each delivered batch to the active file and flushes it,
 //! rotates by size and age (also while idle), and syncs on rotation and when the sink stops.
 
+use super::uncached::Appender;
 use super::{rotate, FileSinkConfig};
 use crate::metrics::SinkMetrics;
 use crate::sink::driver::{Delivered, SendError, Service};
 use crate::wal::ReadBatch;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ pub struct NdjsonFileService {
 }
 
 struct Active {
-    out: BufWriter<File>,
+    out: Appender,
     bytes: u64,
     opened: Instant,
 }
@@ -27,7 +28,7 @@ struct Active {
 fn open(cfg: &FileSinkConfig) -> std::io::Result<Active> {
     let file = OpenOptions::new().create(true).append(true).open(cfg.active_path())?;
     let bytes = file.metadata()?.len();
-    Ok(Active { out: BufWriter::with_capacity(256 << 10, file), bytes, opened: Instant::now() })
+    Ok(Active { out: Appender::new(file, cfg.drop_pages), bytes, opened: Instant::now() })
 }
 
 impl NdjsonFileService {
@@ -44,7 +45,6 @@ impl NdjsonFileService {
         }
         let Some(a) = self.active.as_mut() else { return Err(std::io::Error::other("no output file")) };
         a.out.write_all(lines)?;
-        a.out.flush()?;
         a.bytes += lines.len() as u64;
         Ok(())
     }
@@ -54,9 +54,8 @@ impl NdjsonFileService {
         if a.bytes == 0 || (a.bytes < self.cfg.max_bytes && a.opened.elapsed() < self.cfg.max_age) {
             return;
         }
-        if let Some(mut a) = self.active.take() {
-            let _ = a.out.flush();
-            let _ = a.out.get_ref().sync_all();
+        if let Some(a) = self.active.take() {
+            let _ = a.out.file().sync_all();
         }
         self.seq += 1;
         if let Err(e) = rotate::finish(&self.cfg, &self.cfg.active_path(), self.seq, &self.metrics) {
@@ -82,9 +81,8 @@ impl Service for NdjsonFileService {
     }
 
     async fn close(&mut self) -> Result<Delivered, SendError> {
-        if let Some(a) = self.active.as_mut() {
-            let _ = a.out.flush();
-            let _ = a.out.get_ref().sync_all();
+        if let Some(a) = self.active.as_ref() {
+            let _ = a.out.file().sync_all();
         }
         Ok(Delivered::Durable)
     }

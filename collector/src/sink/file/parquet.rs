@@ -5,6 +5,7 @@
 //! file and asks the driver to read its events again from the buffer, so a file never loses
 //! or repeats an event.
 
+use super::uncached::Appender;
 use super::{rotate, FileSinkConfig};
 use crate::metrics::SinkMetrics;
 use crate::sink::driver::{Delivered, SendError, Service};
@@ -25,7 +26,7 @@ pub struct ParquetFileService {
     cfg: FileSinkConfig,
     metrics: Arc<SinkMetrics>,
     /// The unfinished file, once its first row group is written.
-    open: Option<ParquetWriter<BufWriter<File>>>,
+    open: Option<ParquetWriter<BufWriter<Appender>>>,
     /// Lines delivered and not yet in a row group.
     pending: Vec<u8>,
     pending_events: u64,
@@ -63,7 +64,7 @@ impl ParquetFileService {
         if self.open.is_none() {
             let path = self.cfg.active_path();
             let file = File::create(&path).map_err(|e| format!("creating {} failed: {e}", path.display()))?;
-            let writer = ParquetWriter::new(BufWriter::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
+            let writer = ParquetWriter::new(BufWriter::with_capacity(1 << 20, Appender::new(file, self.cfg.drop_pages))).map_err(|e| e.to_string())?;
             self.open = Some(writer);
         }
         let Some(f) = self.open.as_mut() else { return Err("no open file".into()) };
@@ -89,7 +90,7 @@ impl ParquetFileService {
         let path = self.cfg.active_path();
         let out = f.finish().map_err(|e| e.to_string())?;
         let file = out.into_inner().map_err(|e| format!("writing {} failed: {}", path.display(), e.error()))?;
-        file.sync_all().map_err(|e| format!("syncing {} failed: {e}", path.display()))?;
+        file.file().sync_all().map_err(|e| format!("syncing {} failed: {e}", path.display()))?;
         self.seq += 1;
         rotate::finish(&self.cfg, &path, self.seq, &self.metrics).map_err(|e| format!("renaming {} failed: {e}", path.display()))?;
         Ok(())
