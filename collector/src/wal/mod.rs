@@ -4,7 +4,7 @@
 //! checksummed records to segment files, synced per the fsync policy, and only then
 //! acknowledged to the proxies. Every sink reads the log through its own [`Reader`] and moves
 //! its own cursor once a batch is delivered; a segment every sink is past is kept as a spare
-//! (at most [`SPARES`], within the cap) for the writer to reuse, or else deleted. Reusing a file
+//! (up to a quarter of the cap, see [`WalConfig::spares`]) for the writer to reuse, or else deleted. Reusing a file
 //! writes over pages the page cache already holds and blocks the file system already allocated,
 //! so a sync need not commit new metadata (PostgreSQL recycles its log for the same reason).
 //! A size cap bounds the log, with an explicit policy past it: `block` (stop acknowledging, so
@@ -38,9 +38,6 @@ use tokio::sync::watch;
 /// collector's CPU at 15k events/s.
 const CURSOR_STORE_EVERY: Duration = Duration::from_millis(100);
 
-/// Most delivered segments kept for reuse: the writer rolls about as often as the sinks free a
-/// segment, so one is usually waiting; the second covers a burst.
-pub const SPARES: usize = 2;
 
 /// What the writer does when the log is at its size cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +73,13 @@ pub struct WalConfig {
 impl WalConfig {
     pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
         WalConfig { dir: dir.into(), segment_bytes: 64 << 20, max_bytes: 1 << 30, when_full: WhenFull::Block, fsync: Fsync::Batch }
+    }
+
+    /// Most delivered segments kept for reuse: a quarter of the cap's worth, 1 to 8. When the
+    /// sinks keep up, one is waiting at each roll; the rest cover sinks that fell a few
+    /// segments behind in a burst (4 with the defaults).
+    pub fn spares(&self) -> usize {
+        usize::try_from(self.max_bytes / 4 / self.segment_bytes.max(1)).unwrap_or(8).clamp(1, 8)
     }
 }
 
@@ -164,7 +168,7 @@ impl Wal {
         for name in names.iter().filter(|n| segment::is_spare(n)) {
             let path = cfg.dir.join(name);
             match std::fs::metadata(&path) {
-                Ok(m) if state.spares.len() < SPARES && state.spare_bytes + m.len() <= cfg.max_bytes => {
+                Ok(m) if state.spares.len() < cfg.spares() && state.spare_bytes + m.len() <= cfg.max_bytes => {
                     state.spare_bytes += m.len();
                     state.spares.push((path, m.len()));
                 }
@@ -341,13 +345,13 @@ impl Wal {
     }
 
     /// Retires segments every sink is past (never the writer's): kept as spares while fewer than
-    /// [`SPARES`] wait, no reader has them open and the cap allows, deleted otherwise.
+    /// [`WalConfig::spares`] wait, no reader has them open and the cap allows, deleted otherwise.
     fn collect(&self, st: &mut State) {
         let min = st.cursors.values().copied().min().unwrap_or(u64::MAX);
         let mut freed = false;
         while st.segments.len() > 1 && st.segments.front().is_some_and(|s| s.end() <= min) {
             if let Some(s) = st.segments.pop_front() {
-                let keep = st.spares.len() < SPARES
+                let keep = st.spares.len() < self.shared.cfg.spares()
                     && !st.pins.values().any(|f| *f == s.first)
                     && st.bytes + st.spare_bytes <= self.shared.cfg.max_bytes;
                 if keep {
