@@ -1,7 +1,8 @@
 //! Accepted means durable: the collector is killed with SIGKILL in the middle of a load and
 //! started again. The proxy resends what was not acknowledged, the log replays what the sink
 //! had not delivered, and every request ends up in the output; duplicates carry the same
-//! `event.id` and stay few.
+//! `event.id` and stay few. The log's segments are small, so the crash finds segments written
+//! over reused files, and the restart recovers them.
 
 use sentinel_demo::metrics::Samples;
 use sentinel_demo::stack::{Paths, Stack, StackConfig};
@@ -13,7 +14,9 @@ use std::time::Duration;
 async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let paths = Paths::discover()?;
-    let cfg = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
+    let mut cfg = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
+    let buffer = dir.path().join("buffer").display().to_string();
+    cfg.collector_blocks = Some(format!("    buffer {{\n        path {buffer:?}\n        segment-bytes 65536\n    }}\n"));
     let mut stack = Stack::start(paths, cfg).await?;
 
     let addr = stack.proxy_addr.clone();
@@ -25,6 +28,8 @@ async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()
     // acknowledgement for (written after the hang, or written before and not yet processed; the
     // proxy's sender may itself be stuck writing to the full socket), then dies.
     stack.wait_metric(false, "sentinel_collector_buffer_events_total", 1500.0, Duration::from_secs(30)).await?;
+    let before = stack.collector_metrics().await?;
+    assert!(before.get("sentinel_collector_buffer_recycled_segments_total") > 0.0, "64 KiB segments are written over delivered ones before the kill");
     stack.freeze_collector()?;
     // Long enough for the proxy to read acknowledgements written before the hang.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -38,6 +43,8 @@ async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()
 
     assert_eq!(report.failed, 0, "no request fails while the collector is down");
     let proxy = stack.proxy_metrics().await?;
+    let after = stack.collector_metrics().await?;
+    assert_eq!(after.get("sentinel_collector_buffer_corrupt_records_total"), 0.0, "what reused files held before is not read as corruption");
     assert_eq!(proxy.sum("sentinel_channel_dropped_total"), 0.0, "the 16 MiB queue held the outage: nothing dropped");
     assert!(proxy.get("sentinel_channel_resent_frames_total") > 0.0, "unacknowledged frames were sent again");
 
