@@ -4,9 +4,10 @@
 //! checksummed records to segment files, synced per the fsync policy, and only then
 //! acknowledged to the proxies. Every sink reads the log through its own [`Reader`] and moves
 //! its own cursor once a batch is delivered; a segment every sink is past is kept as a spare
-//! (up to a quarter of the cap, see [`WalConfig::spares`]) for the writer to reuse, or else deleted. Reusing a file
-//! writes over pages the page cache already holds and blocks the file system already allocated,
-//! so a sync need not commit new metadata (PostgreSQL recycles its log for the same reason).
+//! (up to a quarter of the cap, see [`WalConfig::spares`]) for the writer to reuse, or else
+//! deleted. Reusing a file writes over pages the page cache already holds and blocks the file
+//! system already allocated, so a sync need not commit new metadata (PostgreSQL recycles its
+//! log for the same reason).
 //! A size cap bounds the log, with an explicit policy past it: `block` (stop acknowledging, so
 //! proxies hold and then drop with a counter) or `drop_oldest` (delete the oldest segment, counted
 //! per sink). Corrupt records found at start-up are counted and skipped, never fatal.
@@ -37,7 +38,6 @@ use tokio::sync::watch;
 /// when the sink goes idle and when it stops. Rewriting it on every batch cost a fifth of the
 /// collector's CPU at 15k events/s.
 const CURSOR_STORE_EVERY: Duration = Duration::from_millis(100);
-
 
 /// What the writer does when the log is at its size cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +133,15 @@ struct State {
     /// Delivered segment files waiting to be reused, and their bytes.
     spares: Vec<(PathBuf, u64)>,
     spare_bytes: u64,
+}
+
+impl State {
+    /// Takes the newest spare out of the count; the caller reuses or deletes its file.
+    fn pop_spare(&mut self) -> Option<PathBuf> {
+        let (path, bytes) = self.spares.pop()?;
+        self.spare_bytes -= bytes;
+        Some(path)
+    }
 }
 
 struct Shared {
@@ -333,10 +342,7 @@ impl Wal {
 
     /// A spare segment file for the writer, if one waits.
     fn take_spare(&self) -> Option<PathBuf> {
-        let mut st = self.lock();
-        let (path, bytes) = st.spares.pop()?;
-        st.spare_bytes -= bytes;
-        Some(path)
+        self.lock().pop_spare()
     }
 
     /// The segment after the one starting at `first`, if any.
@@ -345,15 +351,14 @@ impl Wal {
     }
 
     /// Retires segments every sink is past (never the writer's): kept as spares while fewer than
-    /// [`WalConfig::spares`] wait, no reader has them open and the cap allows, deleted otherwise.
+    /// [`WalConfig::spares`] wait and no reader has them open, deleted otherwise. Either way the
+    /// bytes on disk do not grow, so the cap holds.
     fn collect(&self, st: &mut State) {
         let min = st.cursors.values().copied().min().unwrap_or(u64::MAX);
         let mut freed = false;
         while st.segments.len() > 1 && st.segments.front().is_some_and(|s| s.end() <= min) {
             if let Some(s) = st.segments.pop_front() {
-                let keep = st.spares.len() < self.shared.cfg.spares()
-                    && !st.pins.values().any(|f| *f == s.first)
-                    && st.bytes + st.spare_bytes <= self.shared.cfg.max_bytes;
+                let keep = st.spares.len() < self.shared.cfg.spares() && !st.pins.values().any(|f| *f == s.first);
                 if keep {
                     self.recycle(st, s);
                 } else {
@@ -394,9 +399,8 @@ impl Wal {
 
     /// Deletes one spare to make room under the cap; false when none is left.
     fn delete_spare(&self, st: &mut State) -> bool {
-        let Some((path, bytes)) = st.spares.pop() else { return false };
+        let Some(path) = st.pop_spare() else { return false };
         let _ = std::fs::remove_file(&path);
-        st.spare_bytes -= bytes;
         self.publish_files(st);
         true
     }

@@ -18,7 +18,12 @@ pub fn file_name(first: u64) -> String {
 
 /// The first sequence number a segment file name stands for.
 pub fn parse_name(name: &str) -> Option<u64> {
-    name.strip_suffix(".wal").filter(|s| s.len() == 20).and_then(|s| s.parse().ok())
+    numbered(name, ".wal")
+}
+
+/// The 20-digit number before `suffix` in a file name of the log.
+fn numbered(name: &str, suffix: &str) -> Option<u64> {
+    name.strip_suffix(suffix).filter(|s| s.len() == 20).and_then(|s| s.parse().ok())
 }
 
 pub fn path(dir: &Path, first: u64) -> PathBuf {
@@ -33,7 +38,7 @@ pub fn spare_path(dir: &Path, first: u64) -> PathBuf {
 
 /// True for a spare's file name.
 pub fn is_spare(name: &str) -> bool {
-    name.strip_suffix(".spare").is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+    numbered(name, ".spare").is_some()
 }
 
 /// What comes next in a segment.

@@ -85,8 +85,7 @@ impl Writer {
             let mut st = wal.lock();
             if st.segments.back().is_some_and(|s| s.records.is_empty()) {
                 if let Some(s) = st.segments.pop_back() {
-                    let _ = std::fs::remove_file(&s.path);
-                    st.bytes -= s.bytes;
+                    wal.delete(&mut st, s);
                 }
             }
         }
@@ -157,7 +156,7 @@ impl Writer {
                 active.bytes += n;
                 active.records.extend_from_slice(&self.records);
             }
-            m.bytes.store(st.bytes + st.spare_bytes, Relaxed);
+            self.wal.publish_files(&st);
         }
         m.appended_records.fetch_add(self.records.len() as u64, Relaxed);
         m.appended_events.fetch_add(events, Relaxed);
