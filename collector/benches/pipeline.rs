@@ -4,10 +4,11 @@
 //! cache). Data: DB-IP lite city (geo), the free ASN ranges (~515k), uap-core (device), 20 threat
 //! lists of 5,000 ranges each (100k ranges).
 //!
-//! Decode + encode only (forwarding), redaction alone, each enricher alone (address enrichers on
+//! Forwarding (each line in one pass from its frame), decode + encode (the stages' baseline,
+//! with the client address settled from a trusted `X-Forwarded-For`), redaction alone, each enricher alone (address enrichers on
 //! all-new addresses: their real lookup cost), then the full pipeline (sample at 100%, every
 //! enricher, redaction with every detector) both ways. Events/s per core = 1 / (time per event).
-//! A second group splits forwarding into decoding and encoding; a third times the two user-agent parsers on the same
+//! A second group times the one pass alone, and decoding and encoding apart; a third times the two user-agent parsers on the same
 //! agents, uncached, so the choice of `ua-parser` is on file.
 //!
 //! Run: `make bench-collector` (needs `make data`).
@@ -219,8 +220,13 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(count(&frames_mix)));
     g.sample_size(10).measurement_time(Duration::from_secs(6));
-    let cases: [(&str, Enrichment, bool, &[Frames]); 8] = [
-        ("forward (decode + encode)", enrichment(false, false, false, None), false, &frames_mix),
+    // Forwarding only: no stage needs the event (no proxy trusted either), so each line is
+    // written in one pass from its frame.
+    let mut forward_only = enrichment(false, false, false, None);
+    forward_only.client_ip.trusted_proxies.clear();
+    let cases: [(&str, Enrichment, bool, &[Frames]); 9] = [
+        ("forward (one pass)", forward_only, false, &frames_mix),
+        ("decode + client address + encode (the stages' baseline)", enrichment(false, false, false, None), false, &frames_mix),
         ("redact (all detectors)", enrichment(false, false, false, None), true, &frames_mix),
         ("geo (DB-IP city)", enrichment(true, false, false, None), false, &frames_new),
         ("asn (515k CSV ranges)", enrichment(false, true, false, None), false, &frames_new),
@@ -262,6 +268,15 @@ fn codec(c: &mut Criterion) {
         b.iter(|| frames.iter().map(|f| Event::decode_reference(f).map(|e| e.event.end_ns).unwrap_or(0)).sum::<u64>())
     });
     let mut out = Vec::with_capacity(batches.iter().map(|b| b.bytes().len()).sum::<usize>() * 3);
+    g.bench_function("transcode (MessagePack to NDJSON in one pass)", |b| {
+        b.iter(|| {
+            out.clear();
+            for f in &frames {
+                sentinel_wire::event::transcode::json_line(f, Some("bench"), &mut out);
+            }
+            black_box(out.len())
+        })
+    });
     g.bench_function("encode (NDJSON)", |b| {
         b.iter(|| {
             out.clear();

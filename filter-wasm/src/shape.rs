@@ -596,6 +596,10 @@ mod tests {
         let bytes = sh.shape(&ex, "v9").unwrap().to_vec();
         let ev = Event::decode_reference(&bytes).expect("the Event type reads what the filter writes");
         assert_eq!(Event::decode_fast(&bytes).as_ref(), Some(&ev), "the collector's fast reader takes it, and agrees");
+        let (mut line, mut one_pass) = (Vec::new(), Vec::new());
+        ev.write_json_line(&mut line);
+        assert!(transcode::json_line(&bytes, None, &mut one_pass), "a forwarding collector's one pass takes it");
+        assert_eq!(String::from_utf8_lossy(&one_pass), String::from_utf8_lossy(&line));
         assert_eq!(ev.event, EventInfo { id: "id-1".into(), start_ns: 1_000, end_ns: 2_501_000 });
         assert_eq!(ev.http.route.as_deref(), Some("/p/{id}"));
         assert_eq!(ev.http.request.header.get("authorization"), Some("Bearer ***, ***"));

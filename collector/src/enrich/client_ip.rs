@@ -21,6 +21,11 @@ impl ClientResolver {
         ClientResolver { trusted: RangeMap::build(ranges), header: cfg.header.clone() }
     }
 
+    /// True when no proxy is trusted: the peer is always the client, and nothing changes.
+    pub fn trusts_nobody(&self) -> bool {
+        self.trusted.is_empty()
+    }
+
     fn trusts(&self, ip: IpAddr) -> bool {
         self.trusted.get(key(ip)).is_some()
     }

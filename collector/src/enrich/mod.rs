@@ -114,6 +114,12 @@ impl Enrichers {
         })
     }
 
+    /// True when enriching changes no event: no enricher is on and no proxy is trusted (a
+    /// forwarding collector's batches then skip decoding, see [`crate::pipeline`]).
+    pub fn is_inert(&self) -> bool {
+        self.geo.is_none() && self.asn.is_none() && self.device.is_none() && self.threat.is_none() && self.client.trusts_nobody()
+    }
+
     /// Looks an address up in every address-based enricher. Errors are counted; facts with an
     /// error are not cached, so the next event tries again.
     fn address_facts(&self, ip: IpAddr, errors: &mut [bool; 4]) -> (AddressFacts, bool) {

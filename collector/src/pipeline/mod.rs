@@ -1,9 +1,11 @@
 //! The stages an event passes between ingest and the sinks, in order: decode the MessagePack
 //! frame into the schema (a frame that is not a valid event is counted and skipped), sample
-//! ([`crate::sample`]), enrich ([`crate::enrich`]), redact ([`crate::redact`]), stamp `collector.host`, encode the NDJSON line the sinks write
-//! ([`Event::write_json_line`]). The
-//! stages run on a pool of worker threads ([`workers`]), never on the async reactor, one batch
-//! of frames at a time.
+//! ([`crate::sample`]), enrich ([`crate::enrich`]), redact ([`crate::redact`]), stamp
+//! `collector.host`, encode the NDJSON line the sinks write ([`Event::write_json_line`]). A
+//! collector configured to forward only (sampling keeps all, no enricher, no redaction, no tap
+//! watching decoded or enriched events) writes each line in one pass from its frame instead
+//! ([`transcode`]), the same bytes. The stages run on a pool of worker threads ([`workers`]),
+//! never on the async reactor, one batch of frames at a time.
 
 pub mod workers;
 
@@ -14,7 +16,7 @@ use arc_swap::ArcSwap;
 use crate::ingest::{Batch, Frames};
 use crate::metrics::{Malformed, Metrics};
 use crate::tap::{Stage, TapHub};
-use sentinel_wire::event::{CollectorInfo, Event};
+use sentinel_wire::event::{transcode, CollectorInfo, Event};
 use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -56,19 +58,16 @@ impl Pipeline {
         let enrichers = self.live.enrichment.current();
         let sampler = self.live.sampling.current();
         let mut out = Batch { lines: Vec::with_capacity(frames.bytes().len() * 3), events: 0, ack: None };
+        let redaction = self.live.redaction.load();
+        if sampler.is_pass_through() && enrichers.is_inert() && redaction.is_none() && !self.taps.watching(Stage::Decoded) && !self.taps.watching(Stage::Enriched) {
+            self.forward(frames, &mut out);
+            return out;
+        }
         // Stage by stage over the whole batch: each stage's code and data stay hot, and each
         // is timed once per batch.
         let t0 = Instant::now();
         let mut events: Vec<Event<'_>> = Vec::with_capacity(frames.len());
-        for frame in frames.iter() {
-            match Event::decode(frame) {
-                Ok(e) => events.push(e),
-                Err(e) => {
-                    tracing::debug!("skipping frame: {e}");
-                    self.metrics.malformed(Malformed::BadEvent);
-                }
-            }
-        }
+        events.extend(frames.iter().filter_map(|frame| self.decode(frame)));
         self.tap(Stage::Decoded, &events);
         let t1 = Instant::now();
         let dropped = sampler.sample(&mut events, &mut scratch.sample);
@@ -82,7 +81,7 @@ impl Pipeline {
         }
         self.tap(Stage::Enriched, &events);
         let t_enriched = Instant::now();
-        if let Some(r) = self.live.redaction.load().as_ref() {
+        if let Some(r) = redaction.as_ref() {
             let mut redacted = 0;
             for event in &mut events {
                 r.redact(event, &mut scratch.redact);
@@ -99,7 +98,7 @@ impl Pipeline {
         }
         out.events = events.len() as u64;
         let t3 = Instant::now();
-        let [decode_t, sample_t, enrich_t, redact_t, encode_t] = &self.metrics.stage_seconds;
+        let [decode_t, sample_t, enrich_t, redact_t, encode_t, _] = &self.metrics.stage_seconds;
         decode_t.record(t1 - t0);
         sample_t.record(t_sampled - t1);
         enrich_t.record(t_enriched - t_sampled);
@@ -108,6 +107,33 @@ impl Pipeline {
         scratch.enrich.publish(&self.metrics.enrich);
         self.metrics.events_received.fetch_add(out.events, Relaxed);
         out
+    }
+
+    /// The event in `frame`; a frame that is not one is counted and skipped.
+    fn decode<'f>(&self, frame: &'f [u8]) -> Option<Event<'f>> {
+        Event::decode(frame)
+            .inspect_err(|e| {
+                tracing::debug!("skipping frame: {e}");
+                self.metrics.malformed(Malformed::BadEvent);
+            })
+            .ok()
+    }
+
+    /// Forwarding: each frame's line in one pass, or, for a frame not in the filters' shape,
+    /// decoded and encoded (the same line).
+    fn forward(&self, frames: &Frames, out: &mut Batch) {
+        let t0 = Instant::now();
+        for frame in frames.iter() {
+            if transcode::json_line(frame, Some(&self.host), &mut out.lines) {
+                out.events += 1;
+            } else if let Some(mut event) = self.decode(frame) {
+                event.collector = Some(CollectorInfo { host: Cow::Borrowed(&self.host) });
+                event.write_json_line(&mut out.lines);
+                out.events += 1;
+            }
+        }
+        self.metrics.stage_seconds[5].record(t0.elapsed());
+        self.metrics.events_received.fetch_add(out.events, Relaxed);
     }
 
     /// Renders the events for the taps of `stage`, only while a session watches it.
@@ -143,10 +169,14 @@ mod tests {
     use sentinel_config::{Enrichment, GeoIp, GeoLayout};
 
     fn pipeline(enrichment: &Enrichment) -> (Pipeline, Arc<Metrics>) {
+        with_redaction(enrichment, &sentinel_config::Config::default().redaction)
+    }
+
+    fn with_redaction(enrichment: &Enrichment, redaction: &Option<sentinel_config::Redaction>) -> (Pipeline, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let handle = Arc::new(EnrichmentHandle::start(enrichment, metrics.enrich.clone()).unwrap());
         let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));
-        let redaction = Arc::new(ArcSwap::from_pointee(Redactor::new(&sentinel_config::Config::default().redaction)));
+        let redaction = Arc::new(ArcSwap::from_pointee(Redactor::new(redaction)));
         (Pipeline::new("h1".into(), Live { sampling, enrichment: handle, redaction }, TapHub::default(), metrics.clone()), metrics)
     }
 
@@ -173,6 +203,36 @@ mod tests {
         assert_eq!(lines[1]["collector"]["host"], "h1");
         assert_eq!(metrics.malformed_count(Malformed::BadEvent), 1);
         assert_eq!(metrics.events_received.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_forwarding_pipeline_writes_in_one_pass_what_the_stages_write() {
+        let enrichment = sentinel_config::Config::default().enrichment;
+        let (forward, metrics) = with_redaction(&enrichment, &None);
+        let mut frames = Frames::default();
+        frames.push(&frame("a", "192.0.2.1"));
+        frames.push(b"\xc1\xc1garbage");
+        // Decodable, not in the filters' shape (an unknown field first): decoded and encoded.
+        let b = frame("b", "192.0.2.2");
+        let mut odd = vec![b[0] + 1, 0xa5, b'n', b'e', b'w', b'e', b'r', 0x07];
+        odd.extend_from_slice(&b[1..]);
+        frames.push(&odd);
+        let batch = forward.process(&frames, &mut WorkerScratch::default());
+        assert_eq!(batch.events, 2);
+        assert_eq!(metrics.malformed_count(Malformed::BadEvent), 1);
+        // The same frames through every stage (a tap on decoded events keeps the stages on).
+        let (staged, staged_metrics) = with_redaction(&enrichment, &None);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let _in_runtime = runtime.enter();
+        let request = crate::tap::TapRequest { filter: crate::tap::filter::Filter::parse("").unwrap(), rate: 0, stage: Stage::Decoded };
+        let _tap = staged.taps.open(request, staged_metrics.clone());
+        let reference = staged.process(&frames, &mut WorkerScratch::default());
+        assert_eq!(String::from_utf8_lossy(&batch.lines), String::from_utf8_lossy(&reference.lines));
+        assert!(String::from_utf8_lossy(&batch.lines).contains(r#""collector":{"host":"h1"}}"#));
+        let text = metrics.render_prometheus();
+        assert!(text.contains("sentinel_collector_stage_seconds_count{stage=\"forward\"} 1"), "{text}");
+        assert!(text.contains("sentinel_collector_stage_seconds_count{stage=\"decode\"} 0"), "{text}");
+        assert!(staged_metrics.render_prometheus().contains("sentinel_collector_stage_seconds_count{stage=\"forward\"} 0"));
     }
 
     #[test]

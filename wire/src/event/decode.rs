@@ -16,7 +16,7 @@ const MAX_SKIP_DEPTH: u32 = 32;
 
 /// The event in `frame`, or `None` when the serde path must decide.
 pub(super) fn decode(frame: &[u8]) -> Option<Event<'_>> {
-    Reader { b: frame, pos: 0 }.event()
+    Reader::new(frame).event()
 }
 
 /// Fills a field's slot once; a second value for the same field is serde's "duplicate field".
@@ -32,12 +32,28 @@ fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 /// A cursor over one frame.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(super) fn new(frame: &'a [u8]) -> Self {
+        Reader { b: frame, pos: 0 }
+    }
+
+    /// Consumes the next value when it is `name` written as a fixstr (how every encoder writes
+    /// the schema's short names) and says so; anything else is left in place.
+    #[inline(always)]
+    pub(super) fn key_is(&mut self, name: &[u8]) -> bool {
+        let rest = &self.b[self.pos.min(self.b.len())..];
+        let is = rest.first() == Some(&(0xa0 | name.len() as u8)) && rest[1..].starts_with(name);
+        if is {
+            self.pos += 1 + name.len();
+        }
+        is
+    }
+
     #[inline(always)]
     fn byte(&mut self) -> Option<u8> {
         let v = *self.b.get(self.pos)?;
@@ -81,7 +97,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn map(&mut self) -> Option<usize> {
+    pub(super) fn map(&mut self) -> Option<usize> {
         match self.byte()? {
             m @ 0x80..=0x8f => Some((m & 0x0f) as usize),
             0xde => self.len16(),
@@ -91,7 +107,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn array(&mut self) -> Option<usize> {
+    pub(super) fn array(&mut self) -> Option<usize> {
         match self.byte()? {
             m @ 0x90..=0x9f => Some((m & 0x0f) as usize),
             0xdc => self.len16(),
@@ -103,7 +119,7 @@ impl<'a> Reader<'a> {
     /// The bytes of a string value (str markers only), not yet checked as text: map keys are
     /// compared as bytes, so only values pay for the check.
     #[inline(always)]
-    fn raw_str(&mut self) -> Option<&'a [u8]> {
+    pub(super) fn raw_str(&mut self) -> Option<&'a [u8]> {
         let n = match self.byte()? {
             m @ 0xa0..=0xbf => (m & 0x1f) as usize,
             0xd9 => self.len8()?,
@@ -120,7 +136,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn uint(&mut self) -> Option<u64> {
+    pub(super) fn uint(&mut self) -> Option<u64> {
         match self.byte()? {
             v @ 0x00..=0x7f => Some(v.into()),
             0xcc => Some(self.byte()?.into()),
@@ -132,17 +148,17 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn u16(&mut self) -> Option<u16> {
+    pub(super) fn u16(&mut self) -> Option<u16> {
         self.uint()?.try_into().ok()
     }
 
     #[inline(always)]
-    fn u32(&mut self) -> Option<u32> {
+    pub(super) fn u32(&mut self) -> Option<u32> {
         self.uint()?.try_into().ok()
     }
 
     #[inline(always)]
-    fn f64(&mut self) -> Option<f64> {
+    pub(super) fn f64(&mut self) -> Option<f64> {
         match self.byte()? {
             0xcb => Some(f64::from_be_bytes(self.be()?)),
             0xca => Some(f32::from_be_bytes(self.be()?).into()),
@@ -151,7 +167,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn f32(&mut self) -> Option<f32> {
+    pub(super) fn f32(&mut self) -> Option<f32> {
         match self.byte()? {
             0xca => Some(f32::from_be_bytes(self.be()?)),
             0xcb => Some(f64::from_be_bytes(self.be()?) as f32),
@@ -160,7 +176,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn bool(&mut self) -> Option<bool> {
+    pub(super) fn bool(&mut self) -> Option<bool> {
         match self.byte()? {
             0xc2 => Some(false),
             0xc3 => Some(true),

@@ -6,13 +6,6 @@
 use super::*;
 use crate::ascii;
 
-/// `"name":`, the way a key is written (schema names never need escaping).
-macro_rules! k {
-    ($name:literal) => {
-        concat!("\"", $name, "\":").as_bytes()
-    };
-}
-
 /// What JSON writes for the bytes that must be escaped: a letter for `\b \t \n \f \r \" \\`,
 /// `u` for the other control characters (`\u00XX`), 0 for bytes written as they are.
 static ESCAPE: [u8; 256] = {
@@ -45,6 +38,29 @@ fn first_escape(b: &[u8]) -> Option<usize> {
         }
     }
     tail.iter().position(|&c| ESCAPE[c as usize] != 0).map(|p| words.len() * 8 + p)
+}
+
+/// True when every byte of `b` is ASCII and none needs escaping: the one pass a string of a
+/// forwarded frame takes when it is checked as text and written as JSON at once.
+#[inline(always)]
+fn plain(b: &[u8]) -> bool {
+    const HIGH: u64 = ascii::splat(0x80);
+    let special = |w: u64| ascii::below(w, 0x20) | ascii::equal(w, b'"') | ascii::equal(w, b'\\') | (w & HIGH);
+    // Short strings are read as overlapping pieces padded with a byte that needs nothing (not
+    // copied into a padded word: a store and a wider load of it stall the CPU).
+    let pad = |w: u64, bytes: u32| w | (ascii::splat(b'a') << (8 * bytes));
+    let n = b.len();
+    let m = if let Some(last) = b.last_chunk::<8>() {
+        let (words, _) = b.as_chunks::<8>();
+        words.iter().fold(special(u64::from_le_bytes(*last)), |m, w| m | special(u64::from_le_bytes(*w)))
+    } else if let (Some(first), Some(last)) = (b.first_chunk::<4>(), b.last_chunk::<4>()) {
+        special(pad(u32::from_le_bytes(*first).into(), 4)) | special(pad(u32::from_le_bytes(*last).into(), 4))
+    } else if n > 0 {
+        special(pad(u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16, 3))
+    } else {
+        0
+    };
+    m == 0
 }
 
 impl Event<'_> {
@@ -144,30 +160,30 @@ impl Event<'_> {
 
 /// A JSON writer in which every value is followed by a comma; closing a container turns the
 /// comma after its last member into the bracket (or adds the bracket when it is empty).
-struct Json<'o>(&'o mut Vec<u8>);
+pub(super) struct Json<'o>(pub(super) &'o mut Vec<u8>);
 
 impl Json<'_> {
     #[inline(always)]
-    fn key(&mut self, k: &'static [u8]) -> &mut Self {
+    pub(super) fn key(&mut self, k: &'static [u8]) -> &mut Self {
         self.0.extend_from_slice(k);
         self
     }
 
     #[inline(always)]
-    fn open(&mut self) -> &mut Self {
+    pub(super) fn open(&mut self) -> &mut Self {
         self.0.push(b'{');
         self
     }
 
     #[inline(always)]
-    fn close(&mut self) -> &mut Self {
+    pub(super) fn close(&mut self) -> &mut Self {
         self.end(b'}')
     }
 
     /// Closes a container: the comma after its last member becomes `close`; with no member
     /// the last byte is its opening bracket and `close` follows it.
     #[inline(always)]
-    fn end(&mut self, close: u8) -> &mut Self {
+    pub(super) fn end(&mut self, close: u8) -> &mut Self {
         match self.0.last_mut() {
             Some(last) if *last == b',' => *last = close,
             _ => self.0.push(close),
@@ -177,7 +193,7 @@ impl Json<'_> {
     }
 
     #[inline(always)]
-    fn str(&mut self, s: &str) -> &mut Self {
+    pub(super) fn str(&mut self, s: &str) -> &mut Self {
         let b = s.as_bytes();
         self.0.reserve(b.len() + 3);
         self.0.push(b'"');
@@ -187,6 +203,21 @@ impl Json<'_> {
         }
         self.0.extend_from_slice(b"\",");
         self
+    }
+
+    /// A string value given as MessagePack bytes: written as [`Json::str`] writes it, or `None`
+    /// when the bytes are not UTF-8 (what the decoder refuses).
+    #[inline(always)]
+    pub(super) fn text(&mut self, b: &[u8]) -> Option<&mut Self> {
+        if plain(b) {
+            self.0.reserve(b.len() + 3);
+            self.0.push(b'"');
+            self.0.extend_from_slice(b);
+            self.0.extend_from_slice(b"\",");
+            Some(self)
+        } else {
+            Some(self.str(std::str::from_utf8(b).ok()?))
+        }
     }
 
     /// The string from the first byte that needs escaping on.
@@ -229,14 +260,14 @@ impl Json<'_> {
     }
 
     #[inline(always)]
-    fn uint(&mut self, v: u64) -> &mut Self {
+    pub(super) fn uint(&mut self, v: u64) -> &mut Self {
         self.0.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
         self.0.push(b',');
         self
     }
 
     #[inline(always)]
-    fn bool(&mut self, v: bool) -> &mut Self {
+    pub(super) fn bool(&mut self, v: bool) -> &mut Self {
         self.0.extend_from_slice(if v { b"true," } else { b"false," });
         self
     }
@@ -255,11 +286,11 @@ impl Json<'_> {
     }
 
     #[inline(always)]
-    fn f64(&mut self, v: f64) -> &mut Self {
+    pub(super) fn f64(&mut self, v: f64) -> &mut Self {
         self.float(v, v.is_finite())
     }
 
-    fn f32(&mut self, v: f32) -> &mut Self {
+    pub(super) fn f32(&mut self, v: f32) -> &mut Self {
         self.float(v, v.is_finite())
     }
 
@@ -408,6 +439,22 @@ mod tests {
                     }
                     v[i] = background;
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_one_scan_for_plain_text_sees_every_byte() {
+        let by_byte = |b: &[u8]| b.iter().all(|&c| c < 0x80 && ESCAPE[c as usize] == 0);
+        for len in 0..26 {
+            let mut v = vec![b'a'; len];
+            assert!(plain(&v));
+            for i in 0..len {
+                for c in 0..=255u8 {
+                    v[i] = c;
+                    assert_eq!(plain(&v), by_byte(&v), "byte {c:#x} at {i} of {len}");
+                }
+                v[i] = b'a';
             }
         }
     }

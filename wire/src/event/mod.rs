@@ -9,8 +9,16 @@
 //! serde decides whatever it leaves) and writes NDJSON with `json`, byte for byte serde_json's
 //! rendering of the same event.
 
+/// `"name":`, the way a key is written in JSON (schema names never need escaping).
+macro_rules! k {
+    ($name:literal) => {
+        concat!("\"", $name, "\":").as_bytes()
+    };
+}
+
 mod decode;
 mod json;
+pub mod transcode;
 #[cfg(test)]
 mod random;
 

@@ -1,0 +1,524 @@
+//! A forwarding collector's one pass from frame to NDJSON line: when no stage needs the decoded
+//! event (sampling keeps everything, no enricher, no redaction), the MessagePack frame is read
+//! and its JSON written as it goes, without building an [`Event`] in between: each string is
+//! checked as text and for bytes JSON must escape in one scan, and nothing is allocated.
+//!
+//! It answers only for frames in the shape filters write: the schema's fields in the schema's
+//! order, optional ones absent rather than nil, keys as fixstr, every field the decoder would
+//! otherwise default present. Anything else (unknown or reordered fields, nil, integers for
+//! floats, a missing field) makes it step aside, and the caller decodes and encodes as usual.
+//! Where it answers, its line is byte for byte what [`Event::decode`] followed by
+//! [`Event::write_json_line`] gives (the tests below hold the two together on random, filter-shaped and
+//! damaged frames).
+
+use super::decode::Reader;
+use super::json::Json;
+
+/// Appends the NDJSON line of the event in `frame` to `out`, with `collector.host` set to
+/// `collector_host` when given. False, with `out` as it was, when the frame must be decoded.
+pub fn json_line(frame: &[u8], collector_host: Option<&str>, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    let done = Pass { r: Reader::new(frame), j: Json(out) }.event(collector_host).is_some();
+    if !done {
+        out.truncate(start);
+    }
+    done
+}
+
+/// The reader over the frame and the writer of the line, in step.
+struct Pass<'a, 'o> {
+    r: Reader<'a>,
+    j: Json<'o>,
+}
+
+/// The pairs of a map not yet read.
+struct Left(usize);
+
+impl Pass<'_, '_> {
+    /// Reads the next key when it is `name` (an optional field that is present).
+    #[inline(always)]
+    fn has(&mut self, left: &mut Left, name: &[u8]) -> bool {
+        let is = left.0 > 0 && self.r.key_is(name);
+        left.0 -= usize::from(is);
+        is
+    }
+
+    /// Reads the next key, which must be `name` (a required field).
+    #[inline(always)]
+    fn need(&mut self, left: &mut Left, name: &[u8]) -> Option<()> {
+        self.has(left, name).then_some(())
+    }
+
+    /// Opens a map of the frame: its pairs to read.
+    #[inline(always)]
+    fn map(&mut self) -> Option<Left> {
+        self.r.map().map(Left)
+    }
+
+    /// Closes a map of the frame and of the line; a pair not read (a field out of order, a
+    /// duplicate, one the schema does not know) leaves the frame to the decoder.
+    #[inline(always)]
+    fn close(&mut self, left: Left) -> Option<()> {
+        self.j.close();
+        (left.0 == 0).then_some(())
+    }
+
+    #[inline(always)]
+    fn text(&mut self) -> Option<()> {
+        let b = self.r.raw_str()?;
+        self.j.text(b).map(drop)
+    }
+
+    #[inline(always)]
+    fn uint(&mut self, max: u64) -> Option<()> {
+        let v = self.r.uint().filter(|v| *v <= max)?;
+        self.j.uint(v);
+        Some(())
+    }
+
+    #[inline(always)]
+    fn f64(&mut self) -> Option<()> {
+        let v = self.r.f64()?;
+        self.j.f64(v);
+        Some(())
+    }
+
+    /// `"name":"text"` when the field is next.
+    #[inline(always)]
+    fn opt_text(&mut self, left: &mut Left, name: &[u8], key: &'static [u8]) -> Option<()> {
+        if self.has(left, name) {
+            self.j.key(key);
+            self.text()?;
+        }
+        Some(())
+    }
+
+    /// `"name":number` when the field is next.
+    #[inline(always)]
+    fn opt_f64(&mut self, left: &mut Left, name: &[u8], key: &'static [u8]) -> Option<()> {
+        if self.has(left, name) {
+            self.j.key(key);
+            self.f64()?;
+        }
+        Some(())
+    }
+
+    fn event(mut self, collector_host: Option<&str>) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.open();
+        self.need(&mut m, b"schema_version")?;
+        self.j.key(k!("schema_version"));
+        self.text()?;
+        self.need(&mut m, b"event")?;
+        self.event_info()?;
+        self.need(&mut m, b"http")?;
+        self.http()?;
+        self.need(&mut m, b"url")?;
+        self.url()?;
+        if self.has(&mut m, b"network") {
+            self.network()?;
+        }
+        self.need(&mut m, b"client")?;
+        self.client()?;
+        if self.has(&mut m, b"tls") {
+            self.tls()?;
+        }
+        if self.has(&mut m, b"upstream") {
+            self.upstream()?;
+        }
+        self.need(&mut m, b"timing")?;
+        self.timing()?;
+        if self.has(&mut m, b"sentinel") {
+            self.sentinel()?;
+        }
+        self.need(&mut m, b"sampling")?;
+        self.sampling()?;
+        self.need(&mut m, b"filter")?;
+        self.j.key(k!("filter"));
+        self.version()?;
+        if let Some(host) = collector_host {
+            self.j.key(k!("collector")).open().key(k!("host")).str(host).close();
+        }
+        self.close(m)?;
+        // The object's trailing separator becomes the line's end.
+        if let Some(last) = self.j.0.last_mut() {
+            *last = b'\n';
+        }
+        Some(())
+    }
+
+    fn event_info(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("event")).open();
+        self.need(&mut m, b"id")?;
+        self.j.key(k!("id"));
+        self.text()?;
+        self.need(&mut m, b"start_ns")?;
+        self.j.key(k!("start_ns"));
+        self.uint(u64::MAX)?;
+        self.need(&mut m, b"end_ns")?;
+        self.j.key(k!("end_ns"));
+        self.uint(u64::MAX)?;
+        self.close(m)
+    }
+
+    fn http(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("http")).open();
+        self.need(&mut m, b"request")?;
+        let mut r = self.map()?;
+        self.j.key(k!("request")).open();
+        self.need(&mut r, b"method")?;
+        self.j.key(k!("method"));
+        self.text()?;
+        self.headers(&mut r)?;
+        self.body(&mut r)?;
+        self.close(r)?;
+        self.need(&mut m, b"response")?;
+        let mut r = self.map()?;
+        self.j.key(k!("response")).open();
+        self.need(&mut r, b"status_code")?;
+        self.j.key(k!("status_code"));
+        self.uint(u16::MAX.into())?;
+        self.headers(&mut r)?;
+        self.body(&mut r)?;
+        self.close(r)?;
+        self.opt_text(&mut m, b"route", k!("route"))?;
+        self.close(m)
+    }
+
+    /// `header` when present; an empty map is left out, as the encoder leaves out no headers.
+    fn headers(&mut self, m: &mut Left) -> Option<()> {
+        if !self.has(m, b"header") {
+            return Some(());
+        }
+        let n = self.r.map()?;
+        if n == 0 {
+            return Some(());
+        }
+        self.j.key(k!("header")).open();
+        for _ in 0..n {
+            // A header name is a key, written as a string is.
+            self.text()?;
+            let colon = self.j.0.len() - 1;
+            self.j.0[colon] = b':';
+            self.text()?;
+        }
+        self.j.close();
+        Some(())
+    }
+
+    /// `body`, which the decoder would default when absent: required here.
+    fn body(&mut self, m: &mut Left) -> Option<()> {
+        self.need(m, b"body")?;
+        let mut b = self.map()?;
+        self.j.key(k!("body")).open();
+        self.need(&mut b, b"size")?;
+        self.j.key(k!("size"));
+        self.uint(u64::MAX)?;
+        self.opt_text(&mut b, b"content", k!("content"))?;
+        if self.has(&mut b, b"truncated") && self.r.bool()? {
+            self.j.key(k!("truncated")).bool(true);
+        }
+        self.close(b)
+    }
+
+    fn url(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("url")).open();
+        self.opt_text(&mut m, b"scheme", k!("scheme"))?;
+        self.opt_text(&mut m, b"domain", k!("domain"))?;
+        self.need(&mut m, b"path")?;
+        self.j.key(k!("path"));
+        self.text()?;
+        self.opt_text(&mut m, b"query", k!("query"))?;
+        self.close(m)
+    }
+
+    /// A `{version}` map, after its key: `network.protocol`, `tls.protocol` and `filter`.
+    fn version(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.open();
+        self.need(&mut m, b"version")?;
+        self.j.key(k!("version"));
+        self.text()?;
+        self.close(m)
+    }
+
+    fn network(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("network")).open();
+        if self.has(&mut m, b"protocol") {
+            self.j.key(k!("protocol"));
+            self.version()?;
+        }
+        if self.has(&mut m, b"peer") {
+            let mut p = self.map()?;
+            self.j.key(k!("peer")).open();
+            self.need(&mut p, b"address")?;
+            self.j.key(k!("address"));
+            self.text()?;
+            self.close(p)?;
+        }
+        self.close(m)
+    }
+
+    fn client(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("client")).open();
+        self.need(&mut m, b"address")?;
+        self.j.key(k!("address"));
+        self.text()?;
+        self.need(&mut m, b"port")?;
+        self.j.key(k!("port"));
+        self.uint(u16::MAX.into())?;
+        self.close(m)
+    }
+
+    fn tls(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("tls")).open();
+        if self.has(&mut m, b"protocol") {
+            self.j.key(k!("protocol"));
+            self.version()?;
+        }
+        self.opt_text(&mut m, b"cipher", k!("cipher"))?;
+        self.opt_text(&mut m, b"server_name", k!("server_name"))?;
+        self.close(m)
+    }
+
+    fn upstream(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("upstream")).open();
+        self.opt_text(&mut m, b"address", k!("address"))?;
+        self.need(&mut m, b"attempts")?;
+        self.j.key(k!("attempts"));
+        self.uint(u32::MAX.into())?;
+        if self.has(&mut m, b"status_code") {
+            self.j.key(k!("status_code"));
+            self.uint(u16::MAX.into())?;
+        }
+        self.close(m)
+    }
+
+    fn timing(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("timing")).open();
+        self.opt_f64(&mut m, b"ttfb_ms", k!("ttfb_ms"))?;
+        self.need(&mut m, b"total_ms")?;
+        self.j.key(k!("total_ms"));
+        self.f64()?;
+        self.opt_f64(&mut m, b"upstream_ms", k!("upstream_ms"))?;
+        self.opt_f64(&mut m, b"upstream_connect_ms", k!("upstream_connect_ms"))?;
+        self.close(m)
+    }
+
+    fn sentinel(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("sentinel")).open();
+        self.opt_text(&mut m, b"decision", k!("decision"))?;
+        if self.has(&mut m, b"risk_score") {
+            let v = self.r.f32()?;
+            self.j.key(k!("risk_score")).f32(v);
+        }
+        if self.has(&mut m, b"rules") {
+            let n = self.r.array()?;
+            if n > 0 {
+                self.j.key(k!("rules")).0.push(b'[');
+                for _ in 0..n {
+                    self.text()?;
+                }
+                self.j.end(b']');
+            }
+        }
+        if self.has(&mut m, b"agents") {
+            let n = self.r.array()?;
+            if n > 0 {
+                self.j.key(k!("agents")).0.push(b'[');
+                for _ in 0..n {
+                    let mut a = self.map()?;
+                    self.j.open();
+                    self.need(&mut a, b"name")?;
+                    self.j.key(k!("name"));
+                    self.text()?;
+                    self.need(&mut a, b"verdict")?;
+                    self.j.key(k!("verdict"));
+                    self.text()?;
+                    self.need(&mut a, b"duration_ms")?;
+                    self.j.key(k!("duration_ms"));
+                    self.f64()?;
+                    self.close(a)?;
+                }
+                self.j.end(b']');
+            }
+        }
+        self.close(m)
+    }
+
+    fn sampling(&mut self) -> Option<()> {
+        let mut m = self.map()?;
+        self.j.key(k!("sampling")).open();
+        self.need(&mut m, b"rate")?;
+        self.j.key(k!("rate"));
+        self.f64()?;
+        self.need(&mut m, b"reason")?;
+        self.j.key(k!("reason"));
+        self.text()?;
+        self.close(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::random::{random_event, Rng};
+    use super::super::*;
+    use super::json_line;
+
+    /// What the decoder and the writer give for `frame`: the line, or `None` for a frame the
+    /// collector refuses.
+    fn reference(frame: &[u8], host: Option<&str>) -> Option<Vec<u8>> {
+        let mut ev = Event::decode(frame).ok()?;
+        ev.collector = host.map(|h| CollectorInfo { host: h.into() });
+        let mut line = Vec::new();
+        ev.write_json_line(&mut line);
+        Some(line)
+    }
+
+    /// Where the one pass answers, it answers as decode + encode do, and it appends to what the
+    /// buffer held; where it does not, the buffer is as it was.
+    fn agrees(frame: &[u8], host: Option<&str>) -> bool {
+        let mut out = b"before\n".to_vec();
+        let answered = json_line(frame, host, &mut out);
+        if answered {
+            let expected = reference(frame, host);
+            assert_eq!(
+                Some(String::from_utf8_lossy(&out[7..]).into_owned()),
+                expected.map(|l| String::from_utf8_lossy(&l).into_owned()),
+                "frame {frame:02x?}"
+            );
+        } else {
+            assert_eq!(out, b"before\n", "a refused frame left output behind");
+        }
+        answered
+    }
+
+    #[test]
+    fn every_event_in_the_filters_shape_takes_the_one_pass_and_matches_decode_and_encode() {
+        let mut rng = Rng(11);
+        for i in 0..3000 {
+            let ev = random_event(&mut rng);
+            let mut frame = Vec::new();
+            ev.encode_into(&mut frame).unwrap();
+            // serde writes the shape filters write, save an empty header map, an absent body
+            // field or `truncated: false`, which the one pass reads too.
+            let host = if i % 2 == 0 { Some("collector-1") } else { None };
+            assert!(agrees(&frame, host), "event {ev:?}");
+        }
+    }
+
+    #[test]
+    fn long_text_with_escapes_and_non_ascii_anywhere_matches() {
+        let mut rng = Rng(12);
+        let base = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/124.0.0.0";
+        for len in 0..40usize {
+            for c in ['"', '\\', '\n', '\u{1f}', '\u{7f}', 'é', '語'] {
+                for at in [0, len / 2, len.saturating_sub(1)] {
+                    let mut s: String = base.chars().cycle().take(len).collect();
+                    if at <= s.len() && s.is_char_boundary(at) {
+                        s.insert(at, c);
+                    }
+                    let mut ev = random_event(&mut rng);
+                    ev.url.path = s.clone().into();
+                    ev.http.request.header.0 = vec![(s.clone().into(), s.clone().into())];
+                    let mut frame = Vec::new();
+                    ev.encode_into(&mut frame).unwrap();
+                    assert!(agrees(&frame, Some(&s)), "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_frames_never_give_a_different_line() {
+        let mut rng = Rng(13);
+        let (mut answered, mut cases) = (0, 0);
+        for _ in 0..20 {
+            let mut frame = Vec::new();
+            random_event(&mut rng).encode_into(&mut frame).unwrap();
+            for cut in 0..frame.len() {
+                cases += 1;
+                answered += usize::from(agrees(&frame[..cut], Some("h")));
+            }
+            for i in 0..frame.len() {
+                for v in [0x00, 0x01, 0x7f, 0x80, 0x8f, 0x90, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xca, 0xcb, 0xcc, 0xcd, 0xd9, 0xde, 0xff, frame[i] ^ 0x01] {
+                    let mut damaged = frame.clone();
+                    damaged[i] = v;
+                    cases += 1;
+                    answered += usize::from(agrees(&damaged, Some("h")));
+                }
+            }
+        }
+        // A changed letter in a value keeps a frame valid: those must have been answered, and
+        // alike; the rest were refused.
+        assert!(answered > cases / 10, "{answered} of {cases} damaged frames answered");
+    }
+
+    #[test]
+    fn frames_out_of_the_filters_shape_are_left_to_the_decoder() {
+        let ev = random_event(&mut Rng(14));
+        let answered = |ev: &Event<'_>| {
+            let mut frame = Vec::new();
+            ev.encode_into(&mut frame).unwrap();
+            agrees(&frame, None)
+        };
+        assert!(answered(&ev));
+        // Fields the collector adds: the decoder reads those (through serde).
+        let mut enriched = ev.clone();
+        enriched.collector = Some(CollectorInfo { host: "h".into() });
+        assert!(!answered(&enriched));
+        enriched.collector = None;
+        enriched.redaction = Some(Redaction { fields: vec!["url.query".into()] });
+        assert!(!answered(&enriched));
+
+        // Reordered fields, an unknown field, a nil for an optional one: decodable, not the
+        // filter's shape.
+        #[derive(serde::Serialize)]
+        struct Reordered<'a> {
+            event: &'a EventInfo<'a>,
+            schema_version: &'a str,
+            http: &'a Http<'a>,
+            url: &'a Url<'a>,
+            client: &'a Client<'a>,
+            timing: &'a Timing,
+            sampling: &'a Sampling<'a>,
+            filter: &'a FilterInfo<'a>,
+            newer: Option<u8>,
+        }
+        let write = |r: &Reordered<'_>| {
+            let mut frame = Vec::new();
+            serde::Serialize::serialize(r, &mut rmp_serde::Serializer::new(&mut frame).with_struct_map()).unwrap();
+            frame
+        };
+        let reordered = Reordered {
+            event: &ev.event,
+            schema_version: "1.1",
+            http: &ev.http,
+            url: &ev.url,
+            client: &ev.client,
+            timing: &ev.timing,
+            sampling: &ev.sampling,
+            filter: &ev.filter,
+            newer: None,
+        };
+        let frame = write(&reordered);
+        assert!(Event::decode(&frame).is_ok());
+        assert!(!agrees(&frame, None));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for frame in [&b""[..], b"\x92\x01", &[0xc1; 16], b"\x80", b"\x81\xa3zzz\xc0"] {
+            assert!(!agrees(frame, Some("h")));
+        }
+    }
+}
