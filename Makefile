@@ -65,7 +65,8 @@ bench-collector: data
 	$(CARGO) bench -p sentinel-collector --bench pipeline
 
 ## bench-collector-load: the whole collector daemon (full enrichment, redaction, write-ahead log,
-## NDJSON file sink) fed frames as fast as one client writes them: events/s and CPU per event.
+## NDJSON file sink) fed frames as fast as one client writes them: events/s and CPU per event;
+## then the same for a collector that only forwards (no enrichment, no redaction).
 bench-collector-load: build data
 	$(CARGO) bench -p sentinel-e2e --bench collector_load
 

@@ -5,7 +5,8 @@
 //! events/s until the file sink has written every event, and the collector's CPU per event
 //! (all its threads: ingest, pipeline workers, log writer, sink), read from `/proc/<pid>/stat`.
 //! One round is sent and written before measuring, so the run sees the daemon as it runs for
-//! days: caches filled, and the log's first segments delivered and waiting for reuse.
+//! days: caches filled, and the log's first segments delivered and waiting for reuse. Then the
+//! same again with a collector that only forwards (no enrichment, no redaction).
 //!
 //! `make bench-collector-load` (needs `make build` and `make data`). Not a criterion bench: one
 //! run is one long measurement; run it a few times on a noisy machine.
@@ -93,12 +94,27 @@ fn cpu_in(path: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
-async fn run() -> anyhow::Result<()> {
+/// The collector configurations measured, one after the other in one run.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// The demo's enrichment and redaction with every detector.
+    Full,
+    /// Forwarding only: no enrichment, no redaction (each line written in one pass).
+    Forward,
+}
+
+async fn run(mode: Mode) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let paths = Paths::discover()?;
-    let data = enrichment::data_dir(&paths.bin_dir);
     let mut cfg = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
-    cfg.collector_blocks = Some(enrichment::demo_block(&data, dir.path())?);
+    cfg.collector_blocks = Some(match mode {
+        Mode::Full => enrichment::demo_block(&enrichment::data_dir(&paths.bin_dir), dir.path())?,
+        Mode::Forward => "redaction #false".to_string(),
+    });
+    println!("{}", match mode {
+        Mode::Full => "full pipeline (demo enrichment, every redaction detector):",
+        Mode::Forward => "forwarding only (no enrichment, no redaction):",
+    });
     let stack = Stack::start(paths, cfg).await?;
     let pid = stack.collector_pid().ok_or_else(|| anyhow::anyhow!("no collector"))?;
     // Ready is announced before every data file's index is built: measure from idle.
@@ -173,5 +189,7 @@ fn main() -> anyhow::Result<()> {
     if std::env::args().skip(1).any(|a| !a.starts_with("--") && !"collector_load".contains(a.as_str())) {
         return Ok(());
     }
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(run())
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(run(Mode::Full))?;
+    runtime.block_on(run(Mode::Forward))
 }

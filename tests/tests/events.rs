@@ -26,9 +26,30 @@ fn event_key(e: &serde_json::Value) -> (String, String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_becomes_one_event_with_its_fields() -> anyhow::Result<()> {
+    let decode = every_request_one_event(None).await?;
+    assert!(decode.get("sentinel_collector_stage_seconds_count{stage=\"decode\"}") > 0.0);
+    assert_eq!(decode.get("sentinel_collector_stage_seconds_count{stage=\"forward\"}"), 0.0);
+    Ok(())
+}
+
+/// A collector that only forwards (no stage needs the decoded event) writes its lines in one
+/// pass from the frames: the same events, every field in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_collector_writes_the_same_events() -> anyhow::Result<()> {
+    let forward = every_request_one_event(Some("redaction #false")).await?;
+    assert!(forward.get("sentinel_collector_stage_seconds_count{stage=\"forward\"}") > 0.0);
+    assert_eq!(forward.get("sentinel_collector_stage_seconds_count{stage=\"decode\"}"), 0.0, "every frame took the one pass");
+    Ok(())
+}
+
+/// Runs the demo's traffic through the stack (with `collector_blocks` added to the collector's
+/// config) and checks every event; returns the collector's metrics from before it stopped.
+async fn every_request_one_event(collector_blocks: Option<&str>) -> anyhow::Result<sentinel_demo::metrics::Samples> {
     let dir = tempfile::tempdir()?;
     let paths = Paths::discover()?;
-    let stack = Stack::start(paths.clone(), StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"))).await?;
+    let mut config = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
+    config.collector_blocks = collector_blocks.map(str::to_string);
+    let stack = Stack::start(paths.clone(), config).await?;
     let n = 600;
     let report = traffic::run(&stack.proxy_addr, SEED, n, 8, |_| {}).await;
     assert_eq!(report.failed, 0, "every request must succeed");
@@ -72,10 +93,11 @@ async fn every_request_becomes_one_event_with_its_fields() -> anyhow::Result<()>
         assert_eq!(e["sampling"]["rate"], 1.0);
         assert!(e["collector"]["host"].is_string());
     }
+    let metrics = stack.collector_metrics().await?;
     let summary = stack.shutdown().await?;
     assert_eq!(summary["events_written"], n);
     assert_eq!(summary["malformed"], 0);
-    Ok(())
+    Ok(metrics)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
