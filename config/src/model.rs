@@ -34,6 +34,9 @@ pub struct Transport {
     pub socket_path: PathBuf,
     /// Largest frame accepted; larger ones are counted and skipped.
     pub max_frame_bytes: usize,
+    /// How long the proxy's sender gathers events between socket writes (sooner when a batch is
+    /// full): each write wakes the collector's whole chain, so fewer writes cost both sides less.
+    pub write_interval: Duration,
     /// Peers allowed to connect, by the uid or gid the kernel reports for them (SO_PEERCRED);
     /// both empty: any peer the socket's mode (0660) lets in.
     pub allowed_uids: Vec<u32>,
@@ -518,6 +521,7 @@ impl Default for Config {
             transport: Transport {
                 socket_path: "/run/sentinel/telemetry.sock".into(),
                 max_frame_bytes: 1 << 20,
+                write_interval: Duration::from_millis(50),
                 allowed_uids: Vec::new(),
                 allowed_gids: Vec::new(),
             },

@@ -73,6 +73,7 @@ const BROKEN: &[(&str, usize, usize, &str, &str)] = &[
     ("agent \"t\" {\n  samplng { rate 0.5; }\n}\n", 2, 3, "unknown node `samplng` in `agent`", "did you mean `sampling`?"),
     ("agent \"t\" {\n  timeout-ms \"10\"\n}\n", 2, 14, "`timeout-ms`: expected an integer from 1 to 60000, got a string `\"10\"`", "write numbers without quotes"),
     ("agent \"t\" {\n  transport \"unix_socket\" {\n    allowed-uids 998 \"proxy\"\n  }\n}\n", 3, 22, "`allowed-uids`: expected an integer id from 0 to 4294967295, got a string `proxy`", "write numbers without quotes"),
+    ("agent \"t\" {\n  transport \"unix_socket\" {\n    write-interval-ms 0\n  }\n}\n", 3, 23, "`write-interval-ms`: expected an integer from 1 to 1000, got an integer `0`", ""),
     ("agent \"t\" {\n  failure-mode \"opne\"\n}\n", 2, 16, "`failure-mode`: unknown value \"opne\"", "did you mean \"open\"?"),
     ("agent \"t\" {\n  events \"request_header\"\n}\n", 2, 10, "`events`: unknown value \"request_header\"", "did you mean \"request_headers\"?"),
     ("agent \"t\" {\n  enrichment {\n    geoip \"true\"\n  }\n}\n", 3, 11, "expected a boolean, got the string \"true\"", "write #true (or true in KDL v1)"),

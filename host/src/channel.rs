@@ -19,11 +19,6 @@ use std::sync::Arc;
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-/// How long the sender waits between writes unless a ring holds a full batch: events gather
-/// meanwhile, so a busy proxy writes (and wakes the collector) once per interval, not once per
-/// event.
-const WRITE_EVERY: Duration = Duration::from_millis(10);
-
 /// Bounds and timing of the channel.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
@@ -36,6 +31,10 @@ pub struct ChannelConfig {
     pub max_frame_bytes: usize,
     /// Bytes gathered from one ring into one socket write.
     pub batch_bytes: usize,
+    /// How long the sender waits between writes unless a ring holds a full batch or is half
+    /// full: events gather meanwhile, so a busy proxy writes (and wakes the collector) once per
+    /// interval, not once per event.
+    pub write_interval: Duration,
     /// First and longest wait between reconnection attempts.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
@@ -54,6 +53,7 @@ impl ChannelConfig {
             capacity_bytes: 16 << 20,
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
             batch_bytes: 256 << 10,
+            write_interval: Duration::from_millis(50),
             reconnect_min: Duration::from_millis(10),
             reconnect_max: Duration::from_secs(1),
             write_timeout: Duration::from_secs(2),
@@ -259,7 +259,7 @@ impl SenderLoop {
             self.read_acks();
             if !more_waiting {
                 // A producer whose ring reaches half full ends the wait early.
-                std::thread::park_timeout(WRITE_EVERY);
+                std::thread::park_timeout(self.config.write_interval);
             }
         }
         // Whatever is still queued (or unacknowledged) will never be sent; refuse further

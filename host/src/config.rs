@@ -83,6 +83,7 @@ impl HostConfig {
         let mut h = HostConfig::new(filter_path, &c.transport.socket_path);
         h.call_deadline = c.timeout;
         h.channel.max_frame_bytes = c.transport.max_frame_bytes;
+        h.channel.write_interval = c.transport.write_interval;
         h.filter = FilterSettings::from_agent_config(c);
         h.filter_threads = c.filter.threads;
         h

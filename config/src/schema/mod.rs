@@ -15,7 +15,7 @@ mod sinks;
 const AGENT: &[&str] = &[
     "type", "transport", "events", "timeout-ms", "failure-mode", "filter", "sampling", "enrichment", "redaction", "sink", "buffer", "metrics", "log",
 ];
-const TRANSPORT: &[&str] = &["path", "max-frame-bytes", "allowed-uids", "allowed-gids"];
+const TRANSPORT: &[&str] = &["path", "max-frame-bytes", "write-interval-ms", "allowed-uids", "allowed-gids"];
 const FILTER: &[&str] = &["header-allow", "mask-header", "body-capture-bytes", "threads"];
 const SAMPLING: &[&str] = &["rate", "always-sample-errors", "always-sample-client-errors", "dynamic"];
 const DYNAMIC: &[&str] = &["target-events-per-sec", "key", "adjust-interval-secs"];
@@ -421,6 +421,11 @@ impl Reader<'_> {
                 }
                 "allowed-uids" => t.allowed_uids = self.ids(c),
                 "allowed-gids" => t.allowed_gids = self.ids(c),
+                "write-interval-ms" => {
+                    if let Some(v) = self.integer(c, 1, 1000) {
+                        t.write_interval = Duration::from_millis(v as u64);
+                    }
+                }
                 _ => {
                     if let Some(v) = self.integer(c, 1024, 64 << 20) {
                         t.max_frame_bytes = v as usize;
