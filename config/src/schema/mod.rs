@@ -423,7 +423,7 @@ impl Reader<'_> {
                 "allowed-gids" => t.allowed_gids = self.ids(c),
                 "write-interval-ms" => {
                     if let Some(v) = self.integer(c, 1, 1000) {
-                        t.write_interval = Duration::from_millis(v as u64);
+                        t.write_interval = Duration::from_millis(v);
                     }
                 }
                 _ => {

@@ -83,6 +83,30 @@ impl Pass<'_, '_> {
         Some(())
     }
 
+    /// `"name":"text"`, a required field.
+    #[inline(always)]
+    fn need_text(&mut self, left: &mut Left, name: &[u8], key: &'static [u8]) -> Option<()> {
+        self.need(left, name)?;
+        self.j.key(key);
+        self.text()
+    }
+
+    /// `"name":number`, a required unsigned field of at most `max`.
+    #[inline(always)]
+    fn need_uint(&mut self, left: &mut Left, name: &[u8], key: &'static [u8], max: u64) -> Option<()> {
+        self.need(left, name)?;
+        self.j.key(key);
+        self.uint(max)
+    }
+
+    /// `"name":number`, a required float field.
+    #[inline(always)]
+    fn need_f64(&mut self, left: &mut Left, name: &[u8], key: &'static [u8]) -> Option<()> {
+        self.need(left, name)?;
+        self.j.key(key);
+        self.f64()
+    }
+
     /// `"name":"text"` when the field is next.
     #[inline(always)]
     fn opt_text(&mut self, left: &mut Left, name: &[u8], key: &'static [u8]) -> Option<()> {
@@ -106,9 +130,7 @@ impl Pass<'_, '_> {
     fn event(mut self, collector_host: Option<&str>) -> Option<()> {
         let mut m = self.map()?;
         self.j.open();
-        self.need(&mut m, b"schema_version")?;
-        self.j.key(k!("schema_version"));
-        self.text()?;
+        self.need_text(&mut m, b"schema_version", k!("schema_version"))?;
         self.need(&mut m, b"event")?;
         self.event_info()?;
         self.need(&mut m, b"http")?;
@@ -150,15 +172,9 @@ impl Pass<'_, '_> {
     fn event_info(&mut self) -> Option<()> {
         let mut m = self.map()?;
         self.j.key(k!("event")).open();
-        self.need(&mut m, b"id")?;
-        self.j.key(k!("id"));
-        self.text()?;
-        self.need(&mut m, b"start_ns")?;
-        self.j.key(k!("start_ns"));
-        self.uint(u64::MAX)?;
-        self.need(&mut m, b"end_ns")?;
-        self.j.key(k!("end_ns"));
-        self.uint(u64::MAX)?;
+        self.need_text(&mut m, b"id", k!("id"))?;
+        self.need_uint(&mut m, b"start_ns", k!("start_ns"), u64::MAX)?;
+        self.need_uint(&mut m, b"end_ns", k!("end_ns"), u64::MAX)?;
         self.close(m)
     }
 
@@ -168,18 +184,14 @@ impl Pass<'_, '_> {
         self.need(&mut m, b"request")?;
         let mut r = self.map()?;
         self.j.key(k!("request")).open();
-        self.need(&mut r, b"method")?;
-        self.j.key(k!("method"));
-        self.text()?;
+        self.need_text(&mut r, b"method", k!("method"))?;
         self.headers(&mut r)?;
         self.body(&mut r)?;
         self.close(r)?;
         self.need(&mut m, b"response")?;
         let mut r = self.map()?;
         self.j.key(k!("response")).open();
-        self.need(&mut r, b"status_code")?;
-        self.j.key(k!("status_code"));
-        self.uint(u16::MAX.into())?;
+        self.need_uint(&mut r, b"status_code", k!("status_code"), u16::MAX.into())?;
         self.headers(&mut r)?;
         self.body(&mut r)?;
         self.close(r)?;
@@ -213,9 +225,7 @@ impl Pass<'_, '_> {
         self.need(m, b"body")?;
         let mut b = self.map()?;
         self.j.key(k!("body")).open();
-        self.need(&mut b, b"size")?;
-        self.j.key(k!("size"));
-        self.uint(u64::MAX)?;
+        self.need_uint(&mut b, b"size", k!("size"), u64::MAX)?;
         self.opt_text(&mut b, b"content", k!("content"))?;
         if self.has(&mut b, b"truncated") && self.r.bool()? {
             self.j.key(k!("truncated")).bool(true);
@@ -228,9 +238,7 @@ impl Pass<'_, '_> {
         self.j.key(k!("url")).open();
         self.opt_text(&mut m, b"scheme", k!("scheme"))?;
         self.opt_text(&mut m, b"domain", k!("domain"))?;
-        self.need(&mut m, b"path")?;
-        self.j.key(k!("path"));
-        self.text()?;
+        self.need_text(&mut m, b"path", k!("path"))?;
         self.opt_text(&mut m, b"query", k!("query"))?;
         self.close(m)
     }
@@ -239,9 +247,7 @@ impl Pass<'_, '_> {
     fn version(&mut self) -> Option<()> {
         let mut m = self.map()?;
         self.j.open();
-        self.need(&mut m, b"version")?;
-        self.j.key(k!("version"));
-        self.text()?;
+        self.need_text(&mut m, b"version", k!("version"))?;
         self.close(m)
     }
 
@@ -255,9 +261,7 @@ impl Pass<'_, '_> {
         if self.has(&mut m, b"peer") {
             let mut p = self.map()?;
             self.j.key(k!("peer")).open();
-            self.need(&mut p, b"address")?;
-            self.j.key(k!("address"));
-            self.text()?;
+            self.need_text(&mut p, b"address", k!("address"))?;
             self.close(p)?;
         }
         self.close(m)
@@ -266,12 +270,8 @@ impl Pass<'_, '_> {
     fn client(&mut self) -> Option<()> {
         let mut m = self.map()?;
         self.j.key(k!("client")).open();
-        self.need(&mut m, b"address")?;
-        self.j.key(k!("address"));
-        self.text()?;
-        self.need(&mut m, b"port")?;
-        self.j.key(k!("port"));
-        self.uint(u16::MAX.into())?;
+        self.need_text(&mut m, b"address", k!("address"))?;
+        self.need_uint(&mut m, b"port", k!("port"), u16::MAX.into())?;
         self.close(m)
     }
 
@@ -291,9 +291,7 @@ impl Pass<'_, '_> {
         let mut m = self.map()?;
         self.j.key(k!("upstream")).open();
         self.opt_text(&mut m, b"address", k!("address"))?;
-        self.need(&mut m, b"attempts")?;
-        self.j.key(k!("attempts"));
-        self.uint(u32::MAX.into())?;
+        self.need_uint(&mut m, b"attempts", k!("attempts"), u32::MAX.into())?;
         if self.has(&mut m, b"status_code") {
             self.j.key(k!("status_code"));
             self.uint(u16::MAX.into())?;
@@ -305,9 +303,7 @@ impl Pass<'_, '_> {
         let mut m = self.map()?;
         self.j.key(k!("timing")).open();
         self.opt_f64(&mut m, b"ttfb_ms", k!("ttfb_ms"))?;
-        self.need(&mut m, b"total_ms")?;
-        self.j.key(k!("total_ms"));
-        self.f64()?;
+        self.need_f64(&mut m, b"total_ms", k!("total_ms"))?;
         self.opt_f64(&mut m, b"upstream_ms", k!("upstream_ms"))?;
         self.opt_f64(&mut m, b"upstream_connect_ms", k!("upstream_connect_ms"))?;
         self.close(m)
@@ -338,15 +334,9 @@ impl Pass<'_, '_> {
                 for _ in 0..n {
                     let mut a = self.map()?;
                     self.j.open();
-                    self.need(&mut a, b"name")?;
-                    self.j.key(k!("name"));
-                    self.text()?;
-                    self.need(&mut a, b"verdict")?;
-                    self.j.key(k!("verdict"));
-                    self.text()?;
-                    self.need(&mut a, b"duration_ms")?;
-                    self.j.key(k!("duration_ms"));
-                    self.f64()?;
+                    self.need_text(&mut a, b"name", k!("name"))?;
+                    self.need_text(&mut a, b"verdict", k!("verdict"))?;
+                    self.need_f64(&mut a, b"duration_ms", k!("duration_ms"))?;
                     self.close(a)?;
                 }
                 self.j.end(b']');
@@ -358,12 +348,8 @@ impl Pass<'_, '_> {
     fn sampling(&mut self) -> Option<()> {
         let mut m = self.map()?;
         self.j.key(k!("sampling")).open();
-        self.need(&mut m, b"rate")?;
-        self.j.key(k!("rate"));
-        self.f64()?;
-        self.need(&mut m, b"reason")?;
-        self.j.key(k!("reason"));
-        self.text()?;
+        self.need_f64(&mut m, b"rate", k!("rate"))?;
+        self.need_text(&mut m, b"reason", k!("reason"))?;
         self.close(m)
     }
 }
