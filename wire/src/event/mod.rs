@@ -7,7 +7,8 @@
 //! fields are ignored, missing optional ones are `None`). Strings are `Cow` so the collector
 //! decodes without copying. The collector reads frames with a schema-aware reader (`decode`,
 //! serde decides whatever it leaves) and writes NDJSON with `json`, byte for byte serde_json's
-//! rendering of the same event.
+//! rendering of the same event; a collector that only forwards writes the same line straight
+//! from the frame ([`transcode`]).
 
 /// `"name":`, the way a key is written in JSON (schema names never need escaping).
 macro_rules! k {

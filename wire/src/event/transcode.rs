@@ -1,15 +1,16 @@
 //! A forwarding collector's one pass from frame to NDJSON line: when no stage needs the decoded
 //! event (sampling keeps everything, no enricher, no redaction), the MessagePack frame is read
 //! and its JSON written as it goes, without building an [`Event`] in between: each string is
-//! checked as text and for bytes JSON must escape in one scan, and nothing is allocated.
+//! checked as text and for bytes JSON must escape in one scan, and nothing is allocated but
+//! the line.
 //!
 //! It answers only for frames in the shape filters write: the schema's fields in the schema's
 //! order, optional ones absent rather than nil, keys as fixstr, every field the decoder would
 //! otherwise default present. Anything else (unknown or reordered fields, nil, integers for
 //! floats, a missing field) makes it step aside, and the caller decodes and encodes as usual.
 //! Where it answers, its line is byte for byte what [`Event::decode`] followed by
-//! [`Event::write_json_line`] gives (the tests below hold the two together on random, filter-shaped and
-//! damaged frames).
+//! [`Event::write_json_line`] gives (the tests below hold the two together on random,
+//! filter-shaped and damaged frames).
 
 use super::decode::Reader;
 use super::json::Json;
