@@ -13,6 +13,8 @@
 //! filter-shaped and damaged frames).
 
 use super::decode::Reader;
+#[cfg(doc)]
+use super::Event;
 use super::json::Json;
 
 /// Appends the NDJSON line of the event in `frame` to `out`, with `collector.host` set to
