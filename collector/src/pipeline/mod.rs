@@ -236,6 +236,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_that_turns_redaction_on_ends_forwarding_at_the_next_batch() {
+        let (p, metrics) = with_redaction(&sentinel_config::Config::default().enrichment, &None);
+        let mut ev = Event { event: sentinel_wire::event::EventInfo { id: "a".into(), ..Default::default() }, ..Default::default() };
+        ev.http.request.header.0.push(("referer".into(), "https://x.example/?mail=jane@example.org".into()));
+        let mut f = Vec::new();
+        ev.encode_into(&mut f).unwrap();
+        let mut frames = Frames::default();
+        frames.push(&f);
+        let forwarded = p.process(&frames, &mut WorkerScratch::default());
+        assert!(String::from_utf8_lossy(&forwarded.lines).contains("jane@example.org"));
+        // What a reload does: the redaction settings in force are replaced.
+        p.live.redaction.store(Arc::new(Redactor::new(&sentinel_config::Config::default().redaction)));
+        let redacted = p.process(&frames, &mut WorkerScratch::default());
+        let text = String::from_utf8_lossy(&redacted.lines);
+        assert!(!text.contains("jane@example.org") && text.contains("[REDACTED:email]"), "{text}");
+        let m = metrics.render_prometheus();
+        assert!(m.contains("sentinel_collector_stage_seconds_count{stage=\"forward\"} 1"), "{m}");
+        assert!(m.contains("sentinel_collector_stage_seconds_count{stage=\"redact\"} 1"), "{m}");
+    }
+
+    #[test]
     fn redaction_remembers_clean_texts_and_counts_its_memory() {
         let (p, metrics) = pipeline(&sentinel_config::Config::default().enrichment);
         let mut frames = Frames::default();
