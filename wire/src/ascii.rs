@@ -15,7 +15,7 @@ pub const fn splat(b: u8) -> u64 {
 }
 
 /// The high bit of every byte of a word.
-const HIGH: u64 = splat(0x80);
+pub const HIGH: u64 = splat(0x80);
 
 /// The high bit set in each byte of `w` that is below `n` (`n` at most 0x80). A subtraction's
 /// borrow can also flag a byte after (above) a flagged one, never before it: the lowest flag

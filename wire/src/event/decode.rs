@@ -148,12 +148,12 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    pub(super) fn u16(&mut self) -> Option<u16> {
+    fn u16(&mut self) -> Option<u16> {
         self.uint()?.try_into().ok()
     }
 
     #[inline(always)]
-    pub(super) fn u32(&mut self) -> Option<u32> {
+    fn u32(&mut self) -> Option<u32> {
         self.uint()?.try_into().ok()
     }
 
@@ -519,7 +519,7 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::random::{random_event, Rng};
+    use super::super::random::{damaged_frames, random_event, Rng};
     use super::*;
     use serde::Serialize;
 
@@ -554,25 +554,7 @@ mod tests {
 
     #[test]
     fn damaged_frames_never_decode_differently_from_serde() {
-        let mut rng = Rng(2);
-        let mut fast = 0;
-        let mut cases = 0;
-        for _ in 0..20 {
-            let mut frame = Vec::new();
-            random_event(&mut rng).encode_into(&mut frame).unwrap();
-            for cut in 0..frame.len() {
-                cases += 1;
-                fast += usize::from(agrees(&frame[..cut]));
-            }
-            for i in 0..frame.len() {
-                for v in [0x00, 0x01, 0x7f, 0x80, 0x8f, 0x90, 0xa0, 0xc0, 0xc1, 0xc2, 0xca, 0xcb, 0xcc, 0xd9, 0xde, 0xff, frame[i] ^ 0x01] {
-                    let mut damaged = frame.clone();
-                    damaged[i] = v;
-                    cases += 1;
-                    fast += usize::from(agrees(&damaged));
-                }
-            }
-        }
+        let (fast, cases) = damaged_frames(&mut Rng(2), 20, agrees);
         // A damaged frame often stays a valid event (a changed letter in a value): those must
         // have gone the fast way and agreed; the rest were left to serde.
         assert!(fast > cases / 10, "{fast} of {cases} damaged frames decoded by the fast path");

@@ -25,14 +25,20 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-/// Where the first byte JSON must escape (a control character, `"` or `\\`) is, eight bytes a
-/// step: strings are most of a line, and a table lookup per byte was a third of the encoding.
+/// The high bit set in each byte of `w` JSON must escape (a control character, `"` or `\\`);
+/// the lowest flag is exact (see [`ascii::below`]).
+#[inline(always)]
+fn escapes(w: u64) -> u64 {
+    ascii::below(w, 0x20) | ascii::equal(w, b'"') | ascii::equal(w, b'\\')
+}
+
+/// Where the first byte JSON must escape is, eight bytes a step: strings are most of a line,
+/// and a table lookup per byte was a third of the encoding.
 #[inline(always)]
 fn first_escape(b: &[u8]) -> Option<usize> {
     let (words, tail) = b.as_chunks::<8>();
     for (i, w) in words.iter().enumerate() {
-        let w = u64::from_le_bytes(*w);
-        let m = ascii::below(w, 0x20) | ascii::equal(w, b'"') | ascii::equal(w, b'\\');
+        let m = escapes(u64::from_le_bytes(*w));
         if m != 0 {
             return Some(i * 8 + (m.trailing_zeros() / 8) as usize);
         }
@@ -44,8 +50,7 @@ fn first_escape(b: &[u8]) -> Option<usize> {
 /// forwarded frame takes when it is checked as text and written as JSON at once.
 #[inline(always)]
 fn plain(b: &[u8]) -> bool {
-    const HIGH: u64 = ascii::splat(0x80);
-    let special = |w: u64| ascii::below(w, 0x20) | ascii::equal(w, b'"') | ascii::equal(w, b'\\') | (w & HIGH);
+    let special = |w: u64| escapes(w) | (w & ascii::HIGH);
     // Short strings are read as overlapping pieces padded with a byte that needs nothing (not
     // copied into a padded word: a store and a wider load of it stall the CPU).
     let pad = |w: u64, bytes: u32| w | (ascii::splat(b'a') << (8 * bytes));

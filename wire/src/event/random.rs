@@ -68,6 +68,30 @@ pub fn random_event(rng: &mut Rng) -> Event<'static> {
     }
 }
 
+/// Runs `check` on damaged copies of `count` random frames: every truncation, and every byte
+/// replaced in turn by values that change what a MessagePack marker means (and by itself with
+/// its low bit flipped). Returns how many `check` answered for, and how many it was given.
+pub fn damaged_frames(rng: &mut Rng, count: usize, mut check: impl FnMut(&[u8]) -> bool) -> (usize, usize) {
+    let (mut answered, mut cases) = (0, 0);
+    for _ in 0..count {
+        let mut frame = Vec::new();
+        random_event(rng).encode_into(&mut frame).expect("a random event encodes");
+        for cut in 0..frame.len() {
+            cases += 1;
+            answered += usize::from(check(&frame[..cut]));
+        }
+        for i in 0..frame.len() {
+            for v in [0x00, 0x01, 0x7f, 0x80, 0x8f, 0x90, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xca, 0xcb, 0xcc, 0xcd, 0xd9, 0xde, 0xff, frame[i] ^ 0x01] {
+                let mut damaged = frame.clone();
+                damaged[i] = v;
+                cases += 1;
+                answered += usize::from(check(&damaged));
+            }
+        }
+    }
+    (answered, cases)
+}
+
 /// A random event as the collector leaves it: the filter's fields plus every enrichment,
 /// each present or absent.
 pub fn random_enriched_event(rng: &mut Rng) -> Event<'static> {
