@@ -43,6 +43,11 @@ pub struct Transport {
     pub allowed_gids: Vec<u32>,
 }
 
+impl Transport {
+    /// `write-interval-ms` when not given; the host's channel starts from it too.
+    pub const DEFAULT_WRITE_INTERVAL: Duration = Duration::from_millis(50);
+}
+
 /// Parts of an exchange the proxy hands to the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -521,7 +526,7 @@ impl Default for Config {
             transport: Transport {
                 socket_path: "/run/sentinel/telemetry.sock".into(),
                 max_frame_bytes: 1 << 20,
-                write_interval: Duration::from_millis(50),
+                write_interval: Transport::DEFAULT_WRITE_INTERVAL,
                 allowed_uids: Vec::new(),
                 allowed_gids: Vec::new(),
             },

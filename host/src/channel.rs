@@ -53,7 +53,7 @@ impl ChannelConfig {
             capacity_bytes: 16 << 20,
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
             batch_bytes: 256 << 10,
-            write_interval: Duration::from_millis(50),
+            write_interval: sentinel_config::Transport::DEFAULT_WRITE_INTERVAL,
             reconnect_min: Duration::from_millis(10),
             reconnect_max: Duration::from_secs(1),
             write_timeout: Duration::from_secs(2),
