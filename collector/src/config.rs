@@ -30,6 +30,7 @@ pub fn wal_config(c: &Config) -> WalConfig {
             sentinel_config::FsyncPolicy::Batch => Fsync::Batch,
             sentinel_config::FsyncPolicy::Interval(d) => Fsync::Interval(d),
         },
+        direct_io: b.direct_io,
     }
 }
 

@@ -479,6 +479,9 @@ pub struct Buffer {
     pub segment_bytes: u64,
     pub when_full: WhenFull,
     pub fsync: FsyncPolicy,
+    /// Segments written and read around the page cache (direct I/O) where the file system
+    /// allows it: the log is read once, soon after it is written, and never needs caching.
+    pub direct_io: bool,
 }
 
 /// What happens when the buffer is at `max-bytes`.
@@ -552,6 +555,7 @@ impl Default for Config {
                 segment_bytes: 64 << 20,
                 when_full: WhenFull::Block,
                 fsync: FsyncPolicy::Batch,
+                direct_io: true,
             },
             metrics: Metrics { listen: None },
             log: Logging { level: "info".into(), format: LogFormat::Text },

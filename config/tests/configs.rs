@@ -81,6 +81,7 @@ const BROKEN: &[(&str, usize, usize, &str, &str)] = &[
     ("agent \"t\" {\n  sink \"file\" {\n    rotate-bytes 9999\n  }\n}\n", 2, 3, "`sink \"file\"` needs `path`", "add `path"),
     ("agent \"t\" {\n  sink \"file\" {\n    path \"/a\"\n    page-cache \"kep\"\n  }\n}\n", 4, 16, "`page-cache`: unknown value \"kep\"", "did you mean \"keep\"?"),
     ("agent \"t\" {\n  buffer {\n    when-full \"drop_newest\"\n  }\n}\n", 3, 15, "`when-full`: unknown value \"drop_newest\"", "did you mean \"drop_oldest\"?"),
+    ("agent \"t\" {\n  buffer {\n    page-cache \"bypas\"\n  }\n}\n", 3, 16, "`page-cache`: unknown value \"bypas\"", "did you mean \"bypass\"?"),
     ("agent \"t\" {\n  buffer {\n    max-bytes 1048576\n  }\n}\n", 2, 3, "`max-bytes` (1048576) must hold at least two segments", "raise `max-bytes`"),
     ("agent \"t\" {\n  buffer {\n    fsync-interval-ms 100\n  }\n}\n", 2, 3, "`fsync-interval-ms` is only used with `fsync \"interval\"`", "fsync \"interval\""),
     ("agent \"t\" {\n  sink \"http\" {\n    url \"collector:80\"\n  }\n}\n", 3, 9, "`url`: \"collector:80\" is not an http:// or https:// address", "http://"),
@@ -145,4 +146,12 @@ fn the_file_sink_drops_written_pages_unless_told_to_keep_them() {
     assert!(file(""));
     assert!(!file("    page-cache \"keep\"\n"));
     assert!(file("    page-cache \"drop\"\n"));
+}
+
+#[test]
+fn the_buffer_bypasses_the_page_cache_unless_told_to_keep_it() {
+    let direct = |extra: &str| parse("b.kdl", &format!("agent \"t\" {{\n  buffer {{\n{extra}  }}\n}}\n")).unwrap_or_else(|e| panic!("{e}")).buffer.direct_io;
+    assert!(direct(""));
+    assert!(!direct("    page-cache \"keep\"\n"));
+    assert!(direct("    page-cache \"bypass\"\n"));
 }

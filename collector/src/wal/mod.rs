@@ -13,6 +13,7 @@
 //! per sink). Corrupt records found at start-up are counted and skipped, never fatal.
 
 pub mod cursor;
+mod direct;
 pub mod intake;
 mod reader;
 pub mod record;
@@ -68,11 +69,14 @@ pub struct WalConfig {
     pub max_bytes: u64,
     pub when_full: WhenFull,
     pub fsync: Fsync,
+    /// Segments written and read with direct I/O (around the page cache) where the file system
+    /// allows it; see [`direct`].
+    pub direct_io: bool,
 }
 
 impl WalConfig {
     pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
-        WalConfig { dir: dir.into(), segment_bytes: 64 << 20, max_bytes: 1 << 30, when_full: WhenFull::Block, fsync: Fsync::Batch }
+        WalConfig { dir: dir.into(), segment_bytes: 64 << 20, max_bytes: 1 << 30, when_full: WhenFull::Block, fsync: Fsync::Batch, direct_io: true }
     }
 
     /// Most delivered segments kept for reuse: a quarter of the cap's worth, 1 to 8. When the
@@ -318,7 +322,7 @@ impl Wal {
         let mut st = self.lock();
         let s = st.segments.iter().rev().find(|s| s.first <= seq).or(st.segments.front())?;
         let first = s.first;
-        let opened = SegmentReader::open(&s.path, first, s.bytes);
+        let opened = SegmentReader::open(&s.path, first, s.bytes, self.shared.cfg.direct_io);
         if opened.is_ok() {
             st.pins.insert(id.to_string(), first);
         }
@@ -443,7 +447,7 @@ fn recover(dir: &Path, first: u64, last: bool, metrics: &Metrics) -> Result<Segm
     let path = segment::path(dir, first);
     let seg_err = |source| WalError::Segment { path: path.clone(), source };
     let mut seg = Segment { first, path: path.clone(), bytes: 0, records: Vec::new() };
-    let mut r = match SegmentReader::open(&path, first, u64::MAX) {
+    let mut r = match SegmentReader::open(&path, first, u64::MAX, false) {
         Ok(r) => r,
         Err(e) => {
             // Not even a header: nothing in it can be read. Keep it out of the way, counted.
@@ -453,8 +457,10 @@ fn recover(dir: &Path, first: u64, last: bool, metrics: &Metrics) -> Result<Segm
             return Ok(seg);
         }
     };
+    let mut payload = Vec::new();
     loop {
-        match r.next().map_err(seg_err)? {
+        payload.clear();
+        match r.next_into(&mut payload).map_err(seg_err)? {
             Next::Record(h) => {
                 if seg.records.last().is_some_and(|p| p.0 >= h.seq) {
                     // Out of order: not a record this log wrote here.

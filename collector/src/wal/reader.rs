@@ -185,10 +185,12 @@ impl Reader {
                     (first, seg)
                 }
             };
-            match seg.next()? {
-                Next::Record(h) if h.seq < self.next => {} // before this reader's position
+            let at = out.lines.len();
+            match seg.next_into(&mut out.lines)? {
+                Next::Record(h) if h.seq < self.next => out.lines.truncate(at), // before this reader's position
                 Next::Record(h) if h.seq >= durable => {
                     // Written but not yet published: come back to it from the start next time.
+                    out.lines.truncate(at);
                     self.close_segment();
                     break;
                 }
@@ -198,7 +200,6 @@ impl Reader {
                     }
                     out.records += 1;
                     out.events += u64::from(h.events);
-                    out.lines.extend_from_slice(seg.payload());
                     self.next = h.seq + 1;
                     out.end = self.next;
                 }

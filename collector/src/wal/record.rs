@@ -25,13 +25,20 @@ pub struct Header {
     pub events: u32,
 }
 
+/// The header of the record that carries `payload`.
+pub fn encode_header(seq: u64, events: u32, payload: &[u8]) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[4..8].copy_from_slice(&checksum(seq, events, payload).to_le_bytes());
+    h[8..16].copy_from_slice(&seq.to_le_bytes());
+    h[16..].copy_from_slice(&events.to_le_bytes());
+    h
+}
+
 /// Appends one record to `out`.
+#[cfg(test)]
 pub fn encode(out: &mut Vec<u8>, seq: u64, events: u32, payload: &[u8]) {
-    let crc = checksum(seq, events, payload);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&events.to_le_bytes());
+    out.extend_from_slice(&encode_header(seq, events, payload));
     out.extend_from_slice(payload);
 }
 

@@ -6,9 +6,10 @@
 //! the writer's end marker (a header of zeros) or records of the file's earlier life, whose
 //! sequence numbers are all below the segment's first: either one ends the segment cleanly.
 
+use super::direct::{self, BlockReader};
 use super::record::{self, Header, HEADER_LEN, SEGMENT_MAGIC};
-use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read};
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 /// A segment's file name for the first sequence number it holds.
@@ -54,25 +55,25 @@ pub enum Next {
 
 /// Reads one segment file sequentially.
 pub struct SegmentReader {
-    file: BufReader<Bounded>,
+    file: BlockReader,
     /// The first sequence number the file's name stands for: records below it are stale.
     first: u64,
     offset: u64,
-    payload: Vec<u8>,
 }
 
 impl SegmentReader {
     /// Opens the segment that starts at `first`, readable up to byte `end` (see
     /// [`SegmentReader::set_readable`]), and checks its magic; a file without it is not a
-    /// segment of ours.
-    pub fn open(path: &Path, first: u64, end: u64) -> std::io::Result<SegmentReader> {
-        let mut file = BufReader::with_capacity(256 << 10, Bounded { file: File::open(path)?, pos: 0, end });
+    /// segment of ours. `direct` reads it around the page cache where the file system allows.
+    pub fn open(path: &Path, first: u64, end: u64, direct: bool) -> std::io::Result<SegmentReader> {
+        let (file, _) = direct::open(OpenOptions::new().read(true), path, direct)?;
+        let mut file = BlockReader::new(file, end);
         let mut magic = [0u8; SEGMENT_MAGIC.len()];
         file.read_exact(&mut magic)?;
         if magic != SEGMENT_MAGIC {
             return Err(std::io::Error::new(ErrorKind::InvalidData, format!("{} is not a sentinel log segment", path.display())));
         }
-        Ok(SegmentReader { file, first, offset: SEGMENT_MAGIC.len() as u64, payload: Vec::new() })
+        Ok(SegmentReader { file, first, offset: SEGMENT_MAGIC.len() as u64 })
     }
 
     /// Where the next record starts.
@@ -80,8 +81,9 @@ impl SegmentReader {
         self.offset
     }
 
-    /// Reads the next record; its payload is then [`SegmentReader::payload`].
-    pub fn next(&mut self) -> std::io::Result<Next> {
+    /// Reads the next record, its payload appended to `out`; `out` is left as it was unless a
+    /// record is returned.
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> std::io::Result<Next> {
         let mut h = [0u8; HEADER_LEN];
         match read_full(&mut self.file, &mut h)? {
             0 => return Ok(Next::End { torn: false }),
@@ -92,49 +94,30 @@ impl SegmentReader {
             return Ok(Next::End { torn: false }); // the writer's end marker
         }
         let Some(header) = record::header(&h) else { return Ok(Next::End { torn: true }) };
-        self.payload.resize(header.len, 0);
-        if read_full(&mut self.file, &mut self.payload)? < header.len {
-            return Ok(Next::End { torn: true });
-        }
-        if !record::verify(&header, &self.payload) {
+        let at = out.len();
+        out.resize(at + header.len, 0);
+        let next = if read_full(&mut self.file, &mut out[at..])? < header.len {
+            Next::End { torn: true }
+        } else if !record::verify(&header, &out[at..]) {
             self.offset += (HEADER_LEN + header.len) as u64;
-            return Ok(Next::Corrupt);
-        }
-        if header.seq < self.first {
-            return Ok(Next::End { torn: false }); // written in the file's earlier life
-        }
-        self.offset += (HEADER_LEN + header.len) as u64;
-        Ok(Next::Record(header))
+            Next::Corrupt
+        } else if header.seq < self.first {
+            Next::End { torn: false } // written in the file's earlier life
+        } else {
+            self.offset += (HEADER_LEN + header.len) as u64;
+            return Ok(Next::Record(header));
+        };
+        out.truncate(at);
+        Ok(next)
     }
 
     /// Lets the reader read up to byte `end` of the file. Past what the writer has written the
     /// file holds bytes it will overwrite (its end marker, a reused file's earlier life), so a
     /// follower reads no further ahead than the records written when it looked.
     pub fn set_readable(&mut self, end: u64) {
-        self.file.get_mut().end = end;
+        self.file.set_end(end);
     }
 
-    /// The payload of the record [`SegmentReader::next`] returned last.
-    pub fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-}
-
-/// A file read no further than `end`.
-struct Bounded {
-    file: File,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for Bounded {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let room = usize::try_from(self.end.saturating_sub(self.pos)).unwrap_or(usize::MAX);
-        let len = buf.len().min(room);
-        let n = self.file.read(&mut buf[..len])?;
-        self.pos += n as u64;
-        Ok(n)
-    }
 }
 
 /// Reads until `buf` is full or the file ends; returns how many bytes were read.
@@ -173,7 +156,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(file_name(0));
         std::fs::write(&p, b"not a segment at all").unwrap();
-        let err = SegmentReader::open(&p, 0, u64::MAX).err().unwrap();
+        let err = SegmentReader::open(&p, 0, u64::MAX, true).err().unwrap();
         assert!(err.to_string().contains("not a sentinel log segment"), "{err}");
     }
 }

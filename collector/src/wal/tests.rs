@@ -222,9 +222,10 @@ fn a_torn_tail_is_cut_and_a_corrupt_record_is_skipped_and_counted() {
     let seg = segment::path(dir.path(), 0);
     let mut bytes = std::fs::read(&seg).unwrap();
     let rec = record::HEADER_LEN + line(0).len();
-    // Flip a payload byte of the second record, and tear the last one in half.
+    // Flip a payload byte of the second record, and tear the last one in half (the file's
+    // last block is padded with zeros past the records).
     bytes[SEGMENT_MAGIC_LEN + rec + record::HEADER_LEN + 3] ^= 0x20;
-    bytes.truncate(bytes.len() - rec / 2);
+    bytes.truncate(SEGMENT_MAGIC_LEN + 5 * rec - rec / 2);
     std::fs::write(&seg, &bytes).unwrap();
     let (wal, mut w, m) = open(cfg(dir.path()));
     assert_eq!(m.wal.corrupt_records.load(Relaxed), 2, "one flipped, one torn");

@@ -7,10 +7,10 @@
 //! to its records. Whatever a reader finds past the marker after a crash has sequence numbers
 //! below the segment's first and ends the segment too.
 
+use super::direct::{self, BlockAppender};
 use super::record::{self, HEADER_LEN, SEGMENT_MAGIC};
 use super::{segment, Fsync, Segment, Wal, WalError, WhenFull};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -25,10 +25,11 @@ pub struct Stopping;
 pub struct Writer {
     wal: Wal,
     file: File,
+    /// The active segment's last partial block and the group being written after it.
+    out: BlockAppender,
     /// Bytes in the active segment.
     bytes: u64,
     next: u64,
-    buf: Vec<u8>,
     records: Vec<(u64, u32)>,
     /// Written but not yet synced (interval policy).
     dirty: bool,
@@ -38,12 +39,14 @@ pub struct Writer {
     publish: watch::Sender<u64>,
 }
 
-/// Starts the segment whose first record is `first`, in a spare file when one waits.
-fn create(wal: &Wal, first: u64) -> Result<(File, Segment), WalError> {
+/// Starts the segment whose first record is `first`, in a spare file when one waits. Returns
+/// the file and where its appends go (after the magic).
+fn create(wal: &Wal, first: u64) -> Result<(File, BlockAppender, Segment), WalError> {
     let dir = &wal.shared.cfg.dir;
+    let direct_io = wal.shared.cfg.direct_io;
     let path = segment::path(dir, first);
     let err = |source| WalError::Segment { path: path.clone(), source };
-    let reused = wal.take_spare().and_then(|spare| match reuse(&spare, &path) {
+    let reused = wal.take_spare().and_then(|spare| match reuse(&spare, &path, direct_io) {
         Ok(file) => Some(file),
         Err(e) => {
             tracing::debug!("cannot reuse buffer segment file {} ({e}); starting a new one", spare.display());
@@ -51,14 +54,16 @@ fn create(wal: &Wal, first: u64) -> Result<(File, Segment), WalError> {
             None
         }
     });
+    let mut out = BlockAppender::new(&[], 0);
+    out.stage(&SEGMENT_MAGIC);
     let file = match reused {
         Some(file) => {
             wal.shared.metrics.wal.recycled_segments.fetch_add(1, Relaxed);
             file
         }
         None => {
-            let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(err)?;
-            file.write_all_at(&SEGMENT_MAGIC, 0).map_err(err)?;
+            let (file, _) = direct::open(OpenOptions::new().create(true).truncate(true).write(true), &path, direct_io).map_err(err)?;
+            out.write(&file, SEGMENT_MAGIC.len() as u64).map_err(err)?;
             file.sync_all().map_err(err)?;
             file
         }
@@ -66,14 +71,14 @@ fn create(wal: &Wal, first: u64) -> Result<(File, Segment), WalError> {
     // The new name must be durable before any record in the file is acknowledged.
     File::open(dir).and_then(|d| d.sync_all()).map_err(|source| WalError::Dir { dir: dir.clone(), source })?;
     let seg = Segment { first, path: path.clone(), bytes: SEGMENT_MAGIC.len() as u64, records: Vec::new() };
-    Ok((file, seg))
+    Ok((file, out, seg))
 }
 
-/// Renames a spare to `path` and opens it for writing over its old records.
-fn reuse(spare: &Path, path: &Path) -> std::io::Result<File> {
+/// Renames a spare to `path` and opens it for writing over its old records; the magic goes in
+/// with the first group (the whole first block is rewritten then).
+fn reuse(spare: &Path, path: &Path, direct_io: bool) -> std::io::Result<File> {
     std::fs::rename(spare, path)?;
-    let file = OpenOptions::new().write(true).open(path)?;
-    file.write_all_at(&SEGMENT_MAGIC, 0)?;
+    let (file, _) = direct::open(OpenOptions::new().write(true), path, direct_io)?;
     Ok(file)
 }
 
@@ -89,7 +94,7 @@ impl Writer {
                 }
             }
         }
-        let (file, seg) = create(&wal, next)?;
+        let (file, out, seg) = create(&wal, next)?;
         let bytes = seg.bytes;
         {
             let mut st = wal.lock();
@@ -97,7 +102,7 @@ impl Writer {
             st.segments.push_back(seg);
             wal.publish_files(&st);
         }
-        Ok(Writer { wal, file, bytes, next, buf: Vec::new(), records: Vec::new(), dirty: false, last_sync: Instant::now(), blocked: false, publish })
+        Ok(Writer { wal, file, out, bytes, next, records: Vec::new(), dirty: false, last_sync: Instant::now(), blocked: false, publish })
     }
 
     /// The sequence number the next record gets.
@@ -109,29 +114,33 @@ impl Writer {
     /// the policy, then readable by the sinks. On an I/O error nothing of the group counts as
     /// written (the caller retries it); at the cap with `block`, waits for space unless `stop`.
     pub fn append<'a>(&mut self, batches: impl Iterator<Item = (&'a [u8], u32)>, stop: &AtomicBool) -> Result<(), AppendError> {
-        self.buf.clear();
+        if self.bytes >= self.wal.shared.cfg.segment_bytes {
+            self.roll().map_err(AppendError::Io)?;
+        }
         self.records.clear();
         let mut seq = self.next;
         for (lines, events) in batches {
             if events == 0 {
                 continue;
             }
-            record::encode(&mut self.buf, seq, events, lines);
+            self.out.stage(&record::encode_header(seq, events, lines));
+            self.out.stage(lines);
             self.records.push((seq, events));
             seq += 1;
         }
         if self.records.is_empty() {
             return Ok(());
         }
-        let n = self.buf.len() as u64;
-        self.buf.extend_from_slice(&[0; HEADER_LEN]); // the end marker
-        if self.bytes >= self.wal.shared.cfg.segment_bytes {
-            self.roll().map_err(AppendError::Io)?;
+        let n = self.out.end() - self.bytes;
+        self.out.stage(&[0; HEADER_LEN]); // the end marker
+        if let Err(e) = self.make_room(n, stop) {
+            self.out.forget_after(self.bytes);
+            return Err(e);
         }
-        self.make_room(n, stop)?;
         let started = Instant::now();
-        if let Err(e) = self.file.write_all_at(&self.buf, self.bytes) {
+        if let Err(e) = self.out.write(&self.file, self.bytes + n) {
             // Cut back whatever part of the group made it, so no later record follows garbage.
+            self.out.forget_after(self.bytes);
             if self.file.set_len(self.bytes).is_err() {
                 let _ = self.roll();
             }
@@ -191,8 +200,9 @@ impl Writer {
     fn roll(&mut self) -> std::io::Result<()> {
         self.file.set_len(self.bytes)?;
         self.file.sync_data()?;
-        let (file, seg) = create(&self.wal, self.next).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (file, out, seg) = create(&self.wal, self.next).map_err(|e| std::io::Error::other(e.to_string()))?;
         self.file = file;
+        self.out = out;
         self.bytes = seg.bytes;
         self.dirty = false;
         let mut st = self.wal.lock();

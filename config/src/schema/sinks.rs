@@ -18,7 +18,7 @@ const KAFKA: &[&str] = &["brokers", "topic", "key", "format", "compression", "us
 const CLICKHOUSE: &[&str] = &["url", "database", "table", "username", "password", "create-table"];
 const S3: &[&str] = &["bucket", "prefix", "region", "endpoint", "format", "access-key-id", "secret-access-key", "multipart-bytes"];
 const HTTP: &[&str] = &["url", "header", "gzip", "hmac-key", "signature-header", "timeout-ms"];
-const BUFFER: &[&str] = &["path", "max-bytes", "segment-bytes", "when-full", "fsync", "fsync-interval-ms"];
+const BUFFER: &[&str] = &["path", "max-bytes", "segment-bytes", "when-full", "fsync", "fsync-interval-ms", "page-cache"];
 
 impl Reader<'_> {
     pub(super) fn sink(&mut self, n: &KdlNode) -> Option<Sink> {
@@ -279,6 +279,7 @@ impl Reader<'_> {
                         b.fsync = self.choice(c, e, &[("batch", FsyncPolicy::Batch), ("interval", FsyncPolicy::Interval(Duration::ZERO))]).unwrap_or(b.fsync);
                     }
                 }
+                "page-cache" => b.direct_io = self.one_of(c, "\"bypass\" or \"keep\"", &[("bypass", true), ("keep", false)]).unwrap_or(b.direct_io),
                 _ => {
                     interval_given = true;
                     interval = self.integer(c, 1, 60_000).map_or(interval, Duration::from_millis);
