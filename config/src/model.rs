@@ -480,7 +480,8 @@ pub struct Buffer {
     pub when_full: WhenFull,
     pub fsync: FsyncPolicy,
     /// Segments written and read around the page cache (direct I/O) where the file system
-    /// allows it: the log is read once, soon after it is written, and never needs caching.
+    /// allows it: the log is read once, soon after it is written, and never needs caching. By
+    /// default with `fsync "batch"` only, since a direct write waits for the device.
     pub direct_io: bool,
 }
 

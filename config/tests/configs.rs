@@ -149,9 +149,11 @@ fn the_file_sink_drops_written_pages_unless_told_to_keep_them() {
 }
 
 #[test]
-fn the_buffer_bypasses_the_page_cache_unless_told_to_keep_it() {
+fn the_buffer_bypasses_the_page_cache_when_synced_per_batch_unless_told_otherwise() {
     let direct = |extra: &str| parse("b.kdl", &format!("agent \"t\" {{\n  buffer {{\n{extra}  }}\n}}\n")).unwrap_or_else(|e| panic!("{e}")).buffer.direct_io;
     assert!(direct(""));
     assert!(!direct("    page-cache \"keep\"\n"));
     assert!(direct("    page-cache \"bypass\"\n"));
+    assert!(!direct("    fsync \"interval\"\n"), "a log synced on an interval keeps its writes unwaited");
+    assert!(direct("    fsync \"interval\"\n    page-cache \"bypass\"\n"));
 }

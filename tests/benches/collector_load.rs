@@ -8,7 +8,8 @@
 //! days: caches filled, and the log's first segments delivered and waiting for reuse. Then the
 //! same again with a collector that only forwards (no enrichment, no redaction).
 //!
-//! `make bench-collector-load` (needs `make build` and `make data`). Not a criterion bench: one
+//! `make bench-collector-load` (needs `make build` and `make data`);
+//! `SENTINEL_BENCH_BUFFER_PAGE_CACHE=keep` runs the log through the page cache. Not a criterion bench: one
 //! run is one long measurement; run it a few times on a noisy machine.
 
 use sentinel_demo::enrichment;
@@ -107,10 +108,17 @@ async fn run(mode: Mode) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let paths = Paths::discover()?;
     let mut cfg = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
-    cfg.collector_blocks = Some(match mode {
+    let mut blocks = match mode {
         Mode::Full => enrichment::demo_block(&enrichment::data_dir(&paths.bin_dir), dir.path())?,
         Mode::Forward => "redaction #false".to_string(),
-    });
+    };
+    // `SENTINEL_BENCH_BUFFER_PAGE_CACHE=keep` (or `bypass`, the default) compares the log's I/O
+    // through the page cache with direct I/O.
+    if let Ok(mode) = std::env::var("SENTINEL_BENCH_BUFFER_PAGE_CACHE") {
+        blocks.push_str(&format!("\nbuffer {{\n    path {:?}\n    page-cache {mode:?}\n}}\n", dir.path().join("buffer").display().to_string()));
+        println!("buffer page-cache {mode}");
+    }
+    cfg.collector_blocks = Some(blocks);
     println!("{}", match mode {
         Mode::Full => "full pipeline (demo enrichment, every redaction detector):",
         Mode::Forward => "forwarding only (no enrichment, no redaction):",

@@ -40,8 +40,8 @@ pub struct Writer {
 }
 
 /// Starts the segment whose first record is `first`, in a spare file when one waits. Returns
-/// the file and where its appends go (after the magic).
-fn create(wal: &Wal, first: u64) -> Result<(File, BlockAppender, Segment), WalError> {
+/// the file, where its appends go (after the magic), and whether it is written with direct I/O.
+fn create(wal: &Wal, first: u64) -> Result<(File, BlockAppender, Segment, bool), WalError> {
     let dir = &wal.shared.cfg.dir;
     let direct_io = wal.shared.cfg.direct_io;
     let path = segment::path(dir, first);
@@ -56,30 +56,29 @@ fn create(wal: &Wal, first: u64) -> Result<(File, BlockAppender, Segment), WalEr
     });
     let mut out = BlockAppender::new(&[], 0);
     out.stage(&SEGMENT_MAGIC);
-    let file = match reused {
-        Some(file) => {
+    let (file, is_direct) = match reused {
+        Some(opened) => {
             wal.shared.metrics.wal.recycled_segments.fetch_add(1, Relaxed);
-            file
+            opened
         }
         None => {
-            let (file, _) = direct::open(OpenOptions::new().create(true).truncate(true).write(true), &path, direct_io).map_err(err)?;
+            let (file, is_direct) = direct::open(OpenOptions::new().create(true).truncate(true).write(true), &path, direct_io).map_err(err)?;
             out.write(&file, SEGMENT_MAGIC.len() as u64).map_err(err)?;
             file.sync_all().map_err(err)?;
-            file
+            (file, is_direct)
         }
     };
     // The new name must be durable before any record in the file is acknowledged.
     File::open(dir).and_then(|d| d.sync_all()).map_err(|source| WalError::Dir { dir: dir.clone(), source })?;
     let seg = Segment { first, path: path.clone(), bytes: SEGMENT_MAGIC.len() as u64, records: Vec::new() };
-    Ok((file, out, seg))
+    Ok((file, out, seg, is_direct))
 }
 
 /// Renames a spare to `path` and opens it for writing over its old records; the magic goes in
 /// with the first group (the whole first block is rewritten then).
-fn reuse(spare: &Path, path: &Path, direct_io: bool) -> std::io::Result<File> {
+fn reuse(spare: &Path, path: &Path, direct_io: bool) -> std::io::Result<(File, bool)> {
     std::fs::rename(spare, path)?;
-    let (file, _) = direct::open(OpenOptions::new().write(true), path, direct_io)?;
-    Ok(file)
+    direct::open(OpenOptions::new().write(true), path, direct_io)
 }
 
 impl Writer {
@@ -94,7 +93,10 @@ impl Writer {
                 }
             }
         }
-        let (file, out, seg) = create(&wal, next)?;
+        let (file, out, seg, is_direct) = create(&wal, next)?;
+        if wal.shared.cfg.direct_io && !is_direct {
+            tracing::info!("the file system of {} refuses direct I/O: the buffer is written through the page cache", wal.shared.cfg.dir.display());
+        }
         let bytes = seg.bytes;
         {
             let mut st = wal.lock();
@@ -200,7 +202,7 @@ impl Writer {
     fn roll(&mut self) -> std::io::Result<()> {
         self.file.set_len(self.bytes)?;
         self.file.sync_data()?;
-        let (file, out, seg) = create(&self.wal, self.next).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (file, out, seg, _) = create(&self.wal, self.next).map_err(|e| std::io::Error::other(e.to_string()))?;
         self.file = file;
         self.out = out;
         self.bytes = seg.bytes;

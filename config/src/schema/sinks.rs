@@ -263,6 +263,7 @@ impl Reader<'_> {
         self.args(n, &[]);
         let mut interval = Duration::from_secs(1);
         let mut interval_given = false;
+        let mut page_cache_given = false;
         for c in self.children(n, BUFFER, &[]) {
             match c.name().value() {
                 "path" => b.dir = self.string(c).map_or(b.dir.clone(), Into::into),
@@ -279,7 +280,10 @@ impl Reader<'_> {
                         b.fsync = self.choice(c, e, &[("batch", FsyncPolicy::Batch), ("interval", FsyncPolicy::Interval(Duration::ZERO))]).unwrap_or(b.fsync);
                     }
                 }
-                "page-cache" => b.direct_io = self.one_of(c, "\"bypass\" or \"keep\"", &[("bypass", true), ("keep", false)]).unwrap_or(b.direct_io),
+                "page-cache" => {
+                    page_cache_given = true;
+                    b.direct_io = self.one_of(c, "\"bypass\" or \"keep\"", &[("bypass", true), ("keep", false)]).unwrap_or(b.direct_io);
+                }
                 _ => {
                     interval_given = true;
                     interval = self.integer(c, 1, 60_000).map_or(interval, Duration::from_millis);
@@ -293,6 +297,11 @@ impl Reader<'_> {
                     Some("add `fsync \"interval\"`, or remove `fsync-interval-ms`".into());
             }
             FsyncPolicy::Batch => {}
+        }
+        if !page_cache_given {
+            // Direct writes wait for the device: free when every group is synced anyway, a cost
+            // a log synced on an interval was configured to avoid.
+            b.direct_io = b.fsync == FsyncPolicy::Batch;
         }
         if b.max_bytes < 2 * b.segment_bytes {
             self.error(n.span().offset(), format!("`max-bytes` ({}) must hold at least two segments of `segment-bytes` ({})", b.max_bytes, b.segment_bytes)).help =
