@@ -12,6 +12,8 @@
 //! - [`sink`]: where events end up (files, Kafka, ClickHouse, S3, HTTP), each on its own thread
 //!   with batching, retries and a circuit breaker.
 //! - [`huge_pages`]: the daemon's memory kept off transparent huge pages (allocation churn).
+//! - [`direct_io`]: files written and read around the page cache in whole blocks (the log, and
+//!   the file sink's output).
 //! - [`cache`]: the bounded per-worker cache the enrichers and redaction keep their answers in.
 //! - [`metrics`] and [`admin`]: the daemon's own counters and its HTTP endpoint.
 //! - [`tap`]: a live, filtered view of the events passing through, for a terminal.
@@ -22,6 +24,7 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod daemon;
+pub mod direct_io;
 pub mod enrich;
 pub mod huge_pages;
 pub mod ingest;

@@ -13,7 +13,6 @@
 //! per sink). Corrupt records found at start-up are counted and skipped, never fatal.
 
 pub mod cursor;
-mod direct;
 pub mod intake;
 mod reader;
 pub mod record;
@@ -70,7 +69,7 @@ pub struct WalConfig {
     pub when_full: WhenFull,
     pub fsync: Fsync,
     /// Segments written and read with direct I/O (around the page cache) where the file system
-    /// allows it; see [`direct`].
+    /// allows it; see [`crate::direct_io`].
     pub direct_io: bool,
 }
 

@@ -6,7 +6,7 @@
 //! the writer's end marker (a header of zeros) or records of the file's earlier life, whose
 //! sequence numbers are all below the segment's first: either one ends the segment cleanly.
 
-use super::direct::{self, BlockReader};
+use crate::direct_io::{self as direct, BlockReader};
 use super::record::{self, Header, HEADER_LEN, SEGMENT_MAGIC};
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read};

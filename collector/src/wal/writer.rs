@@ -7,7 +7,7 @@
 //! to its records. Whatever a reader finds past the marker after a crash has sequence numbers
 //! below the segment's first and ends the segment too.
 
-use super::direct::{self, BlockAppender};
+use crate::direct_io::{self as direct, BlockAppender};
 use super::record::{self, HEADER_LEN, SEGMENT_MAGIC};
 use super::{segment, Fsync, Segment, Wal, WalError, WhenFull};
 use std::fs::{File, OpenOptions};

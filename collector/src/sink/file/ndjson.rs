@@ -26,9 +26,10 @@ struct Active {
 }
 
 fn open(cfg: &FileSinkConfig) -> std::io::Result<Active> {
-    let file = OpenOptions::new().create(true).append(true).open(cfg.active_path())?;
+    let path = cfg.active_path();
+    let file = OpenOptions::new().create(true).append(true).open(&path)?;
     let bytes = file.metadata()?.len();
-    Ok(Active { out: Appender::new(file, cfg.drop_pages), bytes, opened: Instant::now() })
+    Ok(Active { out: Appender::new(file, cfg.drop_pages).direct_blocks(&path), bytes, opened: Instant::now() })
 }
 
 impl NdjsonFileService {

@@ -64,7 +64,7 @@ impl ParquetFileService {
         if self.open.is_none() {
             let path = self.cfg.active_path();
             let file = File::create(&path).map_err(|e| format!("creating {} failed: {e}", path.display()))?;
-            let writer = ParquetWriter::new(BufWriter::with_capacity(1 << 20, Appender::new(file, self.cfg.drop_pages))).map_err(|e| e.to_string())?;
+            let writer = ParquetWriter::new(BufWriter::with_capacity(1 << 20, Appender::new(file, self.cfg.drop_pages).direct_blocks(&path))).map_err(|e| e.to_string())?;
             self.open = Some(writer);
         }
         let Some(f) = self.open.as_mut() else { return Err("no open file".into()) };

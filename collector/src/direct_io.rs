@@ -1,12 +1,13 @@
-//! The log's files written and read around the page cache (`O_DIRECT`). The log's bytes are
-//! written once and read once, by the sinks, soon after; passing them through the page cache
-//! costs a copy each way into pages the kernel must first find, and crowds out what other
-//! programs cache. Direct I/O moves whole aligned blocks between the device and these buffers.
+//! Files written and read around the page cache (`O_DIRECT`). The log's bytes are written once
+//! and read once, by the sinks, soon after, and the file sink's output is not read back at all;
+//! passing them through the page cache costs a copy into pages the kernel must first find, and
+//! crowds out what other programs cache. Direct I/O moves whole aligned blocks between the
+//! device and these buffers.
 //!
-//! The writer keeps the file's last, partial block in memory and writes it again, completed,
-//! with the next group; what follows the data in the last block is zeros, which a reader takes
-//! for the end marker. Where the file system refuses `O_DIRECT` (tmpfs, some network file
-//! systems) the same code runs on a plain file descriptor.
+//! The log's writer keeps the file's last, partial block in memory and writes it again,
+//! completed, with the next group; what follows the data in the last block is zeros, which a
+//! reader takes for the end marker. Where the file system refuses `O_DIRECT` (tmpfs, some
+//! network file systems) the same code runs on a plain file descriptor.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -40,6 +41,10 @@ impl AlignedBuf {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     fn all(&self) -> &[u8] {
         // SAFETY: `Block` is `repr(C)` over a byte array, so the vector's storage is
         // `blocks.len() * BLOCK` initialized bytes.
@@ -62,8 +67,18 @@ impl AlignedBuf {
         self.len = end;
     }
 
+    /// The bytes written so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.all()[..self.len]
+    }
+
+    /// Keeps only the first `len` bytes.
+    pub fn keep_prefix(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Keeps only `bytes[from..]`, moved to the start.
-    fn keep_from(&mut self, from: usize) {
+    pub fn keep_from(&mut self, from: usize) {
         let len = self.len;
         self.all_mut().copy_within(from..len, 0);
         self.len = len - from;
@@ -149,7 +164,7 @@ impl BlockAppender {
 }
 
 /// Reads a file front to back through a block-aligned buffer, no further than `end` (see
-/// [`super::segment::SegmentReader::set_readable`]). Bytes buffered beyond the readable end when
+/// `SegmentReader::set_readable` in the log). Bytes buffered beyond the readable end when
 /// they were read are never handed out: the writer may have rewritten them since.
 pub struct BlockReader {
     file: File,
@@ -278,6 +293,6 @@ mod tests {
         let mut app = BlockAppender::new(b"abc", 3);
         app.stage(b"defg");
         app.forget_after(3);
-        assert_eq!((app.end(), &app.buf.all()[..app.buf.len()]), (3, &b"abc"[..]));
+        assert_eq!((app.end(), app.buf.bytes()), (3, &b"abc"[..]));
     }
 }
