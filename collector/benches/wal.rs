@@ -25,8 +25,10 @@ fn batch() -> Vec<u8> {
     lines
 }
 
+/// The daemon's defaults for `fsync`: direct I/O when every group is synced, the page cache
+/// otherwise (see `page-cache` in docs/configuration.md).
 fn config(dir: &std::path::Path, fsync: Fsync) -> WalConfig {
-    WalConfig { segment_bytes: 64 << 20, max_bytes: 64 << 30, fsync, ..WalConfig::new(dir) }
+    WalConfig { segment_bytes: 64 << 20, max_bytes: 64 << 30, fsync, direct_io: fsync == Fsync::Batch, ..WalConfig::new(dir) }
 }
 
 /// One append, synced per the policy, then read back and committed by a sink that keeps up (so
