@@ -11,6 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -112,6 +113,30 @@ pub fn open(opts: &mut OpenOptions, path: &Path, direct: bool) -> std::io::Resul
     Ok((opts.open(path)?, false))
 }
 
+/// Turns direct I/O off for `file` (kept open): for a device whose blocks are larger than
+/// [`BLOCK`], which refuses our writes with `EINVAL` though it accepted the open.
+pub fn stop_direct(file: &File) -> std::io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: plain fcntl calls on a descriptor `file` owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs `io` once more without direct I/O if direct I/O refused it.
+fn retry_plain<T>(file: &File, mut io: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    match io() {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::debug!("direct I/O refused ({e}); going on through the page cache");
+            stop_direct(file)?;
+            io()
+        }
+        other => other,
+    }
+}
+
 /// Appends to a file in whole blocks: what is staged is written from the start of the block
 /// holding the file's current end, that block's earlier bytes first.
 pub struct BlockAppender {
@@ -147,7 +172,8 @@ impl BlockAppender {
     /// state the caller cuts the file back to.
     pub fn write(&mut self, file: &File, keep_until: u64) -> std::io::Result<()> {
         let base = self.base;
-        file.write_all_at(self.buf.padded(), base)?;
+        let block = self.buf.padded();
+        retry_plain(file, || file.write_all_at(block, base))?;
         let new_base = keep_until - keep_until % BLOCK as u64;
         let from = usize::try_from(new_base - base).unwrap_or(usize::MAX);
         let keep = usize::try_from(keep_until - base).unwrap_or(usize::MAX);
@@ -193,7 +219,8 @@ impl BlockReader {
         let buf = self.buf.all_mut();
         let mut n = 0;
         while n < buf.len() {
-            match self.file.read_at(&mut buf[n..], start + n as u64) {
+            let file = &self.file;
+            match retry_plain(file, || file.read_at(&mut buf[n..], start + n as u64)) {
                 Ok(0) => break,
                 // A direct read may stop at any block; go on until the buffer is full or the file ends.
                 Ok(k) => n += k,
@@ -286,6 +313,18 @@ mod tests {
         app.write(&file, 12).unwrap();
         r.set_end(12);
         assert_eq!(read_all(&mut r), b"-second");
+    }
+
+    /// What a device with larger blocks gets: the same descriptor, direct I/O off, unaligned
+    /// writes accepted.
+    #[test]
+    fn direct_io_can_be_turned_off_on_an_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let (file, _) = open(OpenOptions::new().create(true).truncate(true).write(true), &path, true).unwrap();
+        stop_direct(&file).unwrap();
+        file.write_all_at(b"unaligned", 3).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"\0\0\0unaligned");
     }
 
     #[test]
