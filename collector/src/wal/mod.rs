@@ -25,7 +25,7 @@ pub use writer::{AppendError, Stopping, Writer};
 use crate::metrics::Metrics;
 use segment::{Next, SegmentReader};
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -191,7 +191,7 @@ impl Wal {
         }
         for (i, first) in firsts.iter().enumerate() {
             let last = i + 1 == firsts.len();
-            let seg = recover(&cfg.dir, *first, last, &metrics)?;
+            let seg = recover(&cfg, *first, last, &metrics)?;
             state.bytes += seg.bytes;
             state.segments.push_back(seg);
         }
@@ -442,11 +442,11 @@ impl Wal {
 
 /// Scans one segment left by an earlier run. A torn tail of the last segment is cut off so new
 /// records never follow garbage; corrupt records are counted and skipped.
-fn recover(dir: &Path, first: u64, last: bool, metrics: &Metrics) -> Result<Segment, WalError> {
-    let path = segment::path(dir, first);
+fn recover(cfg: &WalConfig, first: u64, last: bool, metrics: &Metrics) -> Result<Segment, WalError> {
+    let path = segment::path(&cfg.dir, first);
     let seg_err = |source| WalError::Segment { path: path.clone(), source };
     let mut seg = Segment { first, path: path.clone(), bytes: 0, records: Vec::new() };
-    let mut r = match SegmentReader::open(&path, first, u64::MAX, false) {
+    let mut r = match SegmentReader::open(&path, first, u64::MAX, cfg.direct_io) {
         Ok(r) => r,
         Err(e) => {
             // Not even a header: nothing in it can be read. Keep it out of the way, counted.

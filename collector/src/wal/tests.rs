@@ -1,4 +1,5 @@
 use super::*;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 fn line(i: u64) -> Vec<u8> {
