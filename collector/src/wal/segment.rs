@@ -96,7 +96,14 @@ impl SegmentReader {
         let Some(header) = record::header(&h) else { return Ok(Next::End { torn: true }) };
         let at = out.len();
         out.resize(at + header.len, 0);
-        let next = if read_full(&mut self.file, &mut out[at..])? < header.len {
+        let torn = match read_full(&mut self.file, &mut out[at..]) {
+            Ok(n) => n < header.len,
+            Err(e) => {
+                out.truncate(at);
+                return Err(e);
+            }
+        };
+        let next = if torn {
             Next::End { torn: true }
         } else if !record::verify(&header, &out[at..]) {
             self.offset += (HEADER_LEN + header.len) as u64;

@@ -46,7 +46,8 @@ impl Blocks {
 
     /// Writes the completed blocks of tail + `buf` directly; returns how many bytes at the end
     /// of `buf` are left for a plain write (those past the last full block and not yet in the
-    /// file) and the file offset they go to. On an error nothing of `buf` is in the file.
+    /// file) and the file offset they go to. On an error the state is as before the call; part
+    /// of `buf` may be in the file, except after `EINVAL` (direct I/O refused: nothing written).
     fn write(&mut self, buf: &[u8]) -> std::io::Result<(usize, u64)> {
         let in_file = self.tail.len();
         self.tail.extend_from_slice(buf);
