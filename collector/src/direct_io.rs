@@ -24,13 +24,13 @@ pub const BLOCK: usize = 4096;
 struct Block([u8; BLOCK]);
 
 /// A byte buffer whose start is block-aligned and whose capacity is whole blocks.
-pub struct AlignedBuf {
+struct AlignedBuf {
     blocks: Vec<Block>,
     len: usize,
 }
 
 impl AlignedBuf {
-    pub fn new() -> AlignedBuf {
+    fn new() -> AlignedBuf {
         AlignedBuf { blocks: Vec::new(), len: 0 }
     }
 
@@ -38,12 +38,8 @@ impl AlignedBuf {
         AlignedBuf { blocks: vec![Block([0; BLOCK]); n], len: 0 }
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     fn all(&self) -> &[u8] {
@@ -57,7 +53,7 @@ impl AlignedBuf {
         unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), self.blocks.len() * BLOCK) }
     }
 
-    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
         let need = end.div_ceil(BLOCK);
         if need > self.blocks.len() {
@@ -69,17 +65,12 @@ impl AlignedBuf {
     }
 
     /// The bytes written so far.
-    pub fn bytes(&self) -> &[u8] {
+    fn bytes(&self) -> &[u8] {
         &self.all()[..self.len]
     }
 
-    /// Keeps only the first `len` bytes.
-    pub fn keep_prefix(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
     /// Keeps only `bytes[from..]`, moved to the start.
-    pub fn keep_from(&mut self, from: usize) {
+    fn keep_from(&mut self, from: usize) {
         let len = self.len;
         self.all_mut().copy_within(from..len, 0);
         self.len = len - from;
@@ -91,12 +82,6 @@ impl AlignedBuf {
         let len = self.len;
         self.all_mut()[len..end].fill(0);
         &self.all()[..end]
-    }
-}
-
-impl Default for AlignedBuf {
-    fn default() -> Self {
-        AlignedBuf::new()
     }
 }
 
@@ -147,14 +132,13 @@ pub struct BlockAppender {
 }
 
 impl BlockAppender {
-    /// Appends after `end` bytes of `head`, the file's content so far (only its last partial
-    /// block is kept).
-    pub fn new(head: &[u8], end: u64) -> BlockAppender {
-        let base = end - end % BLOCK as u64;
+    /// Appends after byte `end` of a file whose last partial block holds `tail` (the bytes from
+    /// the block boundary before `end` up to it).
+    pub fn new(tail: &[u8], end: u64) -> BlockAppender {
+        debug_assert_eq!(tail.len() as u64, end % BLOCK as u64, "the tail is the last partial block");
         let mut buf = AlignedBuf::new();
-        let from = usize::try_from(base).unwrap_or(usize::MAX).min(head.len());
-        buf.extend_from_slice(&head[from..]);
-        BlockAppender { buf, base }
+        buf.extend_from_slice(tail);
+        BlockAppender { buf, base: end - end % BLOCK as u64 }
     }
 
     /// The file offset the next staged byte goes to.
@@ -181,6 +165,28 @@ impl BlockAppender {
         self.buf.keep_from(from);
         self.base = new_base;
         Ok(())
+    }
+
+    /// Writes the staged bytes' whole blocks only, and keeps the rest (the new last partial
+    /// block) staged: for a file whose readers must never see padding, which gets that rest
+    /// from a plain write ([`BlockAppender::staged_from`]). On an error nothing is kept.
+    pub fn write_blocks(&mut self, file: &File) -> std::io::Result<()> {
+        let full = self.buf.len / BLOCK * BLOCK;
+        if full > 0 {
+            let (blocks, base) = (&self.buf.bytes()[..full], self.base);
+            retry_plain(file, || file.write_all_at(blocks, base))?;
+            self.buf.keep_from(full);
+            self.base += full as u64;
+        }
+        Ok(())
+    }
+
+    /// The staged bytes from file offset `from` on, and the offset they start at (at least the
+    /// staged block's start).
+    pub fn staged_from(&self, from: u64) -> (&[u8], u64) {
+        let at = from.max(self.base);
+        let skip = usize::try_from(at - self.base).unwrap_or(usize::MAX).min(self.buf.len);
+        (&self.buf.bytes()[skip..], self.base + skip as u64)
     }
 
     /// Drops what was staged after file offset `end` (a failed write's group).
@@ -278,7 +284,7 @@ mod tests {
         let mut app = BlockAppender::new(&[], 0);
         app.stage(&expect);
         app.write(&file, expect.len() as u64).unwrap();
-        let mut app = BlockAppender::new(&expect, expect.len() as u64); // as after a restart
+        let mut app = BlockAppender::new(&expect, expect.len() as u64); // as after a restart (8 bytes: all in the first block)
         for (i, size) in [1usize, 4095, 4096, 4097, 10, 70_000, 3, 8191].into_iter().enumerate() {
             let bytes: Vec<u8> = (0..size).map(|k| (k * 7 + i + 1) as u8 | 1).collect();
             app.stage(&bytes);
@@ -325,6 +331,28 @@ mod tests {
         stop_direct(&file).unwrap();
         file.write_all_at(b"unaligned", 3).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"\0\0\0unaligned");
+    }
+
+    /// Whole blocks only go out; the rest stays staged, and `staged_from` hands out just what
+    /// the file does not hold yet.
+    #[test]
+    fn whole_blocks_go_out_and_the_partial_rest_stays_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let (file, _) = open(OpenOptions::new().create(true).truncate(true).write(true), &path, true).unwrap();
+        let mut app = BlockAppender::new(&[], 0);
+        app.stage(&[b'a'; 100]);
+        app.write_blocks(&file).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "no whole block yet");
+        assert_eq!(app.staged_from(0), (&[b'a'; 100][..], 0));
+        let held = app.end();
+        app.stage(&[b'b'; 5000]);
+        app.write_blocks(&file).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), BLOCK as u64);
+        let (rest, at) = app.staged_from(held);
+        assert_eq!((rest.len(), at), (5100 - BLOCK, BLOCK as u64), "past the block just written");
+        let (rest, at) = app.staged_from(0);
+        assert_eq!((rest.len(), at), (5100 - BLOCK, BLOCK as u64));
     }
 
     #[test]

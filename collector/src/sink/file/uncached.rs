@@ -6,9 +6,9 @@
 //! later) writes through the cache and drops the pages once written back; where that is
 //! refused too, writes are plain ones.
 
-use crate::direct_io::{self, AlignedBuf, BLOCK};
+use crate::direct_io::{self, BlockAppender, BLOCK};
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -20,12 +20,11 @@ pub struct Appender {
     blocks: Option<Blocks>,
 }
 
-/// The direct-I/O side of an [`Appender`]: a second descriptor on the file, and the bytes of
-/// its last partial block (at `base`, a block boundary), which the file also holds.
+/// The direct-I/O side of an [`Appender`]: a second descriptor on the file, and its last
+/// partial block (which the file also holds) with what is being appended after it.
 struct Blocks {
     file: File,
-    tail: AlignedBuf,
-    base: u64,
+    out: BlockAppender,
 }
 
 impl Blocks {
@@ -37,33 +36,9 @@ impl Blocks {
         }
         let len = file.metadata()?.len();
         let base = len - len % BLOCK as u64;
-        let mut tail = AlignedBuf::new();
-        let mut bytes = vec![0; (len - base) as usize];
-        File::open(path)?.read_exact_at(&mut bytes, base)?;
-        tail.extend_from_slice(&bytes);
-        Ok(Some(Blocks { file: direct, tail, base }))
-    }
-
-    /// Writes the completed blocks of tail + `buf` directly; returns how many bytes at the end
-    /// of `buf` are left for a plain write (those past the last full block and not yet in the
-    /// file) and the file offset they go to. On an error the state is as before the call; part
-    /// of `buf` may be in the file, except after `EINVAL` (direct I/O refused: nothing written).
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<(usize, u64)> {
-        let in_file = self.tail.len();
-        self.tail.extend_from_slice(buf);
-        let full = self.tail.len() / BLOCK * BLOCK;
-        if full > 0 {
-            if let Err(e) = self.file.write_all_at(&self.tail.bytes()[..full], self.base) {
-                self.tail.keep_prefix(in_file);
-                return Err(e);
-            }
-        }
-        let at = full.max(in_file);
-        let left = self.tail.len() - at;
-        let at = self.base + at as u64;
-        self.tail.keep_from(full);
-        self.base += full as u64;
-        Ok((left, at))
+        let mut tail = vec![0; (len - base) as usize];
+        File::open(path)?.read_exact_at(&mut tail, base)?;
+        Ok(Some(Blocks { file: direct, out: BlockAppender::new(&tail, len) }))
     }
 }
 
@@ -118,22 +93,18 @@ impl Appender {
 /// `BufWriter` do the rest.
 impl Write for Appender {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(blocks) = self.blocks.as_mut() {
-            match blocks.write(buf) {
-                Ok((left, at)) => {
-                    self.file.write_all_at(&buf[buf.len() - left..], at)?;
-                    return Ok(buf.len());
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    tracing::debug!("direct writes refused ({e}); writing through the page cache");
-                    self.blocks = None;
-                    // Writes from here on go where the descriptor stands: at the file's end.
-                    self.file.seek(std::io::SeekFrom::End(0))?;
-                }
-                Err(e) => return Err(e),
-            }
+        let Some(b) = self.blocks.as_mut() else { return self.write_uncached(buf) };
+        let held = b.out.end();
+        b.out.stage(buf);
+        if let Err(e) = b.out.write_blocks(&b.file) {
+            b.out.forget_after(held);
+            return Err(e);
         }
-        self.write_uncached(buf)
+        // The partial block's bytes the file does not hold yet (none of it, if a block was
+        // just written over it).
+        let (rest, at) = b.out.staged_from(held);
+        self.file.write_all_at(rest, at)?;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
