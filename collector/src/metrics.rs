@@ -117,7 +117,7 @@ impl EnrichMetrics {
 
 /// Pipeline stages, as metric label values: the five an event passes, and `forward`, the one
 /// pass from frame to line a batch takes when no stage needs the decoded event.
-pub const STAGE_NAMES: [&str; 6] = ["decode", "sample", "enrich", "redact", "encode", "forward"];
+pub const STAGE_NAMES: [&str; 7] = ["decode", "sample", "enrich", "redact", "encode", "forward", "one_pass"];
 
 /// All counters of one collector.
 #[derive(Debug, Default)]
@@ -147,7 +147,7 @@ pub struct Metrics {
     hosts: Mutex<BTreeMap<String, HostStats>>,
     pub enrich: Arc<EnrichMetrics>,
     /// Time each pipeline stage spends on one batch, by stage.
-    pub stage_seconds: [Histogram; 6],
+    pub stage_seconds: [Histogram; 7],
     /// Events the redaction stage changed.
     pub events_redacted: AtomicU64,
     /// Texts redaction looked up in its workers' clean-text memory: found, not found.

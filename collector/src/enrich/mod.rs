@@ -68,6 +68,14 @@ impl Default for Scratch {
     }
 }
 
+/// The counts of a [`Scratch`] at one point (see [`Scratch::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CountsMark {
+    counts: [[u64; 3]; 4],
+    agents: (u64, u64),
+    addresses: (u64, u64),
+}
+
 const HIT: usize = 0;
 const MISS: usize = 1;
 const ERROR: usize = 2;
@@ -83,6 +91,18 @@ impl Scratch {
         m.add_cache(CacheKind::UserAgent, h, miss);
         let (h, miss) = self.addresses.take_counts();
         m.add_cache(CacheKind::Address, h, miss);
+    }
+
+    /// Where the counts stand, so an event whose enrichment must run again is counted once.
+    pub fn mark(&self) -> CountsMark {
+        CountsMark { counts: self.counts, agents: (self.agents.hits, self.agents.misses), addresses: (self.addresses.hits, self.addresses.misses) }
+    }
+
+    /// Puts the counts back where `mark` found them.
+    pub fn undo(&mut self, mark: &CountsMark) {
+        self.counts = mark.counts;
+        (self.agents.hits, self.agents.misses) = mark.agents;
+        (self.addresses.hits, self.addresses.misses) = mark.addresses;
     }
 
     /// One event's result for an enricher: an error, else data found or not.
@@ -133,9 +153,17 @@ impl Enrichers {
 
     /// Enriches one event in place.
     pub fn enrich<'a>(self: &Arc<Self>, ev: &mut Event<'a>, scratch: &mut Scratch) {
+        let header = |name: &str| ev.http.request.header.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let (chain, ua) = (header(&self.client.header), header("user-agent"));
+        self.enrich_from(ev, chain, ua, scratch);
+    }
+
+    /// Enriches one event in place from its client and, read before any redaction, the first
+    /// request header named as the trusted chain and the first `User-Agent` (what a one-pass
+    /// line meets on its way, see [`crate::pipeline`]).
+    pub fn enrich_from<'a>(self: &Arc<Self>, ev: &mut Event<'a>, chain: Option<Cow<'a, str>>, ua: Option<Cow<'a, str>>, scratch: &mut Scratch) {
         scratch.follow(self);
-        let chain = ev.http.request.header.0.iter().find(|(n, _)| *n == self.client.header).map(|(_, v)| v);
-        let Some((ip, hop)) = self.client.resolve(&ev.client.address, chain.map(|c| c.as_ref())) else { return };
+        let Some((ip, hop)) = self.client.resolve(&ev.client.address, chain.as_deref()) else { return };
         if let Some(hop) = hop {
             // The chain entry's own text when it is how the address is written (IPv4 without a
             // port; parsing refused leading zeros) and the header borrows from the frame: no
@@ -178,8 +206,7 @@ impl Enrichers {
             }
         }
         if let Some(d) = &self.device {
-            let ua = ev.http.request.header.0.iter().find(|(n, _)| n == "user-agent").map(|(_, v)| v.clone()).filter(|ua| !ua.is_empty());
-            let parsed = ua.map(|ua| {
+            let parsed = ua.filter(|ua| !ua.is_empty()).map(|ua| {
                 let p = scratch.agents.get_or_insert(ua.as_ref(), || Arc::new(d.parse(&ua)));
                 ev.user_agent = Some(device::user_agent(ua, &p));
                 p

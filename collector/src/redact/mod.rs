@@ -13,7 +13,8 @@ use crate::cache::Cache;
 use detect::{Kind, Span};
 use hmac::{Hmac, Mac};
 use sentinel_config::{Redaction as RedactionConfig, RedactionMode};
-use sentinel_wire::event::{Event, Headers, Redaction};
+use sentinel_wire::event::transcode::Text;
+use sentinel_wire::event::{Event, Redaction};
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -46,6 +47,16 @@ impl Default for Scratch {
 }
 
 impl Scratch {
+    /// The memory's hit and miss counts now, so an event redacted again is counted once.
+    pub fn mark(&self) -> (u64, u64) {
+        (self.clean.hits, self.clean.misses)
+    }
+
+    /// Puts the counts back where `mark` found them.
+    pub fn undo(&mut self, mark: (u64, u64)) {
+        (self.clean.hits, self.clean.misses) = mark;
+    }
+
     /// Takes the memory's hit and miss counts since the last call, for publishing.
     pub fn take_counts(&mut self) -> (u64, u64) {
         self.clean.take_counts()
@@ -139,13 +150,6 @@ impl Redactor {
         Some(out)
     }
 
-    fn scrub_cow(&self, value: &mut Cow<'_, str>, field: &str, fields: &mut Vec<String>, s: &mut Scratch) {
-        if let Some(new) = self.scrub(value, s) {
-            *value = Cow::Owned(new);
-            fields.push(field.to_string());
-        }
-    }
-
     /// The query with deny-listed parameters' values replaced and the others scrubbed.
     fn query(&self, q: &str, s: &mut Scratch) -> Option<String> {
         // Most queries hold nothing to redact: find that out without building a copy.
@@ -182,53 +186,79 @@ impl Redactor {
         changed.then_some(out)
     }
 
-    fn headers(&self, h: &mut Headers<'_>, prefix: &str, fields: &mut Vec<String>, s: &mut Scratch) {
-        for (name, value) in h.0.iter_mut() {
-            let field = || format!("{prefix}.{name}");
-            if self.headers.iter().any(|d| d == name.as_ref()) {
-                if !value.is_empty() && !value.ends_with("***") {
-                    *value = Cow::Owned(self.replacement(self.field_mode, "header", value));
-                    fields.push(field());
-                }
-            } else if self.anonymize_ip && name == "x-forwarded-for" {
-                let hops: Vec<String> = value.split(',').map(|h| anonymize(h.trim()).unwrap_or_else(|| h.trim().to_string())).collect();
-                let joined = hops.join(", ");
-                if joined != *value {
-                    *value = Cow::Owned(joined);
-                    fields.push(field());
-                }
-            } else if let Some(new) = self.scrub(value, s) {
-                *value = Cow::Owned(new);
-                fields.push(field());
-            }
+    /// A header's value with a deny-listed header's value replaced, an `X-Forwarded-For`
+    /// chain anonymized when addresses are, anything else scrubbed; `None` when unchanged.
+    fn header(&self, name: &str, value: &str, s: &mut Scratch) -> Option<String> {
+        if self.headers.iter().any(|d| d == name) {
+            (!value.is_empty() && !value.ends_with("***")).then(|| self.replacement(self.field_mode, "header", value))
+        } else if self.anonymize_ip && name == "x-forwarded-for" {
+            let hops: Vec<String> = value.split(',').map(|h| anonymize(h.trim()).unwrap_or_else(|| h.trim().to_string())).collect();
+            let joined = hops.join(", ");
+            (joined != value).then_some(joined)
+        } else {
+            self.scrub(value, s)
+        }
+    }
+
+    /// What to write instead of `value`, the text at `at`; `None` when it stays. Callers start
+    /// each batch with [`Redactor::begin`].
+    pub fn text(&self, at: Text<'_>, value: &str, s: &mut Scratch) -> Option<String> {
+        match at {
+            Text::Path | Text::RequestBody | Text::ResponseBody => self.scrub(value, s),
+            Text::Query => self.query(value, s),
+            Text::RequestHeader(name) | Text::ResponseHeader(name) => self.header(name, value, s),
+        }
+    }
+
+    /// Makes `scratch` fit to serve this configuration: clean texts another one judged are
+    /// forgotten.
+    pub fn begin(&self, scratch: &mut Scratch) {
+        if scratch.generation != self.generation {
+            scratch.clean.clear(CLEAN_TEXTS);
+            scratch.generation = self.generation;
         }
     }
 
     /// Redacts one event in place, with the worker's `scratch`.
     pub fn redact(&self, ev: &mut Event<'_>, scratch: &mut Scratch) {
-        if scratch.generation != self.generation {
-            scratch.clean.clear(CLEAN_TEXTS);
-            scratch.generation = self.generation;
-        }
-        let mut fields = Vec::new();
-        self.scrub_cow(&mut ev.url.path, "url.path", &mut fields, scratch);
+        self.begin(scratch);
+        let mut touched = Touched::default();
+        let mut one = |at: Text<'_>, value: &mut Cow<'_, str>, touched: &mut Touched| {
+            if let Some(new) = self.text(at, value, scratch) {
+                *value = Cow::Owned(new);
+                touched.note(at);
+            }
+        };
+        one(Text::Path, &mut ev.url.path, &mut touched);
         if let Some(q) = &mut ev.url.query {
-            if let Some(new) = self.query(q, scratch) {
-                *q = Cow::Owned(new);
-                fields.push("url.query".into());
-            }
+            one(Text::Query, q, &mut touched);
         }
-        self.headers(&mut ev.http.request.header, "http.request.header", &mut fields, scratch);
-        self.headers(&mut ev.http.response.header, "http.response.header", &mut fields, scratch);
-        for (body, field) in [(&mut ev.http.request.body.content, "http.request.body.content"), (&mut ev.http.response.body.content, "http.response.body.content")] {
-            if let Some(b) = body {
-                self.scrub_cow(b, field, &mut fields, scratch);
-            }
+        for (name, value) in ev.http.request.header.0.iter_mut() {
+            one(Text::RequestHeader(name), value, &mut touched);
         }
+        for (name, value) in ev.http.response.header.0.iter_mut() {
+            one(Text::ResponseHeader(name), value, &mut touched);
+        }
+        if let Some(b) = &mut ev.http.request.body.content {
+            one(Text::RequestBody, b, &mut touched);
+        }
+        if let Some(b) = &mut ev.http.response.body.content {
+            one(Text::ResponseBody, b, &mut touched);
+        }
+        self.finish(ev, touched, scratch);
+    }
+
+    /// The rest of an event's redaction once its texts are done (`touched` says what changed):
+    /// the user agent enrichment copied, the client address, and `redaction.fields`.
+    pub fn finish(&self, ev: &mut Event<'_>, touched: Touched, scratch: &mut Scratch) {
+        let mut fields = touched.fields();
         // `user_agent.original` is the User-Agent header's text: when the header was clean, the
         // clean-text memory answers for it without a second scan.
         if let Some(ua) = &mut ev.user_agent {
-            self.scrub_cow(&mut ua.original, "user_agent.original", &mut fields, scratch);
+            if let Some(new) = self.scrub(&ua.original, scratch) {
+                ua.original = Cow::Owned(new);
+                fields.push("user_agent.original".into());
+            }
         }
         if self.anonymize_ip {
             if let Some(a) = anonymize(&ev.client.address) {
@@ -241,6 +271,50 @@ impl Redactor {
         if !fields.is_empty() {
             ev.redaction = Some(Redaction { fields });
         }
+    }
+}
+
+/// The texts redaction changed in one event, noted in any order and listed in the schema's:
+/// the path, the query, request then response headers, request then response bodies.
+#[derive(Debug, Default)]
+pub struct Touched {
+    path: bool,
+    query: bool,
+    request_headers: Vec<String>,
+    response_headers: Vec<String>,
+    request_body: bool,
+    response_body: bool,
+}
+
+impl Touched {
+    pub fn note(&mut self, at: Text<'_>) {
+        match at {
+            Text::Path => self.path = true,
+            Text::Query => self.query = true,
+            Text::RequestHeader(name) => self.request_headers.push(format!("http.request.header.{name}")),
+            Text::ResponseHeader(name) => self.response_headers.push(format!("http.response.header.{name}")),
+            Text::RequestBody => self.request_body = true,
+            Text::ResponseBody => self.response_body = true,
+        }
+    }
+
+    fn fields(self) -> Vec<String> {
+        let mut fields = Vec::new();
+        if self.path {
+            fields.push("url.path".into());
+        }
+        if self.query {
+            fields.push("url.query".into());
+        }
+        fields.extend(self.request_headers);
+        fields.extend(self.response_headers);
+        if self.request_body {
+            fields.push("http.request.body.content".into());
+        }
+        if self.response_body {
+            fields.push("http.response.body.content".into());
+        }
+        fields
     }
 }
 
@@ -262,7 +336,7 @@ pub fn anonymize(addr: &str) -> Option<String> {
 mod tests {
     use super::*;
     use sentinel_config::Secret;
-    use sentinel_wire::event::{Body, HttpRequest, UserAgent};
+    use sentinel_wire::event::{Body, Headers, HttpRequest, UserAgent};
 
     fn redactor(mode: RedactionMode, anonymize: bool) -> Redactor {
         let cfg = RedactionConfig { mode, hash_key: Some(Secret::new("k1")), anonymize_client_ip: anonymize, ..RedactionConfig::default() };

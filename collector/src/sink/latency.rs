@@ -3,7 +3,9 @@
 //! it (durably: for Parquet files, once the file is finished). Recorded per event in
 //! `sentinel_collector_sink_delivery_seconds`.
 
+use memchr::memmem;
 use sentinel_wire::prometheus::Histogram;
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where to look for the end time: the schema puts `event` second, so it is near the start.
@@ -12,9 +14,11 @@ const SCAN: usize = 256;
 /// `event.end_ns` of an NDJSON event line, found without parsing the line.
 pub fn end_ns(line: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"end_ns\":";
+    // A vectorised substring search (comparing a window at every position cost ~0.5 µs a line),
+    // built once: building it for every line was half of the search's cost.
+    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(KEY));
     let head = &line[..line.len().min(SCAN)];
-    // A vectorised substring search: comparing a window at every position cost ~0.5 µs a line.
-    let at = memchr::memmem::find(head, KEY)? + KEY.len();
+    let at = FINDER.find(head)? + KEY.len();
     line[at..].iter().take_while(|b| b.is_ascii_digit()).fold(None, |acc: Option<u64>, b| Some(acc.unwrap_or(0).saturating_mul(10).saturating_add(u64::from(b - b'0'))))
 }
 

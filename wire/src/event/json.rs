@@ -92,18 +92,7 @@ impl Event<'_> {
         j.key(k!("url")).open();
         j.opt_str(k!("scheme"), &u.scheme).opt_str(k!("domain"), &u.domain);
         j.key(k!("path")).str(&u.path).opt_str(k!("query"), &u.query).close();
-        if let Some(n) = &self.network {
-            j.key(k!("network")).open();
-            if let Some(p) = &n.protocol {
-                j.key(k!("protocol")).protocol(p);
-            }
-            if let Some(p) = &n.peer {
-                j.key(k!("peer")).open().key(k!("address")).str(&p.address).close();
-            }
-            j.close();
-        }
-        j.key(k!("client")).open();
-        j.key(k!("address")).str(&self.client.address).key(k!("port")).uint(self.client.port.into()).close();
+        j.network_and_client(self);
         if let Some(t) = &self.tls {
             j.key(k!("tls")).open();
             if let Some(p) = &t.protocol {
@@ -125,32 +114,10 @@ impl Event<'_> {
         if let Some(s) = &self.sentinel {
             j.sentinel(s);
         }
-        if let Some(g) = &self.geo {
-            j.geo(g);
-        }
-        if let Some(a) = &self.asn {
-            j.key(k!("asn")).open().key(k!("number")).uint(a.number.into()).opt_str(k!("organization"), &a.organization).close();
-        }
-        if let Some(d) = &self.device {
-            j.key(k!("device")).open().key(k!("type")).str(&d.kind);
-            j.opt_str(k!("brand"), &d.brand).opt_str(k!("model"), &d.model).close();
-        }
-        if let Some(u) = &self.user_agent {
-            j.key(k!("user_agent")).open().key(k!("original")).str(&u.original);
-            j.opt_str(k!("name"), &u.name).opt_str(k!("version"), &u.version);
-            j.key(k!("is_bot")).bool(u.is_bot).close();
-        }
-        if let Some(o) = &self.os {
-            j.key(k!("os")).open().key(k!("name")).str(&o.name).opt_str(k!("version"), &o.version).close();
-        }
-        if let Some(t) = &self.threat {
-            j.threat(t);
-        }
+        j.enrichment(self);
         j.key(k!("sampling")).open().key(k!("rate")).f64(self.sampling.rate);
         j.key(k!("reason")).str(&self.sampling.reason).close();
-        if let Some(r) = &self.redaction {
-            j.key(k!("redaction")).open().key(k!("fields")).strs(&r.fields).close();
-        }
+        j.redaction(self);
         j.key(k!("filter")).open().key(k!("version")).str(&self.filter.version).close();
         if let Some(c) = &self.collector {
             j.key(k!("collector")).open().key(k!("host")).str(&c.host).close();
@@ -214,14 +181,24 @@ impl Json<'_> {
     /// when the bytes are not UTF-8 (what the decoder refuses).
     #[inline(always)]
     pub(super) fn text(&mut self, b: &[u8]) -> Option<&mut Self> {
+        self.text_str(b)?;
+        Some(self)
+    }
+
+    /// [`Json::text`], and the bytes as text (what a stage reads) when they are.
+    #[inline(always)]
+    pub(super) fn text_str<'b>(&mut self, b: &'b [u8]) -> Option<&'b str> {
         if plain(b) {
             self.0.reserve(b.len() + 3);
             self.0.push(b'"');
             self.0.extend_from_slice(b);
             self.0.extend_from_slice(b"\",");
-            Some(self)
+            // SAFETY: `plain` holds only for ASCII, which is valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(b) })
         } else {
-            Some(self.str(std::str::from_utf8(b).ok()?))
+            let s = std::str::from_utf8(b).ok()?;
+            self.str(s);
+            Some(s)
         }
     }
 
@@ -332,6 +309,54 @@ impl Json<'_> {
 
     fn protocol(&mut self, p: &Protocol<'_>) -> &mut Self {
         self.open().key(k!("version")).str(&p.version).close()
+    }
+
+    /// `network` (when there is one) and `client`, which follow each other in the line.
+    pub(super) fn network_and_client(&mut self, ev: &Event<'_>) {
+        if let Some(n) = &ev.network {
+            self.key(k!("network")).open();
+            if let Some(p) = &n.protocol {
+                self.key(k!("protocol")).protocol(p);
+            }
+            if let Some(p) = &n.peer {
+                self.key(k!("peer")).open().key(k!("address")).str(&p.address).close();
+            }
+            self.close();
+        }
+        self.key(k!("client")).open();
+        self.key(k!("address")).str(&ev.client.address).key(k!("port")).uint(ev.client.port.into()).close();
+    }
+
+    /// What the collector's enrichers add, from `geo` to `threat`, in the schema's order.
+    pub(super) fn enrichment(&mut self, ev: &Event<'_>) {
+        if let Some(g) = &ev.geo {
+            self.geo(g);
+        }
+        if let Some(a) = &ev.asn {
+            self.key(k!("asn")).open().key(k!("number")).uint(a.number.into()).opt_str(k!("organization"), &a.organization).close();
+        }
+        if let Some(d) = &ev.device {
+            self.key(k!("device")).open().key(k!("type")).str(&d.kind);
+            self.opt_str(k!("brand"), &d.brand).opt_str(k!("model"), &d.model).close();
+        }
+        if let Some(u) = &ev.user_agent {
+            self.key(k!("user_agent")).open().key(k!("original")).str(&u.original);
+            self.opt_str(k!("name"), &u.name).opt_str(k!("version"), &u.version);
+            self.key(k!("is_bot")).bool(u.is_bot).close();
+        }
+        if let Some(o) = &ev.os {
+            self.key(k!("os")).open().key(k!("name")).str(&o.name).opt_str(k!("version"), &o.version).close();
+        }
+        if let Some(t) = &ev.threat {
+            self.threat(t);
+        }
+    }
+
+    /// `redaction`, when the collector's redaction changed something.
+    pub(super) fn redaction(&mut self, ev: &Event<'_>) {
+        if let Some(r) = &ev.redaction {
+            self.key(k!("redaction")).open().key(k!("fields")).strs(&r.fields).close();
+        }
     }
 
     fn sentinel(&mut self, s: &Sentinel<'_>) {

@@ -13,25 +13,82 @@
 //! filter-shaped and damaged frames).
 
 use super::decode::Reader;
-#[cfg(doc)]
-use super::Event;
 use super::json::Json;
+use super::{Client, Event, Network, Peer, Protocol};
+use std::borrow::Cow;
 
 /// Appends the NDJSON line of the event in `frame` to `out`, with `collector.host` set to
 /// `collector_host` when given. False, with `out` as it was, when the frame must be decoded.
 pub fn json_line(frame: &[u8], collector_host: Option<&str>, out: &mut Vec<u8>) -> bool {
+    staged_line(frame, &mut Forward, collector_host, out)
+}
+
+/// [`json_line`] with a collector's stages at work: they read the request headers and the
+/// client as the pass meets them, may replace any text redaction covers, and give the
+/// `network` and `client` to write and the parts they add (`geo` to `threat`, `redaction`).
+/// The line is what decoding, the same stages and encoding give. False, with `out` as it was,
+/// when the frame must be decoded.
+pub fn staged_line<'f, S: Stages<'f>>(frame: &'f [u8], stages: &mut S, collector_host: Option<&str>, out: &mut Vec<u8>) -> bool {
     let start = out.len();
-    let done = Pass { r: Reader::new(frame), j: Json(out) }.event(collector_host).is_some();
+    let done = Pass { r: Reader::new(frame), j: Json(out), s: stages }.event(collector_host).is_some();
     if !done {
         out.truncate(start);
     }
     done
 }
 
-/// The reader over the frame and the writer of the line, in step.
-struct Pass<'a, 'o> {
+/// A text field whose value redaction may replace, as the pass meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text<'n> {
+    RequestHeader(&'n str),
+    RequestBody,
+    ResponseHeader(&'n str),
+    ResponseBody,
+    Path,
+    Query,
+}
+
+/// What a collector's stages do in the one pass (see [`staged_line`]). The frame's strings
+/// are lent for `'f`, so the stages keep what they need without copying it.
+pub trait Stages<'f> {
+    /// False for a pass that only forwards: no call is made, and the frame is written as read.
+    const ACTIVE: bool = true;
+
+    /// A request header, as the frame has it; every one comes before the client.
+    fn request_header(&mut self, name: &'f str, value: &'f str);
+
+    /// What to write instead of `value`, the text at `at`; `None` keeps it.
+    fn redact(&mut self, at: Text<'_>, value: &'f str) -> Option<String>;
+
+    /// The frame's `network` and `client`, when the pass reaches them (after every text
+    /// redaction covers but the ones the stages add).
+    fn client(&mut self, network: Option<Network<'f>>, client: Client<'f>);
+
+    /// What the stages made of the event: its `network` and `client`, and the parts they
+    /// add. Only those are read.
+    fn staged(&self) -> Option<&Event<'f>>;
+}
+
+/// The stages of a collector that only forwards: none.
+struct Forward;
+
+impl<'f> Stages<'f> for Forward {
+    const ACTIVE: bool = false;
+    fn request_header(&mut self, _: &'f str, _: &'f str) {}
+    fn redact(&mut self, _: Text<'_>, _: &'f str) -> Option<String> {
+        None
+    }
+    fn client(&mut self, _: Option<Network<'f>>, _: Client<'f>) {}
+    fn staged(&self) -> Option<&Event<'f>> {
+        None
+    }
+}
+
+/// The reader over the frame and the writer of the line, in step, and the stages at work.
+struct Pass<'a, 'o, 's, S> {
     r: Reader<'a>,
     j: Json<'o>,
+    s: &'s mut S,
 }
 
 /// The pairs of a map not yet read.
@@ -51,7 +108,7 @@ macro_rules! f {
     };
 }
 
-impl Pass<'_, '_> {
+impl<'a, S: Stages<'a>> Pass<'a, '_, '_, S> {
     /// Reads the next key when it is `f` (an optional field that is present); writes nothing.
     #[inline(always)]
     fn has(&mut self, left: &mut Left, f: Field) -> bool {
@@ -98,6 +155,68 @@ impl Pass<'_, '_> {
         self.j.text(b).map(drop)
     }
 
+    /// Text that redaction covers: written, then replaced when the stages say so. Returns the
+    /// frame's text.
+    #[inline(always)]
+    fn redacted_text(&mut self, at: Text<'_>) -> Option<&'a str> {
+        let start = self.j.0.len();
+        let value = self.j.text_str(self.r.raw_str()?)?;
+        if S::ACTIVE {
+            if let Some(new) = self.s.redact(at, value) {
+                self.j.0.truncate(start);
+                self.j.str(&new);
+            }
+        }
+        Some(value)
+    }
+
+    /// Text read and not written (yet).
+    fn str(&mut self) -> Option<&'a str> {
+        crate::ascii::utf8(self.r.raw_str()?)
+    }
+
+    /// A `{version}` map read and not written.
+    fn read_version(&mut self) -> Option<Cow<'a, str>> {
+        let mut m = Left(self.r.map()?);
+        if !self.has(&mut m, f!("version")) {
+            return None;
+        }
+        let v = self.str()?;
+        (m.0 == 0).then_some(Cow::Borrowed(v))
+    }
+
+    /// `network`, read for the stages, as [`Pass::network`] reads it.
+    fn read_network(&mut self) -> Option<Network<'a>> {
+        let mut m = Left(self.r.map()?);
+        let mut n = Network::default();
+        if self.has(&mut m, f!("protocol")) {
+            n.protocol = Some(Protocol { version: self.read_version()? });
+        }
+        if self.has(&mut m, f!("peer")) {
+            let mut p = Left(self.r.map()?);
+            if !self.has(&mut p, f!("address")) {
+                return None;
+            }
+            n.peer = Some(Peer { address: self.str()?.to_owned() });
+            (p.0 == 0).then_some(())?;
+        }
+        (m.0 == 0).then_some(n)
+    }
+
+    /// `client`, read for the stages, as [`Pass::client`] reads it.
+    fn read_client(&mut self) -> Option<Client<'a>> {
+        let mut m = Left(self.r.map()?);
+        if !self.has(&mut m, f!("address")) {
+            return None;
+        }
+        let address = Cow::Borrowed(self.str()?);
+        if !self.has(&mut m, f!("port")) {
+            return None;
+        }
+        let port = u16::try_from(self.r.uint()?).ok()?;
+        (m.0 == 0).then_some(Client { address, port })
+    }
+
     /// An unsigned integer of at most `max`.
     #[inline(always)]
     fn uint(&mut self, max: u64) -> Option<()> {
@@ -137,10 +256,22 @@ impl Pass<'_, '_> {
         self.need(&mut m, f!("event"))?.event_info()?;
         self.need(&mut m, f!("http"))?.http()?;
         self.need(&mut m, f!("url"))?.url()?;
-        if self.field(&mut m, f!("network")) {
-            self.network()?;
+        if S::ACTIVE {
+            let network = if self.has(&mut m, f!("network")) { Some(self.read_network()?) } else { None };
+            if !self.has(&mut m, f!("client")) {
+                return None;
+            }
+            let client = self.read_client()?;
+            self.s.client(network, client);
+            if let Some(ev) = self.s.staged() {
+                self.j.network_and_client(ev);
+            }
+        } else {
+            if self.field(&mut m, f!("network")) {
+                self.network()?;
+            }
+            self.need(&mut m, f!("client"))?.client()?;
         }
-        self.need(&mut m, f!("client"))?.client()?;
         if self.field(&mut m, f!("tls")) {
             self.tls()?;
         }
@@ -151,7 +282,13 @@ impl Pass<'_, '_> {
         if self.field(&mut m, f!("sentinel")) {
             self.sentinel()?;
         }
+        if let Some(ev) = self.s.staged() {
+            self.j.enrichment(ev);
+        }
         self.need(&mut m, f!("sampling"))?.sampling()?;
+        if let Some(ev) = self.s.staged() {
+            self.j.redaction(ev);
+        }
         self.need(&mut m, f!("filter"))?.version()?;
         if let Some(host) = collector_host {
             self.j.key(k!("collector")).open().key(k!("host")).str(host).close();
@@ -177,21 +314,21 @@ impl Pass<'_, '_> {
         self.need(&mut m, f!("request"))?;
         let mut r = self.open()?;
         self.need(&mut r, f!("method"))?.text()?;
-        self.headers(&mut r)?;
-        self.body(&mut r)?;
+        self.headers(&mut r, true)?;
+        self.body(&mut r, Text::RequestBody)?;
         self.close(r)?;
         self.need(&mut m, f!("response"))?;
         let mut r = self.open()?;
         self.need(&mut r, f!("status_code"))?.uint(u16::MAX.into())?;
-        self.headers(&mut r)?;
-        self.body(&mut r)?;
+        self.headers(&mut r, false)?;
+        self.body(&mut r, Text::ResponseBody)?;
         self.close(r)?;
         self.opt_text(&mut m, f!("route"))?;
         self.close(m)
     }
 
     /// `header` when present; an empty map is left out, as the encoder leaves out no headers.
-    fn headers(&mut self, m: &mut Left) -> Option<()> {
+    fn headers(&mut self, m: &mut Left, request: bool) -> Option<()> {
         let header = f!("header");
         if !self.has(m, header) {
             return Some(());
@@ -203,10 +340,18 @@ impl Pass<'_, '_> {
         self.j.key(header.key).open();
         for _ in 0..n {
             // A header name is a key, written as a string is.
-            self.text()?;
+            let name = self.j.text_str(self.r.raw_str()?)?;
             let colon = self.j.0.len() - 1;
             self.j.0[colon] = b':';
-            self.text()?;
+            if S::ACTIVE {
+                let at = if request { Text::RequestHeader(name) } else { Text::ResponseHeader(name) };
+                let value = self.redacted_text(at)?;
+                if request {
+                    self.s.request_header(name, value);
+                }
+            } else {
+                self.text()?;
+            }
         }
         self.j.close();
         Some(())
@@ -214,11 +359,13 @@ impl Pass<'_, '_> {
 
     /// `body`, which the decoder would default when absent: required here. `truncated` is
     /// written only when true, as the encoder writes it.
-    fn body(&mut self, m: &mut Left) -> Option<()> {
+    fn body(&mut self, m: &mut Left, at: Text<'_>) -> Option<()> {
         self.need(m, f!("body"))?;
         let mut b = self.open()?;
         self.need(&mut b, f!("size"))?.uint(u64::MAX)?;
-        self.opt_text(&mut b, f!("content"))?;
+        if self.field(&mut b, f!("content")) {
+            self.redacted_text(at)?;
+        }
         let truncated = f!("truncated");
         if self.has(&mut b, truncated) && self.r.bool()? {
             self.j.key(truncated.key).bool(true);
@@ -230,8 +377,10 @@ impl Pass<'_, '_> {
         let mut m = self.open()?;
         self.opt_text(&mut m, f!("scheme"))?;
         self.opt_text(&mut m, f!("domain"))?;
-        self.need(&mut m, f!("path"))?.text()?;
-        self.opt_text(&mut m, f!("query"))?;
+        self.need(&mut m, f!("path"))?.redacted_text(Text::Path)?;
+        if self.field(&mut m, f!("query")) {
+            self.redacted_text(Text::Query)?;
+        }
         self.close(m)
     }
 
