@@ -24,10 +24,31 @@ impl Histogram {
     }
 
     pub fn record(&self, d: Duration) {
-        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
-        let i = self.bounds_us.partition_point(|b| *b < us);
+        let (i, us) = self.bucket(d);
         self.counts[i].fetch_add(1, Relaxed);
         self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// The bucket `d` falls in, and `d` in microseconds.
+    fn bucket(&self, d: Duration) -> (usize, u64) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        (self.bounds_us.partition_point(|b| *b < us), us)
+    }
+
+    /// Records many observations, counted apart and added to the shared counts once per
+    /// bucket (a batch's worth of per-event times, without two atomic additions each).
+    pub fn record_all(&self, ds: impl Iterator<Item = Duration>) {
+        let mut counts = vec![0u64; self.counts.len()];
+        let mut sum = 0u64;
+        for d in ds {
+            let (i, us) = self.bucket(d);
+            counts[i] += 1;
+            sum = sum.saturating_add(us);
+        }
+        for (shared, n) in self.counts.iter().zip(counts).filter(|(_, n)| *n > 0) {
+            shared.fetch_add(n, Relaxed);
+        }
+        self.sum_us.fetch_add(sum, Relaxed);
     }
 
     /// Observations so far.

@@ -37,9 +37,21 @@ impl Pending {
     /// Everything noted is durable now: record each event's age.
     pub fn record(&mut self, into: &Histogram) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        for end in self.ends.drain(..) {
-            into.record(std::time::Duration::from_nanos(now.saturating_sub(end)));
-        }
+        into.record_all(self.ends.drain(..).map(|end| std::time::Duration::from_nanos(now.saturating_sub(end))));
+    }
+
+    /// End times noted so far.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Forgets what was noted after the first `n` (a batch that will not be delivered).
+    pub fn truncate(&mut self, n: usize) {
+        self.ends.truncate(n);
     }
 
     /// What was noted will be delivered again (and noted again).
