@@ -22,11 +22,11 @@ use device::DeviceParser;
 use geo::GeoLookup;
 pub use mmdb::DataError;
 use sentinel_config::Enrichment;
-use sentinel_wire::event::{Asn, Event, Geo, Network, Peer, Threat};
+use sentinel_wire::event::{parts, Asn, Event, Geo, Network, Peer, Threat};
 use std::net::IpAddr;
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 use threat::ThreatLookup;
 
@@ -45,10 +45,33 @@ pub struct Enrichers {
 /// What the address-based enrichers say about one address; cached per worker, since a client
 /// sends many requests.
 #[derive(Debug, Default)]
-struct AddressFacts {
+pub struct AddressFacts {
     geo: Option<Arc<Geo>>,
     asn: Option<Arc<Asn>>,
     threat: Option<Arc<Threat>>,
+    /// Their JSON, made the first time a line needs it.
+    json: OnceLock<AddressJson>,
+}
+
+/// An address's facts as JSON members ([`parts`]): `geo` and `asn`, and `threat`.
+#[derive(Debug)]
+struct AddressJson {
+    geo_asn: Box<[u8]>,
+    threat: Box<[u8]>,
+}
+
+impl AddressFacts {
+    /// The members `geo` and `asn`, and the member `threat`, as an event enriched from these
+    /// facts writes them: rendered once per address and worker, copied after.
+    pub fn json(&self) -> (&[u8], &[u8]) {
+        let j = self.json.get_or_init(|| {
+            let (mut geo_asn, mut threat) = (Vec::new(), Vec::new());
+            parts::geo_asn(self.geo.as_deref(), self.asn.as_deref(), &mut geo_asn);
+            parts::threat(self.threat.as_deref(), &mut threat);
+            AddressJson { geo_asn: geo_asn.into(), threat: threat.into() }
+        });
+        (&j.geo_asn, &j.threat)
+    }
 }
 
 /// What one worker keeps between events: its caches and counts not yet published.
@@ -148,7 +171,7 @@ impl Enrichers {
         let asn = self.asn.as_ref().and_then(|a| settle(Enricher::Asn, a.lookup(ip), errors, &mut failed));
         let asn_number = asn.as_ref().map(|a| a.number);
         let threat = self.threat.as_ref().and_then(|t| settle(Enricher::Threat, t.lookup(ip, asn_number).map(Some), errors, &mut failed));
-        (AddressFacts { geo: geo.map(Arc::new), asn: asn.map(Arc::new), threat: threat.map(Arc::new) }, failed)
+        (AddressFacts { geo: geo.map(Arc::new), asn: asn.map(Arc::new), threat: threat.map(Arc::new), json: OnceLock::new() }, failed)
     }
 
     /// Enriches one event in place.
@@ -161,9 +184,11 @@ impl Enrichers {
     /// Enriches one event in place from its client and, read before any redaction, the first
     /// request header named as the trusted chain and the first `User-Agent` (what a one-pass
     /// line meets on its way, see [`crate::pipeline`]).
-    pub fn enrich_from<'a>(self: &Arc<Self>, ev: &mut Event<'a>, chain: Option<Cow<'a, str>>, ua: Option<Cow<'a, str>>, scratch: &mut Scratch) {
+    /// Returns the address facts the event was given, when the address-based enrichers ran
+    /// (their `geo`, `asn` and `threat` are the event's).
+    pub fn enrich_from<'a>(self: &Arc<Self>, ev: &mut Event<'a>, chain: Option<Cow<'a, str>>, ua: Option<Cow<'a, str>>, scratch: &mut Scratch) -> Option<Arc<AddressFacts>> {
         scratch.follow(self);
-        let Some((ip, hop)) = self.client.resolve(&ev.client.address, chain.as_deref()) else { return };
+        let (ip, hop) = self.client.resolve(&ev.client.address, chain.as_deref())?;
         if let Some(hop) = hop {
             // The chain entry's own text when it is how the address is written (IPv4 without a
             // port; parsing refused leading zeros) and the header borrows from the frame: no
@@ -179,6 +204,7 @@ impl Enrichers {
             ev.client.port = 0;
             ev.network.get_or_insert_with(Network::default).peer = Some(Peer { address: peer.into_owned() });
         }
+        let mut address_facts = None;
         if self.geo.is_some() || self.asn.is_some() || self.threat.is_some() {
             let mut errors = [false; 4];
             let mut uncached = false;
@@ -204,6 +230,7 @@ impl Enrichers {
                 scratch.count(Enricher::Threat, &facts.threat, errors[Enricher::Threat as usize]);
                 ev.threat = facts.threat.clone();
             }
+            address_facts = Some(facts);
         }
         if let Some(d) = &self.device {
             let parsed = ua.filter(|ua| !ua.is_empty()).map(|ua| {
@@ -217,6 +244,7 @@ impl Enrichers {
                 ev.os = p.os.clone();
             }
         }
+        address_facts
     }
 }
 

@@ -7,10 +7,10 @@
 //! stages and encoding give (the tests hold the two together).
 
 use super::WorkerScratch;
-use crate::enrich::Enrichers;
+use crate::enrich::{AddressFacts, Enrichers};
 use crate::redact::{Redactor, Touched};
 use sentinel_wire::event::transcode::{self, Stages, Text};
-use sentinel_wire::event::{Client, Event, Network};
+use sentinel_wire::event::{parts, Client, Event, Network};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -25,6 +25,8 @@ pub struct OnePass<'s, 'f> {
     touched: Touched,
     /// The parts the stages own: `network`, `client`, `geo` to `threat`, `redaction`.
     staged: Event<'f>,
+    /// The facts the client's address was given, whose JSON the worker keeps.
+    facts: Option<Arc<AddressFacts>>,
 }
 
 impl<'s, 'f> OnePass<'s, 'f> {
@@ -33,7 +35,7 @@ impl<'s, 'f> OnePass<'s, 'f> {
     /// decoded; else whether redaction changed the event.
     pub fn line(frame: &'f [u8], enrichers: &'s Arc<Enrichers>, redactor: Option<&'s Redactor>, scratch: &'s mut WorkerScratch, host: &str, out: &mut Vec<u8>) -> Option<bool> {
         let marks = (scratch.enrich.mark(), scratch.redact.mark());
-        let mut pass = OnePass { enrichers, redactor, scratch, chain: None, user_agent: None, touched: Touched::default(), staged: Event::default() };
+        let mut pass = OnePass { enrichers, redactor, scratch, chain: None, user_agent: None, touched: Touched::default(), staged: Event::default(), facts: None };
         if transcode::staged_line(frame, &mut pass, Some(host), out) {
             return Some(pass.staged.redaction.is_some());
         }
@@ -64,7 +66,7 @@ impl<'f> Stages<'f> for OnePass<'_, 'f> {
         self.staged.network = network;
         self.staged.client = client;
         let (chain, user_agent) = (self.chain.map(Cow::Borrowed), self.user_agent.map(Cow::Borrowed));
-        self.enrichers.enrich_from(&mut self.staged, chain, user_agent, &mut self.scratch.enrich);
+        self.facts = self.enrichers.enrich_from(&mut self.staged, chain, user_agent, &mut self.scratch.enrich);
         if let Some(r) = self.redactor {
             r.finish(&mut self.staged, std::mem::take(&mut self.touched), &mut self.scratch.redact);
         }
@@ -72,6 +74,14 @@ impl<'f> Stages<'f> for OnePass<'_, 'f> {
 
     fn staged(&self) -> Option<&Event<'f>> {
         Some(&self.staged)
+    }
+
+    fn write_enrichment(&self, out: &mut Vec<u8>) {
+        let Some(facts) = &self.facts else { return parts::all(&self.staged, out) };
+        let (geo_asn, threat) = facts.json();
+        out.extend_from_slice(geo_asn);
+        parts::agent(&self.staged, out);
+        out.extend_from_slice(threat);
     }
 }
 

@@ -114,7 +114,7 @@ impl Event<'_> {
         if let Some(s) = &self.sentinel {
             j.sentinel(s);
         }
-        j.enrichment(self);
+        parts::all(self, j.0);
         j.key(k!("sampling")).open().key(k!("rate")).f64(self.sampling.rate);
         j.key(k!("reason")).str(&self.sampling.reason).close();
         j.redaction(self);
@@ -327,31 +327,6 @@ impl Json<'_> {
         self.key(k!("address")).str(&ev.client.address).key(k!("port")).uint(ev.client.port.into()).close();
     }
 
-    /// What the collector's enrichers add, from `geo` to `threat`, in the schema's order.
-    pub(super) fn enrichment(&mut self, ev: &Event<'_>) {
-        if let Some(g) = &ev.geo {
-            self.geo(g);
-        }
-        if let Some(a) = &ev.asn {
-            self.key(k!("asn")).open().key(k!("number")).uint(a.number.into()).opt_str(k!("organization"), &a.organization).close();
-        }
-        if let Some(d) = &ev.device {
-            self.key(k!("device")).open().key(k!("type")).str(&d.kind);
-            self.opt_str(k!("brand"), &d.brand).opt_str(k!("model"), &d.model).close();
-        }
-        if let Some(u) = &ev.user_agent {
-            self.key(k!("user_agent")).open().key(k!("original")).str(&u.original);
-            self.opt_str(k!("name"), &u.name).opt_str(k!("version"), &u.version);
-            self.key(k!("is_bot")).bool(u.is_bot).close();
-        }
-        if let Some(o) = &ev.os {
-            self.key(k!("os")).open().key(k!("name")).str(&o.name).opt_str(k!("version"), &o.version).close();
-        }
-        if let Some(t) = &ev.threat {
-            self.threat(t);
-        }
-    }
-
     /// `redaction`, when the collector's redaction changed something.
     pub(super) fn redaction(&mut self, ev: &Event<'_>) {
         if let Some(r) = &ev.redaction {
@@ -406,6 +381,56 @@ impl Json<'_> {
             self.key(k!("lists")).strs(&t.lists);
         }
         self.key(k!("score")).uint(t.score.into()).close();
+    }
+}
+
+/// The members the collector's enrichers add, written apart so that a caller can keep an
+/// address's `geo`, `asn` and `threat` JSON for its next events. Each appends members followed
+/// by commas, as every member inside [`Event::write_json_line`]'s object is; in the order
+/// `geo_asn`, `agent`, `threat` they are that line's members from `geo` to `threat`.
+pub mod parts {
+    use super::{Asn, Event, Geo, Json, Threat};
+
+    /// Every member from `geo` to `threat`, from the event.
+    pub fn all(ev: &Event<'_>, out: &mut Vec<u8>) {
+        geo_asn(ev.geo.as_deref(), ev.asn.as_deref(), out);
+        agent(ev, out);
+        threat(ev.threat.as_deref(), out);
+    }
+
+    /// `geo` and `asn`, when there.
+    pub fn geo_asn(geo: Option<&Geo>, asn: Option<&Asn>, out: &mut Vec<u8>) {
+        let mut j = Json(out);
+        if let Some(g) = geo {
+            j.geo(g);
+        }
+        if let Some(a) = asn {
+            j.key(k!("asn")).open().key(k!("number")).uint(a.number.into()).opt_str(k!("organization"), &a.organization).close();
+        }
+    }
+
+    /// `device`, `user_agent` and `os`, when there.
+    pub fn agent(ev: &Event<'_>, out: &mut Vec<u8>) {
+        let mut j = Json(out);
+        if let Some(d) = &ev.device {
+            j.key(k!("device")).open().key(k!("type")).str(&d.kind);
+            j.opt_str(k!("brand"), &d.brand).opt_str(k!("model"), &d.model).close();
+        }
+        if let Some(u) = &ev.user_agent {
+            j.key(k!("user_agent")).open().key(k!("original")).str(&u.original);
+            j.opt_str(k!("name"), &u.name).opt_str(k!("version"), &u.version);
+            j.key(k!("is_bot")).bool(u.is_bot).close();
+        }
+        if let Some(o) = &ev.os {
+            j.key(k!("os")).open().key(k!("name")).str(&o.name).opt_str(k!("version"), &o.version).close();
+        }
+    }
+
+    /// `threat`, when there.
+    pub fn threat(threat: Option<&Threat>, out: &mut Vec<u8>) {
+        if let Some(t) = threat {
+            Json(out).threat(t);
+        }
     }
 }
 

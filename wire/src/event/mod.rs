@@ -19,6 +19,7 @@ macro_rules! k {
 
 mod decode;
 mod json;
+pub use json::parts;
 pub mod transcode;
 #[cfg(test)]
 mod random;

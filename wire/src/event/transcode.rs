@@ -14,7 +14,7 @@
 
 use super::decode::Reader;
 use super::json::Json;
-use super::{Client, Event, Network, Peer, Protocol};
+use super::{parts, Client, Event, Network, Peer, Protocol};
 use std::borrow::Cow;
 
 /// Appends the NDJSON line of the event in `frame` to `out`, with `collector.host` set to
@@ -67,6 +67,14 @@ pub trait Stages<'f> {
     /// What the stages made of the event: its `network` and `client`, and the parts they
     /// add. Only those are read.
     fn staged(&self) -> Option<&Event<'f>>;
+
+    /// Appends the members from `geo` to `threat` ([`parts`]): by default written from
+    /// [`Stages::staged`]; stages that keep some of them as JSON write those as kept.
+    fn write_enrichment(&self, out: &mut Vec<u8>) {
+        if let Some(ev) = self.staged() {
+            parts::all(ev, out);
+        }
+    }
 }
 
 /// The stages of a collector that only forwards: none.
@@ -282,8 +290,8 @@ impl<'a, S: Stages<'a>> Pass<'a, '_, '_, S> {
         if self.field(&mut m, f!("sentinel")) {
             self.sentinel()?;
         }
-        if let Some(ev) = self.s.staged() {
-            self.j.enrichment(ev);
+        if S::ACTIVE {
+            self.s.write_enrichment(self.j.0);
         }
         self.need(&mut m, f!("sampling"))?.sampling()?;
         if let Some(ev) = self.s.staged() {
