@@ -26,9 +26,11 @@ fn event_key(e: &serde_json::Value) -> (String, String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_becomes_one_event_with_its_fields() -> anyhow::Result<()> {
-    let decode = every_request_one_event(None).await?;
-    assert!(decode.get("sentinel_collector_stage_seconds_count{stage=\"decode\"}") > 0.0);
-    assert_eq!(decode.get("sentinel_collector_stage_seconds_count{stage=\"forward\"}"), 0.0);
+    // Redaction on, sampling keeping everything: every stage in one pass per frame.
+    let staged = every_request_one_event(None).await?;
+    assert!(staged.get("sentinel_collector_stage_seconds_count{stage=\"one_pass\"}") > 0.0);
+    assert_eq!(staged.get("sentinel_collector_stage_seconds_count{stage=\"decode\"}"), 0.0);
+    assert_eq!(staged.get("sentinel_collector_stage_seconds_count{stage=\"forward\"}"), 0.0);
     Ok(())
 }
 
