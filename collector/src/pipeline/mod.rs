@@ -1,11 +1,12 @@
 //! The stages an event passes between ingest and the sinks, in order: decode the MessagePack
 //! frame into the schema (a frame that is not a valid event is counted and skipped), sample
 //! ([`crate::sample`]), enrich ([`crate::enrich`]), redact ([`crate::redact`]), stamp
-//! `collector.host`, encode the NDJSON line the sinks write ([`Event::write_json_line`]). A
-//! collector configured to forward only (sampling keeps all, no enricher, no redaction, no tap
-//! watching decoded or enriched events) writes each line in one pass from its frame instead
-//! ([`transcode`]), the same bytes. The stages run on a pool of worker threads ([`workers`]),
-//! never on the async reactor, one batch of frames at a time.
+//! `collector.host`, encode the NDJSON line the sinks write ([`Event::write_json_line`]). When
+//! sampling keeps everything and no tap watches decoded or enriched events, each line is
+//! written in one pass from its frame instead, the same bytes: with no other stage on, as it
+//! is read ([`transcode`]); with enrichers or redaction, with them acting on the way
+//! (`one_pass.rs`). The stages run on a pool of worker threads ([`workers`]), never on the
+//! async reactor, one batch of frames at a time.
 
 mod one_pass;
 pub mod workers;
