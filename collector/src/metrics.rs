@@ -115,8 +115,9 @@ impl EnrichMetrics {
     }
 }
 
-/// Pipeline stages, as metric label values: the five an event passes, and `forward`, the one
-/// pass from frame to line a batch takes when no stage needs the decoded event.
+/// Pipeline stages, as metric label values: the five an event passes one by one, `forward`,
+/// the one pass from frame to line a batch takes when no stage needs the decoded event, and
+/// `one_pass`, the same with enrichment or redaction acting on the way.
 pub const STAGE_NAMES: [&str; 7] = ["decode", "sample", "enrich", "redact", "encode", "forward", "one_pass"];
 
 /// All counters of one collector.

@@ -184,6 +184,7 @@ impl Enrichers {
     /// Enriches one event in place from its client and, read before any redaction, the first
     /// request header named as the trusted chain and the first `User-Agent` (what a one-pass
     /// line meets on its way, see [`crate::pipeline`]).
+    ///
     /// Returns the address facts the event was given, when the address-based enrichers ran
     /// (their `geo`, `asn` and `threat` are the event's).
     pub fn enrich_from<'a>(self: &Arc<Self>, ev: &mut Event<'a>, chain: Option<Cow<'a, str>>, ua: Option<Cow<'a, str>>, scratch: &mut Scratch) -> Option<Arc<AddressFacts>> {

@@ -81,7 +81,6 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
     let mut jitter = Jitter::new(&id);
     let mut circuit = Circuit::Closed;
     let mut failures: u32 = 0;
-    let max_events = delivery.batch_size as u64;
     // The last committed point, and the end of what was delivered but is not durable yet.
     let mut settled = reader.position();
     let mut staged: Option<u64> = None;
@@ -100,7 +99,7 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                 }
                 continue;
             }
-            let full = batch.events >= max_events || batch.lines.len() >= delivery.batch_bytes;
+            let full = is_full(&batch, &delivery);
             let due = !batch.is_empty() && opened.elapsed() >= delivery.flush_interval;
             if full || due {
                 break;
@@ -221,6 +220,11 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
 /// while its lines are still in the CPU's cache (a whole batch, megabytes, is not).
 const NOTE_BYTES: usize = 128 << 10;
 
+/// A batch at the sink's size or byte limit goes out without waiting for the interval.
+fn is_full(batch: &ReadBatch, delivery: &Delivery) -> bool {
+    batch.events >= delivery.batch_size as u64 || batch.lines.len() >= delivery.batch_bytes
+}
+
 /// Fills `batch` from the buffer as far as there is to read and room, noting each piece's
 /// end times in `ages` as it is read.
 fn read_noting(reader: &mut Reader, delivery: &Delivery, batch: &mut ReadBatch, ages: &mut Pending) -> std::io::Result<()> {
@@ -229,8 +233,7 @@ fn read_noting(reader: &mut Reader, delivery: &Delivery, batch: &mut ReadBatch, 
         let result = reader.read(delivery.batch_size as u64, (before + NOTE_BYTES).min(delivery.batch_bytes), batch);
         ages.note(Lines::new(&batch.lines[before.min(batch.lines.len())..]));
         result?;
-        let full = batch.events >= delivery.batch_size as u64 || batch.lines.len() >= delivery.batch_bytes;
-        if batch.lines.len() == before || full || !reader.has_more() {
+        if batch.lines.len() == before || is_full(batch, delivery) || !reader.has_more() {
             return Ok(());
         }
     }

@@ -92,7 +92,7 @@ impl Event<'_> {
         j.key(k!("url")).open();
         j.opt_str(k!("scheme"), &u.scheme).opt_str(k!("domain"), &u.domain);
         j.key(k!("path")).str(&u.path).opt_str(k!("query"), &u.query).close();
-        j.network_and_client(self);
+        j.network_and_client(self.network.as_ref(), &self.client);
         if let Some(t) = &self.tls {
             j.key(k!("tls")).open();
             if let Some(p) = &t.protocol {
@@ -312,8 +312,8 @@ impl Json<'_> {
     }
 
     /// `network` (when there is one) and `client`, which follow each other in the line.
-    pub(super) fn network_and_client(&mut self, ev: &Event<'_>) {
-        if let Some(n) = &ev.network {
+    pub(super) fn network_and_client(&mut self, network: Option<&Network<'_>>, client: &Client<'_>) {
+        if let Some(n) = network {
             self.key(k!("network")).open();
             if let Some(p) = &n.protocol {
                 self.key(k!("protocol")).protocol(p);
@@ -324,7 +324,7 @@ impl Json<'_> {
             self.close();
         }
         self.key(k!("client")).open();
-        self.key(k!("address")).str(&ev.client.address).key(k!("port")).uint(ev.client.port.into()).close();
+        self.key(k!("address")).str(&client.address).key(k!("port")).uint(client.port.into()).close();
     }
 
     /// `redaction`, when the collector's redaction changed something.

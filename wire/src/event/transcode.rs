@@ -193,7 +193,7 @@ impl<'a, S: Stages<'a>> Pass<'a, '_, '_, S> {
         (m.0 == 0).then_some(Cow::Borrowed(v))
     }
 
-    /// `network`, read for the stages, as [`Pass::network`] reads it.
+    /// `network`, read and not written.
     fn read_network(&mut self) -> Option<Network<'a>> {
         let mut m = Left(self.r.map()?);
         let mut n = Network::default();
@@ -211,7 +211,7 @@ impl<'a, S: Stages<'a>> Pass<'a, '_, '_, S> {
         (m.0 == 0).then_some(n)
     }
 
-    /// `client`, read for the stages, as [`Pass::client`] reads it.
+    /// `client`, read and not written.
     fn read_client(&mut self) -> Option<Client<'a>> {
         let mut m = Left(self.r.map()?);
         if !self.has(&mut m, f!("address")) {
@@ -264,21 +264,19 @@ impl<'a, S: Stages<'a>> Pass<'a, '_, '_, S> {
         self.need(&mut m, f!("event"))?.event_info()?;
         self.need(&mut m, f!("http"))?.http()?;
         self.need(&mut m, f!("url"))?.url()?;
+        // Read before written: the stages may change both (a trusted hop, an anonymized address).
+        let network = if self.has(&mut m, f!("network")) { Some(self.read_network()?) } else { None };
+        if !self.has(&mut m, f!("client")) {
+            return None;
+        }
+        let client = self.read_client()?;
         if S::ACTIVE {
-            let network = if self.has(&mut m, f!("network")) { Some(self.read_network()?) } else { None };
-            if !self.has(&mut m, f!("client")) {
-                return None;
-            }
-            let client = self.read_client()?;
             self.s.client(network, client);
             if let Some(ev) = self.s.staged() {
-                self.j.network_and_client(ev);
+                self.j.network_and_client(ev.network.as_ref(), &ev.client);
             }
         } else {
-            if self.field(&mut m, f!("network")) {
-                self.network()?;
-            }
-            self.need(&mut m, f!("client"))?.client()?;
+            self.j.network_and_client(network.as_ref(), &client);
         }
         if self.field(&mut m, f!("tls")) {
             self.tls()?;
@@ -396,26 +394,6 @@ impl<'a, S: Stages<'a>> Pass<'a, '_, '_, S> {
     fn version(&mut self) -> Option<()> {
         let mut m = self.open()?;
         self.need(&mut m, f!("version"))?.text()?;
-        self.close(m)
-    }
-
-    fn network(&mut self) -> Option<()> {
-        let mut m = self.open()?;
-        if self.field(&mut m, f!("protocol")) {
-            self.version()?;
-        }
-        if self.field(&mut m, f!("peer")) {
-            let mut p = self.open()?;
-            self.need(&mut p, f!("address"))?.text()?;
-            self.close(p)?;
-        }
-        self.close(m)
-    }
-
-    fn client(&mut self) -> Option<()> {
-        let mut m = self.open()?;
-        self.need(&mut m, f!("address"))?.text()?;
-        self.need(&mut m, f!("port"))?.uint(u16::MAX.into())?;
         self.close(m)
     }
 
