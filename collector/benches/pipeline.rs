@@ -155,7 +155,7 @@ fn frames(n: usize, clients: usize) -> Vec<Frames> {
         buf.clear();
         event.encode_into(&mut buf).expect("encode");
         let last = batches.last_mut().expect("one batch at least");
-        if last.bytes().len() + buf.len() > READ_BYTES {
+        if last.payload_bytes() + buf.len() > READ_BYTES {
             batches.push(Frames::default());
         }
         batches.last_mut().expect("one batch at least").push(&buf);
@@ -267,7 +267,7 @@ fn codec(c: &mut Criterion) {
     g.bench_function("decode (MessagePack, serde alone: the reference)", |b| {
         b.iter(|| frames.iter().map(|f| Event::decode_reference(f).map(|e| e.event.end_ns).unwrap_or(0)).sum::<u64>())
     });
-    let mut out = Vec::with_capacity(batches.iter().map(|b| b.bytes().len()).sum::<usize>() * 3);
+    let mut out = Vec::with_capacity(batches.iter().map(|b| b.payload_bytes()).sum::<usize>() * 3);
     g.bench_function("transcode (MessagePack to NDJSON in one pass)", |b| {
         b.iter(|| {
             out.clear();

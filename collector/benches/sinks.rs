@@ -14,7 +14,7 @@
 
 use sentinel_collector::metrics::Metrics;
 use sentinel_collector::sink::Sinks;
-use sentinel_collector::wal::{Wal, WalConfig};
+use sentinel_collector::wal::{Payload, Wal, WalConfig};
 use sentinel_demo::receiver::Receiver;
 use sentinel_demo::servers::{ClickHouse, SeaweedFs, Tansu};
 use sentinel_demo::metrics::quantile;
@@ -101,7 +101,7 @@ fn drain(block: &str, dir: &Path) -> anyhow::Result<f64> {
             lines.push('\n');
             i += 1;
         }
-        writer.append(std::iter::once((lines.as_bytes(), 100)), &stop).map_err(|e| anyhow::anyhow!("appending to the log: {e:?}"))?;
+        writer.append(std::iter::once(Payload::new(lines.as_bytes(), 100)), &stop).map_err(|e| anyhow::anyhow!("appending to the log: {e:?}"))?;
     }
     writer.sync();
     let id = spec.id.clone();

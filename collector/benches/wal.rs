@@ -9,7 +9,7 @@
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, Criterion, Throughput};
 use sentinel_collector::metrics::Metrics;
-use sentinel_collector::wal::{Fsync, ReadBatch, Wal, WalConfig};
+use sentinel_collector::wal::{Fsync, Payload, ReadBatch, Wal, WalConfig};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ fn config(dir: &std::path::Path, fsync: Fsync) -> WalConfig {
 /// delivered segments are recycled as in production).
 fn append_and_drain(wal: &Wal, writer: &mut sentinel_collector::wal::Writer, reader: &mut sentinel_collector::wal::Reader, read: &mut ReadBatch, lines: &[u8]) {
     let stop = AtomicBool::new(false);
-    writer.append(std::iter::once((lines, EVENTS)), &stop).expect("append");
+    writer.append(std::iter::once(Payload::new(lines, EVENTS)), &stop).expect("append");
     writer.tick();
     read.clear();
     reader.read(u64::MAX, usize::MAX, read).expect("read");

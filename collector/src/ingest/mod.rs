@@ -9,38 +9,55 @@ pub const READ_BYTES: usize = 64 << 10;
 
 use ack::Ack;
 
-/// Event frames from one read of one connection, stored back to back: what ingest hands to the
-/// pipeline.
+/// Event frames from one read of one connection: what ingest hands to the pipeline. Ingest
+/// hands over the buffer it read into, and the frames are spans of it (their headers, and
+/// any other frames, lie between them), so a frame's bytes are not copied on the way.
 #[derive(Debug, Default)]
 pub struct Frames {
     data: Vec<u8>,
-    ends: Vec<usize>,
+    /// Where each event frame's payload lies in `data`.
+    spans: Vec<(usize, usize)>,
+    payload_bytes: usize,
     /// Completed once the frames' events are durable, so the proxy can forget them.
     pub ack: Option<Ack>,
 }
 
 impl Frames {
+    /// Appends a copy of `payload` (for frames that do not come from a read buffer).
     pub fn push(&mut self, payload: &[u8]) {
+        let start = self.data.len();
         self.data.extend_from_slice(payload);
-        self.ends.push(self.data.len());
+        self.spans.push((start, self.data.len()));
+        self.payload_bytes += payload.len();
+    }
+
+    /// Notes that bytes `start..end` of the buffer these frames will own are a payload.
+    pub fn span(&mut self, start: usize, end: usize) {
+        self.spans.push((start, end));
+        self.payload_bytes += end - start;
+    }
+
+    /// Takes the buffer the spans point into.
+    pub fn own(&mut self, data: Vec<u8>) {
+        debug_assert!(self.data.is_empty() && self.spans.iter().all(|&(_, e)| e <= data.len()));
+        self.data = data;
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.spans.is_empty()
     }
 
-    /// All payload bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.data
+    /// Bytes of all payloads together.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(self.ends.iter().copied()).map(|(s, e)| &self.data[s..e])
+        self.spans.iter().map(|&(s, e)| &self.data[s..e])
     }
 }
 
@@ -49,6 +66,9 @@ impl Frames {
 pub struct Batch {
     pub lines: Vec<u8>,
     pub events: u64,
+    /// CRC-32 of `lines`, computed by the worker that wrote them while they are in its cache
+    /// (the log's record checksum is built from it).
+    pub lines_crc: u32,
     /// The acknowledgement of the frames this batch came from.
     pub ack: Option<Ack>,
 }

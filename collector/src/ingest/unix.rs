@@ -166,6 +166,13 @@ struct Connection {
     issued: AtomicU64,
 }
 
+/// Room for the next read at the end of `buf`, at most [`super::READ_BYTES`] of it: the socket
+/// is read straight into the buffer the frames are parsed in (and handed over from).
+fn room(buf: &mut Vec<u8>) -> bytes::buf::Limit<&mut Vec<u8>> {
+    buf.reserve(super::READ_BYTES);
+    bytes::BufMut::limit(buf, super::READ_BYTES)
+}
+
 /// How long a closing connection waits for its last batches to become durable, so the proxy
 /// hears about them rather than resending them.
 const FINAL_ACK_WAIT: Duration = Duration::from_secs(2);
@@ -184,7 +191,6 @@ impl Connection {
         let (mut rd, mut wr) = stream.into_split();
         let mut buf: Vec<u8> = Vec::with_capacity(super::READ_BYTES);
         let mut state = State::Hello;
-        let mut chunk = vec![0u8; super::READ_BYTES];
         let mut sent = 0;
         let mut stopping = false;
         loop {
@@ -201,12 +207,12 @@ impl Connection {
                     }
                     continue;
                 }
-                r = rd.read(&mut chunk) => match r {
+                r = async { rd.read_buf(&mut room(&mut buf)).await } => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 },
             };
-            if !self.ingest(&chunk[..n], &mut buf, &mut state).await {
+            if !self.ingest(n, &mut buf, &mut state).await {
                 break;
             }
         }
@@ -239,12 +245,11 @@ impl Connection {
 
     /// Reads and processes whatever the socket holds right now, without waiting for more.
     async fn drain_buffered(&self, stream: &mut OwnedReadHalf, buf: &mut Vec<u8>, state: &mut State) {
-        let mut chunk = vec![0u8; super::READ_BYTES];
         loop {
-            match stream.try_read(&mut chunk) {
+            match stream.try_read_buf(&mut room(buf)) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if !self.ingest(&chunk[..n], buf, state).await {
+                    if !self.ingest(n, buf, state).await {
                         break;
                     }
                 }
@@ -252,14 +257,22 @@ impl Connection {
         }
     }
 
-    /// Appends `bytes` to the buffer, parses every complete frame and hands the event frames to
-    /// the pipeline (waiting while its queue is full: backpressure). False when the connection
-    /// must close.
-    async fn ingest(&self, bytes: &[u8], buf: &mut Vec<u8>, state: &mut State) -> bool {
-        self.metrics.bytes_received.fetch_add(bytes.len() as u64, Relaxed);
-        buf.extend_from_slice(bytes);
+    /// Parses every complete frame in the buffer (`read` bytes of it just arrived) and hands
+    /// the event frames to the pipeline with the buffer itself, keeping a copy of what follows
+    /// them (waiting while the pipeline's queue is full: backpressure). False when the
+    /// connection must close.
+    async fn ingest(&self, read: usize, buf: &mut Vec<u8>, state: &mut State) -> bool {
+        self.metrics.bytes_received.fetch_add(read as u64, Relaxed);
         let mut frames = Frames::default();
-        let keep_going = self.parse(buf, state, &mut frames);
+        let (keep_going, pos) = self.parse(buf, state, &mut frames);
+        if frames.is_empty() {
+            buf.drain(..pos);
+        } else {
+            // What follows the last whole frame (part of the next one) starts the next buffer.
+            let mut next = Vec::with_capacity(buf.len() - pos + super::READ_BYTES);
+            next.extend_from_slice(&buf[pos..]);
+            frames.own(std::mem::replace(buf, next));
+        }
         let seen = self.seen.load(Relaxed);
         if seen > self.issued.swap(seen, Relaxed) {
             let ack = self.acks.issue(seen);
@@ -279,8 +292,9 @@ impl Connection {
         keep_going
     }
 
-    /// Consumes every complete unit in `buf`. False when the peer must be disconnected.
-    fn parse(&self, buf: &mut Vec<u8>, state: &mut State, frames: &mut Frames) -> bool {
+    /// Reads every complete unit in `buf`, noting event frames' payloads in `frames`. Returns
+    /// false when the peer must be disconnected, and how many bytes were consumed.
+    fn parse(&self, buf: &[u8], state: &mut State, frames: &mut Frames) -> (bool, usize) {
         let mut pos = 0;
         let ok = loop {
             let rest = &buf[pos..];
@@ -346,13 +360,12 @@ impl Connection {
                     }
                     self.metrics.frames_received.fetch_add(1, Relaxed);
                     self.seen.fetch_add(1, Relaxed);
-                    frames.push(payload);
+                    frames.span(pos + HEADER_LEN, pos + HEADER_LEN + payload.len());
                     pos += HEADER_LEN + header.len;
                 }
             }
         };
-        buf.drain(..pos);
-        ok
+        (ok, pos)
     }
 }
 

@@ -59,7 +59,7 @@ impl Pipeline {
     pub fn process(&self, frames: &Frames, scratch: &mut WorkerScratch) -> Batch {
         let enrichers = self.live.enrichment.current();
         let sampler = self.live.sampling.current();
-        let mut out = Batch { lines: Vec::with_capacity(frames.bytes().len() * 3), events: 0, ack: None };
+        let mut out = Batch { lines: Vec::with_capacity(frames.payload_bytes() * 3), ..Batch::default() };
         let redaction = self.live.redaction.load();
         // No stage needs the decoded event: each line in one pass.
         let stages_idle = sampler.is_pass_through() && enrichers.is_inert() && redaction.is_none();

@@ -44,8 +44,11 @@ impl Workers {
                         if let Some(a) = batch.ack.take() {
                             a.complete();
                         }
-                    } else if out.send(batch).is_err() {
-                        break;
+                    } else {
+                        batch.lines_crc = crc32fast::hash(&batch.lines);
+                        if out.send(batch).is_err() {
+                            break;
+                        }
                     }
                 }
             })?;

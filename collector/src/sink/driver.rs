@@ -296,7 +296,7 @@ impl Jitter {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::wal::{Wal, WalConfig};
+    use crate::wal::{Payload, Wal, WalConfig};
     use std::sync::atomic::AtomicBool;
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -327,7 +327,7 @@ mod tests {
                 let mark = if r == 7 && e == 3 { "refuse" } else { "ok" };
                 lines.push_str(&format!("{{\"event\":{{\"end_ns\":{end_ns}}},\"m\":\"{mark}\",\"pad\":\"{}\"}}\n", "x".repeat(2000)));
             }
-            writer.append(std::iter::once((lines.as_bytes(), 10)), &AtomicBool::new(false)).unwrap();
+            writer.append(std::iter::once(Payload::new(lines.as_bytes(), 10)), &AtomicBool::new(false)).unwrap();
         }
         drop(writer);
         let delivery = Delivery { batch_size: 1000, ..Delivery::defaults_for("file") };

@@ -3,7 +3,7 @@
 //! of the group to its proxy. A failing disk is retried, never skipped: batches that are not
 //! durable are not acknowledged.
 
-use super::{AppendError, Writer};
+use super::{AppendError, Payload, Writer};
 use crate::ingest::Batch;
 use crate::metrics::Metrics;
 use crate::tap::{Stage, TapHub};
@@ -46,7 +46,7 @@ pub fn spawn(mut writer: Writer, batches: Receiver<Batch>, taps: TapHub, stop: A
             }
             if taps.watching(Stage::Processed) {
                 for b in &group {
-                    taps.offer(Stage::Processed, &Arc::new(Batch { lines: b.lines.clone(), events: b.events, ack: None }));
+                    taps.offer(Stage::Processed, &Arc::new(Batch { lines: b.lines.clone(), events: b.events, lines_crc: b.lines_crc, ack: None }));
                 }
             }
             if !append(&mut writer, &group, &stop, &metrics) {
@@ -67,7 +67,7 @@ pub fn spawn(mut writer: Writer, batches: Receiver<Batch>, taps: TapHub, stop: A
 /// Appends the group, retrying on I/O errors; false when it was given up.
 fn append(writer: &mut Writer, group: &[Batch], stop: &AtomicBool, metrics: &Metrics) -> bool {
     loop {
-        let items = group.iter().map(|b| (&b.lines[..], u32::try_from(b.events).unwrap_or(u32::MAX)));
+        let items = group.iter().map(|b| Payload { lines: &b.lines, events: u32::try_from(b.events).unwrap_or(u32::MAX), crc: b.lines_crc });
         match writer.append(items, stop) {
             Ok(()) => return true,
             Err(AppendError::Stopping(_)) => return false,

@@ -20,6 +20,7 @@ mod segment;
 mod writer;
 
 pub use reader::{Lines, ReadBatch, Reader};
+pub use record::Payload;
 pub use writer::{AppendError, Stopping, Writer};
 
 use crate::metrics::Metrics;

@@ -23,7 +23,7 @@ fn append(w: &mut Writer, from: u64, n: u64) {
     let stop = AtomicBool::new(false);
     for i in from..from + n {
         let l = line(i);
-        w.append(std::iter::once((&l[..], 1)), &stop).unwrap();
+        w.append(std::iter::once(Payload::new(&l, 1)), &stop).unwrap();
     }
 }
 
@@ -298,7 +298,7 @@ fn block_waits_for_a_sink_to_free_space_and_gives_up_when_stopping() {
             let mut written = 0;
             for i in 0..200u64 {
                 let l = line(i);
-                match w.append(std::iter::once((&l[..], 1)), &stop) {
+                match w.append(std::iter::once(Payload::new(&l, 1)), &stop) {
                     Ok(()) => written += 1,
                     Err(AppendError::Stopping(_)) => break,
                     Err(e) => panic!("{e}"),

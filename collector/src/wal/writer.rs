@@ -8,7 +8,7 @@
 //! below the segment's first and ends the segment too.
 
 use crate::direct_io::{self as direct, BlockAppender};
-use super::record::{self, HEADER_LEN, SEGMENT_MAGIC};
+use super::record::{self, Payload, HEADER_LEN, SEGMENT_MAGIC};
 use super::{segment, Fsync, Segment, Wal, WalError, WhenFull};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -112,22 +112,22 @@ impl Writer {
         self.next
     }
 
-    /// Appends one record per non-empty batch (`(lines, events)`), written at once, synced per
+    /// Appends one record per non-empty batch, written at once, synced per
     /// the policy, then readable by the sinks. On an I/O error nothing of the group counts as
     /// written (the caller retries it); at the cap with `block`, waits for space unless `stop`.
-    pub fn append<'a>(&mut self, batches: impl Iterator<Item = (&'a [u8], u32)>, stop: &AtomicBool) -> Result<(), AppendError> {
+    pub fn append<'a>(&mut self, batches: impl Iterator<Item = Payload<'a>>, stop: &AtomicBool) -> Result<(), AppendError> {
         if self.bytes >= self.wal.shared.cfg.segment_bytes {
             self.roll().map_err(AppendError::Io)?;
         }
         self.records.clear();
         let mut seq = self.next;
-        for (lines, events) in batches {
-            if events == 0 {
+        for payload in batches {
+            if payload.events == 0 {
                 continue;
             }
-            self.out.stage(&record::encode_header(seq, events, lines));
-            self.out.stage(lines);
-            self.records.push((seq, events));
+            self.out.stage(&record::encode_header(seq, &payload));
+            self.out.stage(payload.lines);
+            self.records.push((seq, payload.events));
             seq += 1;
         }
         if self.records.is_empty() {
