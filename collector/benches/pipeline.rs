@@ -192,7 +192,7 @@ fn enrichment(geo: bool, asn: bool, device: bool, threat: Option<&[ThreatList]>)
         }),
         asn: asn.then(|| AsnData { databases: vec![], csv: vec![data("asn/asn-ipv4.csv"), data("asn/asn-ipv6.csv")] }),
         device_detection: device.then(|| DeviceDetection { regexes: data("uap-core/regexes.yaml"), cache_size: 10_000 }),
-        threat_intel: threat.map(|lists| ThreatIntel { lists: lists.to_vec(), anonymous_ip: vec![], hosting_asns: vec![], weights: ThreatWeights::default() }),
+        threat_intel: threat.map(|lists| ThreatIntel { lists: lists.to_vec(), anonymous_ip: vec![], hosting_asns: vec![], proxy_asns: vec![], weights: ThreatWeights::default() }),
         client_ip: ClientIp { trusted_proxies: vec!["10.0.0.0/8".into()], header: "x-forwarded-for".into() },
         address_cache_size: 10_000,
         reload_interval: Duration::from_secs(3600),

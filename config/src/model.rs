@@ -201,6 +201,8 @@ pub struct ThreatIntel {
     pub anonymous_ip: Vec<PathBuf>,
     /// Files of AS numbers (one a line) whose addresses count as hosting.
     pub hosting_asns: Vec<PathBuf>,
+    /// Files of AS numbers whose addresses count as proxies (VPN and proxy providers).
+    pub proxy_asns: Vec<PathBuf>,
     pub weights: ThreatWeights,
 }
 

@@ -35,6 +35,10 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
     std::fs::write(&tor, "ExitAddress 185.220.101.4 2026-01-01 00:00:00\n")?;
     let bad = dir.path().join("bad.netset");
     std::fs::write(&bad, "# nothing yet\n")?;
+    // AS lists: NTT's AS counts as hosting, Cloudflare's as a proxy provider.
+    let (hosting, proxies) = (dir.path().join("hosting-asns.txt"), dir.path().join("proxy-asns.txt"));
+    std::fs::write(&hosting, "AS2914\n")?;
+    std::fs::write(&proxies, "# VPN\n13335\n")?;
     let mut config = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
     config.collector_blocks = Some(format!(
         r#"    enrichment {{
@@ -45,6 +49,8 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
             list "tor" {:?} kind="tor-exit"
             list "bad" {:?}
             anonymous-ip {}
+            hosting-asns {:?}
+            proxy-asns {:?}
         }}
         client-ip {{ trusted-proxies "127.0.0.1"; }}
         reload-interval-secs 1
@@ -56,6 +62,8 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
         tor.display().to_string(),
         bad.display().to_string(),
         mm("GeoIP2-Anonymous-IP-Test.mmdb"),
+        hosting.display().to_string(),
+        proxies.display().to_string(),
     ));
     let stack = Stack::start(paths.clone(), config).await?;
     let tap = |stage: &str| {
@@ -92,8 +100,12 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
             "2001:218::1" => {
                 assert_eq!(e["geo"]["country"]["iso_code"], "JP");
                 assert_eq!(e["asn"]["number"], 2914);
+                assert_eq!((e["threat"]["hosting"].clone(), e["threat"]["proxy"].clone(), e["threat"]["score"].clone()), (Value::Bool(true), Value::Bool(false), 10.into()), "{e}");
             }
-            "1.1.1.1" => assert_eq!(e["asn"]["organization"], "Cloudflare, Inc."),
+            "1.1.1.1" => {
+                assert_eq!(e["asn"]["organization"], "Cloudflare, Inc.");
+                assert_eq!((e["threat"]["proxy"].clone(), e["threat"]["hosting"].clone(), e["threat"]["score"].clone()), (Value::Bool(true), Value::Bool(false), 25.into()), "{e}");
+            }
             "185.220.101.4" => {
                 assert_eq!(e["threat"]["lists"], serde_json::json!(["tor"]));
                 assert_eq!(e["threat"]["score"], 40);

@@ -286,7 +286,7 @@ fn data_files(cfg: &Enrichment) -> Vec<PathBuf> {
         files.push(d.regexes.clone());
     }
     if let Some(t) = &cfg.threat_intel {
-        files.extend(t.lists.iter().map(|l| l.path.clone()).chain(t.anonymous_ip.iter().cloned()).chain(t.hosting_asns.iter().cloned()));
+        files.extend(t.lists.iter().map(|l| l.path.clone()).chain(t.anonymous_ip.iter().cloned()).chain(t.hosting_asns.iter().cloned()).chain(t.proxy_asns.iter().cloned()));
     }
     files
 }

@@ -1,5 +1,5 @@
 //! `threat.*`: what named IP lists (FireHOL/Spamhaus-style netsets, the Tor exit list),
-//! GeoIP2 Anonymous-IP databases and lists of hosting AS numbers say about an address, and a
+//! GeoIP2 Anonymous-IP databases and lists of hosting or proxy AS numbers say about an address, and a
 //! score that weighs them. All lists are flattened into one range map, so a lookup costs the
 //! same for one list of ten entries or twenty lists of 100k ranges.
 
@@ -8,7 +8,7 @@ use super::ranges::{key, parse_range, union_of_sets, RangeMap};
 use maxminddb::geoip2::AnonymousIp;
 use sentinel_config::{ThreatIntel, ThreatKind, ThreatWeights};
 use sentinel_wire::event::Threat;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -18,8 +18,16 @@ pub struct ThreatLookup {
     lists: Vec<(String, ThreatKind)>,
     ranges: RangeMap<u64>,
     anonymous: Vec<Database>,
-    hosting_asns: HashSet<u32>,
+    /// What lists of AS numbers say about each listed one.
+    asns: HashMap<u32, AsnFlags>,
     weights: ThreatWeights,
+}
+
+/// What the AS-number lists say about one AS.
+#[derive(Debug, Default, Clone, Copy)]
+struct AsnFlags {
+    hosting: bool,
+    proxy: bool,
 }
 
 impl ThreatLookup {
@@ -29,15 +37,18 @@ impl ThreatLookup {
         }
         let sets = cfg.lists.iter().map(|l| read_list(&l.path)).collect::<Result<Vec<_>, _>>()?;
         let anonymous = cfg.anonymous_ip.iter().map(|p| Database::open(p)).collect::<Result<Vec<_>, _>>()?;
-        let mut hosting_asns = HashSet::new();
+        let mut asns = HashMap::new();
         for p in &cfg.hosting_asns {
-            read_asns(p, &mut hosting_asns)?;
+            read_asns(p, &mut asns, |f| f.hosting = true)?;
+        }
+        for p in &cfg.proxy_asns {
+            read_asns(p, &mut asns, |f| f.proxy = true)?;
         }
         Ok(ThreatLookup {
             lists: cfg.lists.iter().map(|l| (l.name.clone(), l.kind)).collect(),
             ranges: union_of_sets(&sets),
             anonymous,
-            hosting_asns,
+            asns,
             weights: cfg.weights,
         })
     }
@@ -65,8 +76,9 @@ impl ThreatLookup {
             t.proxy |= yes(a.is_public_proxy) || yes(a.is_anonymous_vpn) || yes(a.is_residential_proxy);
             t.hosting |= yes(a.is_hosting_provider);
         }
-        if asn.is_some_and(|n| self.hosting_asns.contains(&n)) {
-            t.hosting = true;
+        if let Some(f) = asn.and_then(|n| self.asns.get(&n)) {
+            t.hosting |= f.hosting;
+            t.proxy |= f.proxy;
         }
         let w = &self.weights;
         let points = [(t.known_bad, w.known_bad), (t.tor_exit, w.tor_exit), (t.proxy, w.proxy), (t.hosting, w.hosting)];
@@ -100,8 +112,9 @@ fn read_list(path: &Path) -> Result<Vec<(u128, u128)>, DataError> {
     Ok(out)
 }
 
-/// AS numbers, one a line (`AS` prefix allowed), `#` comments.
-fn read_asns(path: &Path, into: &mut HashSet<u32>) -> Result<(), DataError> {
+/// AS numbers, one a line (`AS` prefix allowed), `#` comments; `mark` records the file's
+/// meaning for each.
+fn read_asns(path: &Path, into: &mut HashMap<u32, AsnFlags>, mark: impl Fn(&mut AsnFlags)) -> Result<(), DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -110,7 +123,7 @@ fn read_asns(path: &Path, into: &mut HashSet<u32>) -> Result<(), DataError> {
         }
         let digits = line.trim_start_matches("AS").trim_start_matches("as");
         let asn = digits.parse().map_err(|_| DataError::new(path, format!("line {}: {line:?} is not an AS number", n + 1)))?;
-        into.insert(asn);
+        mark(into.entry(asn).or_default());
     }
     Ok(())
 }
@@ -133,6 +146,7 @@ mod tests {
         let bad = write(dir.path(), "drop.txt", "; Spamhaus DROP\n192.0.2.0/24 ; SBL1\n# FireHOL style\n198.51.100.7\n2001:db8:bad::/48\n");
         let tor = write(dir.path(), "tor.txt", "ExitNode 0011\nPublished 2024-01-01\nExitAddress 203.0.113.5 2024-01-01 00:00:00\n203.0.113.6\n");
         let hosting = write(dir.path(), "hosting-asns.txt", "# clouds\nAS16509\n14061\n");
+        let vpn = write(dir.path(), "proxy-asns.txt", "# VPN providers\nAS9009\nas14061\n");
         let cfg = ThreatIntel {
             lists: vec![
                 ThreatList { name: "drop".into(), path: bad, kind: ThreatKind::KnownBad },
@@ -140,6 +154,7 @@ mod tests {
             ],
             anonymous_ip: vec![],
             hosting_asns: vec![hosting],
+            proxy_asns: vec![vpn],
             weights: ThreatWeights::default(),
         };
         let t = ThreatLookup::load(&cfg).unwrap();
@@ -152,11 +167,18 @@ mod tests {
         assert!(tor.tor_exit && tor.hosting && !tor.known_bad);
         assert_eq!(tor.score, 50);
         assert!(t.lookup("2001:db8:bad::1".parse().unwrap(), None).unwrap().known_bad);
+        // AS lists: a VPN provider's AS is a proxy, not hosting; an AS on both lists is both.
+        let vpn = t.lookup("8.8.8.8".parse().unwrap(), Some(9009)).unwrap();
+        assert!(vpn.proxy && !vpn.hosting && vpn.lists.is_empty(), "{vpn:?}");
+        assert_eq!(vpn.score, 25);
+        let both = t.lookup("8.8.8.8".parse().unwrap(), Some(14061)).unwrap();
+        assert!(both.proxy && both.hosting, "{both:?}");
+        assert_eq!(both.score, 35);
     }
 
     #[test]
     fn anonymous_ip_database_sets_its_flags() {
-        let cfg = ThreatIntel { lists: vec![], anonymous_ip: vec![data("maxmind-test/GeoIP2-Anonymous-IP-Test.mmdb")], hosting_asns: vec![], weights: ThreatWeights::default() };
+        let cfg = ThreatIntel { lists: vec![], anonymous_ip: vec![data("maxmind-test/GeoIP2-Anonymous-IP-Test.mmdb")], hosting_asns: vec![], proxy_asns: vec![], weights: ThreatWeights::default() };
         let t = ThreatLookup::load(&cfg).unwrap();
         // MaxMind's test data: 1.2.0.0/16 is anonymous + VPN; 81.2.69.0/24 is every flag.
         let vpn = t.lookup("1.2.0.1".parse().unwrap(), None).unwrap();
@@ -170,7 +192,7 @@ mod tests {
     fn a_bad_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "bad.txt", "192.0.2.1\n300.1.1.1\n");
-        let cfg = ThreatIntel { lists: vec![ThreatList { name: "x".into(), path: p, kind: ThreatKind::KnownBad }], anonymous_ip: vec![], hosting_asns: vec![], weights: ThreatWeights::default() };
+        let cfg = ThreatIntel { lists: vec![ThreatList { name: "x".into(), path: p, kind: ThreatKind::KnownBad }], anonymous_ip: vec![], hosting_asns: vec![], proxy_asns: vec![], weights: ThreatWeights::default() };
         let e = ThreatLookup::load(&cfg).unwrap_err().to_string();
         assert!(e.contains("bad.txt: line 2") && e.contains("300.1.1.1"), "{e}");
     }
@@ -184,7 +206,7 @@ mod tests {
             text.push_str(&format!("{ip}/25\n"));
         }
         let p = write(dir.path(), "big.netset", &text);
-        let cfg = ThreatIntel { lists: vec![ThreatList { name: "big".into(), path: p, kind: ThreatKind::KnownBad }], anonymous_ip: vec![], hosting_asns: vec![], weights: ThreatWeights::default() };
+        let cfg = ThreatIntel { lists: vec![ThreatList { name: "big".into(), path: p, kind: ThreatKind::KnownBad }], anonymous_ip: vec![], hosting_asns: vec![], proxy_asns: vec![], weights: ThreatWeights::default() };
         let t = ThreatLookup::load(&cfg).unwrap();
         assert!(t.lookup("11.0.5.7".parse().unwrap(), None).unwrap().known_bad);
         assert!(!t.lookup("11.0.5.200".parse().unwrap(), None).unwrap().known_bad);

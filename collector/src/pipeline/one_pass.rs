@@ -236,7 +236,7 @@ mod tests {
         e.geoip = Some(GeoIp { databases: vec![data("maxmind-test/GeoIP2-City-Test.mmdb")], layout: GeoLayout::GeoIp2, fields: vec![] });
         e.asn = Some(AsnData { databases: vec![data("maxmind-test/GeoLite2-ASN-Test.mmdb")], csv: vec![] });
         e.device_detection = Some(DeviceDetection { regexes: data("uap-core/regexes.yaml"), cache_size: 100 });
-        e.threat_intel = Some(ThreatIntel { lists: vec![ThreatList { name: "bad".into(), path: list, kind: ThreatKind::KnownBad }], anonymous_ip: vec![], hosting_asns: vec![], weights: ThreatWeights::default() });
+        e.threat_intel = Some(ThreatIntel { lists: vec![ThreatList { name: "bad".into(), path: list, kind: ThreatKind::KnownBad }], anonymous_ip: vec![], hosting_asns: vec![], proxy_asns: vec![], weights: ThreatWeights::default() });
         e.client_ip.trusted_proxies = vec!["10.0.0.0/8".into()];
         e
     }

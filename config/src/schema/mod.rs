@@ -23,7 +23,7 @@ const ENRICHMENT: &[&str] = &["geoip", "asn", "device-detection", "threat-intel"
 const GEOIP: &[&str] = &["database", "layout", "field"];
 const ASN: &[&str] = &["database", "csv"];
 const DEVICE: &[&str] = &["regexes", "cache-size"];
-const THREAT: &[&str] = &["list", "anonymous-ip", "hosting-asns", "weights"];
+const THREAT: &[&str] = &["list", "anonymous-ip", "hosting-asns", "proxy-asns", "weights"];
 const REDACTION: &[&str] = &["detectors", "mode", "detector", "query-params", "headers", "hash-key", "anonymize-client-ip"];
 const CLIENT_IP: &[&str] = &["trusted-proxies", "header"];
 const WEIGHTS: &[&str] = &["known-bad", "tor-exit", "proxy", "hosting"];
@@ -688,7 +688,7 @@ impl Reader<'_> {
     }
 
     fn threat(&mut self, n: &KdlNode) -> Option<ThreatIntel> {
-        let mut t = ThreatIntel { lists: Vec::new(), anonymous_ip: Vec::new(), hosting_asns: Vec::new(), weights: ThreatWeights::default() };
+        let mut t = ThreatIntel { lists: Vec::new(), anonymous_ip: Vec::new(), hosting_asns: Vec::new(), proxy_asns: Vec::new(), weights: ThreatWeights::default() };
         for c in self.children(n, THREAT, &["list"]) {
             match c.name().value() {
                 "list" => {
@@ -719,6 +719,7 @@ impl Reader<'_> {
                 }
                 "anonymous-ip" => t.anonymous_ip = self.paths(c),
                 "hosting-asns" => t.hosting_asns = self.paths(c),
+                "proxy-asns" => t.proxy_asns = self.paths(c),
                 _ => {
                     self.no_children(c);
                     self.args(c, WEIGHTS);
@@ -746,7 +747,7 @@ impl Reader<'_> {
                 }
             }
         }
-        if t.lists.is_empty() && t.anonymous_ip.is_empty() && t.hosting_asns.is_empty() {
+        if t.lists.is_empty() && t.anonymous_ip.is_empty() && t.hosting_asns.is_empty() && t.proxy_asns.is_empty() {
             // A bare `threat-intel` reads the two lists operators most often keep.
             t.lists.push(ThreatList { name: "tor-exits".into(), path: default_paths::TOR_EXITS.into(), kind: ThreatKind::TorExit });
             t.lists.push(ThreatList { name: "known-bad".into(), path: default_paths::KNOWN_BAD.into(), kind: ThreatKind::KnownBad });
