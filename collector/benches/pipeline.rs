@@ -5,7 +5,8 @@
 //! lists of 5,000 ranges each (100k ranges).
 //!
 //! Forwarding (each line in one pass from its frame), decode + encode (the stages' baseline,
-//! with the client address settled from a trusted `X-Forwarded-For`), redaction alone, each enricher alone (address enrichers on
+//! with the client address settled from a trusted `X-Forwarded-For`), sampling alone (the
+//! dynamic sampler keeping everything; a fixed rate of 1/2), redaction alone, each enricher alone (address enrichers on
 //! all-new addresses: their real lookup cost), then the full pipeline (sample at 100%, every
 //! enricher, redaction with every detector) both ways. Events/s per core = 1 / (time per event).
 //! A second group times the one pass alone, and decoding and encoding apart; a third times the two user-agent parsers on the same
@@ -21,7 +22,7 @@ use sentinel_collector::ingest::{Frames, READ_BYTES};
 use sentinel_collector::metrics::Metrics;
 use sentinel_collector::pipeline::{Live, Pipeline};
 use sentinel_collector::tap::TapHub;
-use sentinel_config::{AsnData, ClientIp, DeviceDetection, Enrichment, GeoIp, GeoLayout, ThreatIntel, ThreatKind, ThreatList, ThreatWeights};
+use sentinel_config::{AsnData, ClientIp, DeviceDetection, DynamicSampling, Enrichment, GeoIp, GeoLayout, ThreatIntel, ThreatKind, ThreatList, ThreatWeights};
 use sentinel_wire::event::{Client, Event, EventInfo, Headers, Http, HttpRequest, HttpResponse, Sampling, Url};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -199,11 +200,33 @@ fn enrichment(geo: bool, asn: bool, device: bool, threat: Option<&[ThreatList]>)
     }
 }
 
-fn pipeline(cfg: &Enrichment, redact: bool) -> Pipeline {
+/// How a row samples: at 100% (as the budget says), or with the stage doing its work.
+#[derive(Clone, Copy)]
+enum Sample {
+    All,
+    /// Every other event (by request id), every 5xx kept.
+    Half,
+    /// The dynamic sampler over the default key, aiming so high that it keeps every event: the
+    /// stage's whole cost (key, count, rate, stamp) with nothing dropped.
+    DynamicKeepingAll,
+}
+
+fn pipeline(cfg: &Enrichment, redact: bool, sample: Sample) -> Pipeline {
     let metrics = Arc::new(Metrics::default());
     let handle = Arc::new(EnrichmentHandle::start(cfg, metrics.enrich.clone()).expect("load enrichment data"));
-    // Sampling at 100%, as the budget says: the stage runs and keeps everything.
-    let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));
+    let mut sampling_cfg = sentinel_config::Config::default().sampling;
+    match sample {
+        Sample::All => {}
+        Sample::Half => sampling_cfg.rate = 0.5,
+        Sample::DynamicKeepingAll => {
+            sampling_cfg.dynamic = Some(DynamicSampling {
+                target_events_per_sec: 1e12,
+                key: DynamicSampling::DEFAULT_KEY.iter().map(|k| k.to_string()).collect(),
+                adjust_interval: Duration::from_secs(1),
+            })
+        }
+    }
+    let sampling = Arc::new(SamplingHandle::new(&sampling_cfg));
     // Redaction as configured by default (every detector, masking), or off.
     let redaction_cfg = if redact { sentinel_config::Config::default().redaction } else { None };
     let redaction = Arc::new(arc_swap::ArcSwap::from_pointee(sentinel_collector::redact::Redactor::new(&redaction_cfg)));
@@ -224,23 +247,26 @@ fn stages(c: &mut Criterion) {
     // written in one pass from its frame.
     let mut forward_only = enrichment(false, false, false, None);
     forward_only.client_ip.trusted_proxies.clear();
-    let cases: [(&str, Enrichment, bool, &[Frames]); 9] = [
-        ("forward (one pass)", forward_only, false, &frames_mix),
-        ("decode + client address + encode (the stages' baseline)", enrichment(false, false, false, None), false, &frames_mix),
-        ("redact (all detectors)", enrichment(false, false, false, None), true, &frames_mix),
-        ("geo (DB-IP city)", enrichment(true, false, false, None), false, &frames_new),
-        ("asn (515k CSV ranges)", enrichment(false, true, false, None), false, &frames_new),
-        ("device (uap-core)", enrichment(false, false, true, None), false, &frames_mix),
-        ("threat (20 lists, 100k ranges)", enrichment(false, false, false, Some(&lists)), false, &frames_new),
-        ("full, 2000 clients", enrichment(true, true, true, Some(&lists)), true, &frames_mix),
-        ("full, every address new", enrichment(true, true, true, Some(&lists)), true, &frames_new),
+    let none = || enrichment(false, false, false, None);
+    let cases: [(&str, Enrichment, bool, Sample, &[Frames]); 11] = [
+        ("forward (one pass)", forward_only, false, Sample::All, &frames_mix),
+        ("decode + client address + encode (the stages' baseline)", none(), false, Sample::All, &frames_mix),
+        ("sample (dynamic, keeping every event)", none(), false, Sample::DynamicKeepingAll, &frames_mix),
+        ("sample (rate 1/2, 5xx kept)", none(), false, Sample::Half, &frames_mix),
+        ("redact (all detectors)", none(), true, Sample::All, &frames_mix),
+        ("geo (DB-IP city)", enrichment(true, false, false, None), false, Sample::All, &frames_new),
+        ("asn (515k CSV ranges)", enrichment(false, true, false, None), false, Sample::All, &frames_new),
+        ("device (uap-core)", enrichment(false, false, true, None), false, Sample::All, &frames_mix),
+        ("threat (20 lists, 100k ranges)", enrichment(false, false, false, Some(&lists)), false, Sample::All, &frames_new),
+        ("full, 2000 clients", enrichment(true, true, true, Some(&lists)), true, Sample::All, &frames_mix),
+        ("full, every address new", enrichment(true, true, true, Some(&lists)), true, Sample::All, &frames_new),
     ];
-    for (name, cfg, redact, frames) in &cases {
+    for (name, cfg, redact, sample, frames) in &cases {
         // Loaded on first use, so a filtered run loads only what it measures.
         let mut p = None;
         let mut scratch = WorkerScratch::default();
         g.bench_function(*name, |b| {
-            let p = p.get_or_insert_with(|| pipeline(cfg, *redact));
+            let p = p.get_or_insert_with(|| pipeline(cfg, *redact, *sample));
             b.iter(|| {
                 for batch in frames.iter() {
                     black_box(p.process(batch, &mut scratch));

@@ -2,6 +2,14 @@
 //! once it has learned the traffic, keeps every 5xx, and the events' `sampling.rate` re-weights
 //! to the true request count (per key, the unit tests of `collector/src/sample.rs` check it on
 //! 160k events).
+//!
+//! A re-weighted count is an estimate: each kept event stands for `rate` requests, so its
+//! standard error is `sqrt(Σ rate·(rate − 1))` over the kept events. Keyed by path over the
+//! demo's 10,000 pages at a low target, the busiest paths keep about one event an interval,
+//! each standing for thousands of requests, and that error was 4.7–5.8% of a 5-second count
+//! (the test then failed its 10% a third of the time on a fast machine). Keyed as by default
+//! (route, method, status class) at 1,000 events/s, the error is ~1–2%, so 10% is a bound a
+//! correct sampler always meets and a wrong weight does not.
 
 use sentinel_demo::stack::{Paths, Stack, StackConfig};
 use sentinel_demo::traffic;
@@ -13,7 +21,7 @@ async fn dynamic_sampling_reweights_to_the_true_counts() -> anyhow::Result<()> {
     let paths = Paths::discover()?;
     let mut config = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
     config.collector_blocks = Some(
-        "    sampling {\n        dynamic {\n            target-events-per-sec 300\n            key \"url.path\" \"http.request.method\" \"status_class\"\n            adjust-interval-secs 1\n        }\n    }\n".into(),
+        "    sampling {\n        dynamic {\n            target-events-per-sec 1000\n            adjust-interval-secs 1\n        }\n    }\n".into(),
     );
     let stack = Stack::start(paths, config).await?;
     let (mut sent, mut server_errors) = (0u64, 0u64);
@@ -37,8 +45,13 @@ async fn dynamic_sampling_reweights_to_the_true_counts() -> anyhow::Result<()> {
     assert_eq!(errors, server_errors, "every 5xx is kept");
     assert!(events.iter().any(|e| e["sampling"]["reason"] == "dynamic"));
 
-    // Re-weighted, the events count the requests: within 10%.
-    let total: f64 = events.iter().map(|e| e["sampling"]["rate"].as_f64().unwrap_or(0.0)).sum();
-    assert!((total - sent as f64).abs() / (sent as f64) < 0.10, "re-weighted {total} vs {sent} sent");
+    // Re-weighted, the events count the requests: within 10%, and within four of the estimate's
+    // own standard errors.
+    let rates: Vec<f64> = events.iter().map(|e| e["sampling"]["rate"].as_f64().unwrap_or(0.0)).collect();
+    let total: f64 = rates.iter().sum();
+    let error = rates.iter().map(|r| r * (r - 1.0)).sum::<f64>().sqrt();
+    let off = (total - sent as f64).abs();
+    eprintln!("re-weighted {total:.0} vs {sent} sent: off by {:.2}%, standard error {:.2}%", 100.0 * off / sent as f64, 100.0 * error / sent as f64);
+    assert!(off / (sent as f64) < 0.10 && off < 4.0 * error + 1.0, "re-weighted {total} vs {sent} sent (standard error {error:.0})");
     Ok(())
 }
