@@ -404,6 +404,69 @@ mod tests {
         (kept, metrics.connections.load(Relaxed), metrics.connections_refused.load(Relaxed))
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_split_across_reads_reach_the_pipeline_whole_and_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let max = 200_000;
+        let cfg = UnixIngestConfig { path: dir.path().join("t.sock"), mode: 0o660, max_frame_bytes: max, peers: PeerPolicy::default() };
+        let listener = bind(&cfg).expect("bind");
+        let metrics = Arc::new(Metrics::default());
+        let (tx, mut rx) = mpsc::channel::<Frames>(4);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, cfg.clone(), tx, metrics.clone(), stop_rx));
+        let received = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(mut frames) = rx.recv().await {
+                all.extend(frames.iter().map(<[u8]>::to_vec));
+                if let Some(a) = frames.ack.take() {
+                    a.complete();
+                }
+            }
+            all
+        });
+        // Payloads from 1 byte to past one read's worth, each byte telling which frame it is
+        // in; every 50th frame is over the limit and must be skipped, not handed on.
+        let mut stream = frame::HELLO.to_vec();
+        let mut expected = Vec::new();
+        for i in 0..400usize {
+            let len = if i % 50 == 49 { max + 1 } else { [1, 17, 600, 4_095, 70_000, 150_000][i % 6] };
+            let payload = vec![(i % 251) as u8; len];
+            frame::write_frame(&mut stream, FrameKind::Event, &payload);
+            if len <= max {
+                expected.push(payload);
+            }
+        }
+        let mut conn = UnixStream::connect(&cfg.path).await.expect("connect");
+        // Writes of odd sizes with pauses, so reads end inside headers and payloads.
+        let mut at = 0;
+        for (n, size) in [1, 3, 19, 4_099, 65_537, 131_071].iter().cycle().enumerate() {
+            if at >= stream.len() {
+                break;
+            }
+            let end = (at + size).min(stream.len());
+            conn.write_all(&stream[at..end]).await.expect("write");
+            at = end;
+            if n % 7 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        for _ in 0..500 {
+            if metrics.frames_received.load(Relaxed) == 400 && metrics.oversized.load(Relaxed) == 8 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop_tx.send(true);
+        drop(conn);
+        let _ = server.await;
+        let got = received.await.expect("receiver");
+        assert_eq!(metrics.oversized.load(Relaxed), 8);
+        assert_eq!(got.len(), expected.len());
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(g == e, "frame {i}: {} bytes handed on, {} sent", g.len(), e.len());
+        }
+    }
+
     #[tokio::test]
     async fn peers_are_checked_by_uid_or_gid() {
         let (uid, gid) = me();
