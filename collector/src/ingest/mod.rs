@@ -43,6 +43,19 @@ impl Frames {
         self.data = data;
     }
 
+    /// Copies the payloads the spans point to out of `buf`, back to back, instead of taking it
+    /// (for a small read: a queued batch then holds only its payloads, not a read buffer).
+    pub fn copy_from(&mut self, buf: &[u8]) {
+        debug_assert!(self.data.is_empty());
+        let mut data = Vec::with_capacity(self.payload_bytes);
+        for span in &mut self.spans {
+            let start = data.len();
+            data.extend_from_slice(&buf[span.0..span.1]);
+            *span = (start, data.len());
+        }
+        self.data = data;
+    }
+
     pub fn len(&self) -> usize {
         self.spans.len()
     }

@@ -259,13 +259,18 @@ impl Connection {
 
     /// Parses every complete frame in the buffer (`read` bytes of it just arrived) and hands
     /// the event frames to the pipeline with the buffer itself, keeping a copy of what follows
-    /// them (waiting while the pipeline's queue is full: backpressure). False when the
-    /// connection must close.
+    /// them (frames of a small read are copied out instead), waiting while the pipeline's queue
+    /// is full: backpressure. False when the connection must close.
     async fn ingest(&self, read: usize, buf: &mut Vec<u8>, state: &mut State) -> bool {
         self.metrics.bytes_received.fetch_add(read as u64, Relaxed);
         let mut frames = Frames::default();
         let (keep_going, pos) = self.parse(buf, state, &mut frames);
         if frames.is_empty() {
+            buf.drain(..pos);
+        } else if pos < super::READ_BYTES / 4 {
+            // Little arrived: copy the frames out and keep the buffer, so a trickle of small
+            // batches queued for the pipeline does not hold a read buffer each.
+            frames.copy_from(&buf[..pos]);
             buf.drain(..pos);
         } else {
             // What follows the last whole frame (part of the next one) starts the next buffer.
