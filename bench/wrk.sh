@@ -48,22 +48,21 @@ run() { # $1 port, $2 proxy pid -> "rps p99_ms cpu_us_per_request collector_cpu_
   local out; out=$("${on_rest[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$1/api/users/42")
   local after; after=$(cpu_ns "$2")
   local cafter; cafter=$(cpu_ns "$collector_pid")
-  # Each thread's CPU in this run, by thread name, for the per-thread table at the end.
-  { echo "$threads" | sed 's/^/- /'; thread_ns "$2" | sed 's/^/+ /'; } >>"$work/threads.$1"
   local rps p99 n
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
+  # Each thread's CPU in this run, by thread name, and the requests, for the table at the end.
+  { echo "$threads" | sed 's/^/- /'; thread_ns "$2" | sed 's/^/+ /'; echo "n requests $n"; } >>"$work/threads.$1"
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
   echo "$rps $p99 $(awk -v a="$before" -v b="$after" -v n="$n" 'BEGIN {printf "%.1f", (b-a)/1000/n}') $(awk -v a="$cbefore" -v b="$cafter" -v n="$n" 'BEGIN {printf "%.1f", (b-a)/1000/n}')"
 }
 run 18080 "$off_pid" >/dev/null; run 18082 "$on_pid" >/dev/null   # warm-up
-rm -f "$work"/threads.*; off_n=0; on_n=0
+rm -f "$work"/threads.*
 off_sum=0; on_sum=0; off_cpu=0; on_cpu=0
 printf "%-6s %12s %10s %10s %12s %10s %10s %11s %8s %10s\n" round "off req/s" "off p99" "off µs/req" "on req/s" "on p99" "on µs/req" "coll µs/ev" ratio "cpu ratio"
 for r in $(seq "$rounds"); do
   read -r off_rps off_p99 off_us _ < <(run 18080 "$off_pid")
   read -r on_rps on_p99 on_us coll_us < <(run 18082 "$on_pid")
-  off_n=$(awk -v a="$off_n" -v r="$off_rps" -v s="$secs" 'BEGIN {print a + r * s}'); on_n=$(awk -v a="$on_n" -v r="$on_rps" -v s="$secs" 'BEGIN {print a + r * s}')
   printf "%-6s %12s %10s %10s %12s %10s %10s %11s %8.3f %10.3f\n" "$r" "$off_rps" "$off_p99" "$off_us" "$on_rps" "$on_p99" "$on_us" "$coll_us" \
     "$(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {print a/b}')" "$(awk -v a="$on_us" -v b="$off_us" 'BEGIN {print b/a}')"
   off_cpu=$(awk -v a="$off_cpu" -v b="$off_us" 'BEGIN {print a+b}'); on_cpu=$(awk -v a="$on_cpu" -v b="$on_us" 'BEGIN {print a+b}')
@@ -73,11 +72,11 @@ sleep 1
 m=$(curl -s 127.0.0.1:18092/metrics || true)
 echo "throughput ratio on/off over all rounds: $(awk -v a="$on_sum" -v b="$off_sum" 'BEGIN {printf "%.3f", a/b}')"
 echo "proxy CPU per request off/on over all rounds (the throughput ratio a CPU-bound proxy would see): $(awk -v a="$on_cpu" -v b="$off_cpu" 'BEGIN {printf "%.3f", b/a}')"
-per_thread() { # $1 port, $2 requests -> "name µs, ..." CPU per request of each thread name
-  awk -v n="$2" '{ d[$2] += ($1 == "+" ? $3 : -$3) } END { for (t in d) if (d[t] > 0) printf "%s %.2f, ", t, d[t] / 1000 / n }' "$work/threads.$1" | sed 's/, $//'
+per_thread() { # $1 port -> "name µs, ..." CPU per request of each thread name over the rounds
+  awk '$1 == "n" { n += $3; next } { d[$2] += ($1 == "+" ? $3 : -$3) } END { for (t in d) if (d[t] > 0) printf "%s %.2f, ", t, d[t] / 1000 / n }' "$work/threads.$1" | sed 's/, $//'
 }
-echo "µs of CPU a request by thread, off: $(per_thread 18080 "$off_n")"
-echo "µs of CPU a request by thread, on:  $(per_thread 18082 "$on_n")"
+echo "µs of CPU a request by thread, off: $(per_thread 18080)"
+echo "µs of CPU a request by thread, on:  $(per_thread 18082)"
 echo "telemetry-on proxy: $(grep -E '^sentinel_filter_calls_total ' <<<"$m") $(grep -E '^sentinel_channel_sent_frames_total ' <<<"$m") dropped=$(grep -E '^sentinel_channel_dropped_total' <<<"$m" | awk '{s+=$2} END {print s+0}') faults=$(grep -E '^sentinel_filter_faults_total' <<<"$m" | awk '{s+=$2} END {print s+0}') $(grep -E '^sentinel_filter_instances_created_total ' <<<"$m")"
 [ -n "${WRK_METRICS:-}" ] && printf '%s\n' "$m" > "$WRK_METRICS"
 true

@@ -47,13 +47,11 @@ impl Frames {
     /// (for a small read: a queued batch then holds only its payloads, not a read buffer).
     pub fn copy_from(&mut self, buf: &[u8]) {
         debug_assert!(self.data.is_empty());
-        let mut data = Vec::with_capacity(self.payload_bytes);
-        for span in &mut self.spans {
-            let start = data.len();
-            data.extend_from_slice(&buf[span.0..span.1]);
-            *span = (start, data.len());
+        let spans = std::mem::take(&mut self.spans);
+        self.data.reserve_exact(std::mem::take(&mut self.payload_bytes));
+        for (start, end) in spans {
+            self.push(&buf[start..end]);
         }
-        self.data = data;
     }
 
     pub fn len(&self) -> usize {
@@ -80,8 +78,8 @@ pub struct Batch {
     pub lines: Vec<u8>,
     pub events: u64,
     /// CRC-32 of `lines`, computed by the worker that wrote them while they are in its cache
-    /// (the log's record checksum is built from it).
-    pub lines_crc: u32,
+    /// (the log's record checksum is built from it); without it the log writer computes it.
+    pub lines_crc: Option<u32>,
     /// The acknowledgement of the frames this batch came from.
     pub ack: Option<Ack>,
 }

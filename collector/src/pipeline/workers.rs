@@ -45,7 +45,7 @@ impl Workers {
                             a.complete();
                         }
                     } else {
-                        batch.lines_crc = crc32fast::hash(&batch.lines);
+                        batch.lines_crc = Some(crc32fast::hash(&batch.lines));
                         if out.send(batch).is_err() {
                             break;
                         }

@@ -67,7 +67,10 @@ pub fn spawn(mut writer: Writer, batches: Receiver<Batch>, taps: TapHub, stop: A
 /// Appends the group, retrying on I/O errors; false when it was given up.
 fn append(writer: &mut Writer, group: &[Batch], stop: &AtomicBool, metrics: &Metrics) -> bool {
     loop {
-        let items = group.iter().map(|b| Payload { lines: &b.lines, events: u32::try_from(b.events).unwrap_or(u32::MAX), crc: b.lines_crc });
+        let items = group.iter().map(|b| {
+            let events = u32::try_from(b.events).unwrap_or(u32::MAX);
+            b.lines_crc.map_or_else(|| Payload::new(&b.lines, events), |crc| Payload { lines: &b.lines, events, crc })
+        });
         match writer.append(items, stop) {
             Ok(()) => return true,
             Err(AppendError::Stopping(_)) => return false,

@@ -354,3 +354,24 @@ fn a_removed_sink_stops_holding_segments() {
     assert_eq!(m.wal.segments.load(Relaxed), 1);
     assert!(!cursor::path(&dir.path().join("cursors"), "gone").exists());
 }
+
+#[test]
+fn the_intake_writes_readable_records_with_or_without_the_workers_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, w, m) = open(cfg(dir.path()));
+    let mut r = wal.attach("file");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stop = Arc::new(AtomicBool::new(false));
+    let intake = intake::spawn(w, rx, crate::tap::TapHub::default(), stop, m.clone()).unwrap();
+    for i in 0..6u64 {
+        let lines = line(i);
+        // As a worker sends them (checksummed), and as any other sender would (not).
+        let lines_crc = (i % 2 == 0).then(|| crc32fast::hash(&lines));
+        tx.send(crate::ingest::Batch { lines, events: 1, lines_crc, ack: None }).unwrap();
+    }
+    drop(tx);
+    intake.join().unwrap();
+    let b = read_all(&mut r);
+    assert_eq!(numbers(&b), (0..6).collect::<Vec<_>>(), "every record verified and read back");
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 0);
+}
