@@ -223,6 +223,7 @@ impl SenderLoop {
 
     fn run(mut self) {
         let mut stop_at: Option<Instant> = None;
+        let mut tried_at_stop = false;
         loop {
             self.adopt_new_rings();
             // Rings whose instance is gone and that are drained (and acknowledged) are done with.
@@ -239,8 +240,10 @@ impl SenderLoop {
                 }
             }
             if self.conn.is_none() {
-                if stop_at.is_some() {
-                    break; // no collector to flush to: what is left is counted below
+                // Stopping unconnected: one attempt more (this thread may be stopped before its
+                // first try, with the collector there), then what is left is counted below.
+                if stop_at.is_some() && std::mem::replace(&mut tried_at_stop, true) {
+                    break;
                 }
                 if !self.connect() {
                     continue; // connect() has slept its backoff

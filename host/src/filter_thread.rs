@@ -36,14 +36,12 @@ impl FilterThread {
     pub fn run(mut self) {
         let shared = self.shared.clone();
         shared.handoff.set_consumer();
+        let mut batch = Vec::new();
         loop {
             let stopping = shared.filter_stop.load(Relaxed);
             if !shared.handoff.is_empty() {
                 let _running = shared.ticker.running();
-                shared.handoff.drain(|ex| {
-                    self.call(&ex);
-                    shared.handoff.recycle(ex.head);
-                });
+                shared.handoff.drain(&mut batch, |ex| self.call(ex));
             }
             if stopping {
                 return;

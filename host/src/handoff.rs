@@ -3,11 +3,16 @@
 //! ready); the filter thread runs the filter on what accumulated, back to back, with its code and
 //! memory warm. Measured in the reference proxy: a call per request on the proxy's own thread
 //! cost it about twice the CPU of the same calls made back to back (every call met cold caches).
+//!
+//! The queue is two batches that trade places: proxy threads append to one while a filter thread
+//! works through the other, so each burst reuses the same few hundred slots (and the same head
+//! buffers, handed back last-in first-out) instead of walking a ring of thousands that has left
+//! the cache by the time it comes round: with a ring of 8,192 exchanges and a FIFO of spare
+//! buffers, the proxy's thread spent ~0.6 µs a request in cache misses writing them.
 
 use crate::Exchange;
-use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -18,43 +23,64 @@ const MAX_SPARE_BYTES: usize = 16 << 10;
 
 /// Exchanges waiting for the filter thread, and what it needs to know to wake and to be waited on.
 pub(crate) struct Handoff {
-    queue: ArrayQueue<Exchange>,
-    /// Head buffers the filter thread is done with, for the proxy's threads to fill again: a
-    /// fresh ~1 KiB buffer per request, freed on another thread, cost the proxy's allocator
-    /// more than everything else it does for telemetry on its own thread.
-    spares: ArrayQueue<Vec<u8>>,
+    /// The batch proxy threads append to; a filter thread swaps it for its own empty one.
+    waiting: Mutex<Vec<Exchange>>,
+    /// Most exchanges waiting; past it pushes are refused.
+    capacity: usize,
+    /// Head buffers the filter thread is done with, for the proxy's threads to fill again, the
+    /// most recently used on top: a fresh ~1 KiB buffer per request, freed on another thread,
+    /// cost the proxy's allocator more than everything else it does for telemetry on its own
+    /// thread.
+    spares: Mutex<Vec<Vec<u8>>>,
+    max_spares: usize,
     /// Queue length at which the pushing thread wakes the filter thread early (once per fill).
     wake_at: usize,
     /// The first filter thread, once it runs (others, if configured, wake on their timers).
     consumer: OnceLock<Thread>,
-    /// Batches being worked on now (a popped exchange is in none of the queue's slots).
+    /// Exchanges waiting (a copy of the batch's length, readable without its lock).
+    len: AtomicUsize,
+    /// Batches being worked on now (a taken exchange is in no waiting batch).
     busy: AtomicUsize,
+}
+
+/// A poisoned lock only means a thread panicked while holding it; the vectors stay valid.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Handoff {
     pub fn new(capacity: usize) -> Handoff {
         let capacity = capacity.max(1);
         Handoff {
-            queue: ArrayQueue::new(capacity),
-            spares: ArrayQueue::new((capacity / 4).max(1)),
+            waiting: Mutex::new(Vec::new()),
+            capacity,
+            spares: Mutex::new(Vec::new()),
+            max_spares: (capacity / 4).max(1),
             wake_at: (capacity / 4).clamp(1, 2048),
             consumer: OnceLock::new(),
+            len: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
         }
     }
 
-    /// An empty buffer for a request's head: a recycled one when there is one.
+    /// An empty buffer for a request's head: the most recently recycled one when there is one.
     #[inline]
     pub fn spare_buffer(&self) -> Vec<u8> {
-        self.spares.pop().unwrap_or_else(|| Vec::with_capacity(HEAD_BYTES))
+        lock(&self.spares).pop().unwrap_or_else(|| Vec::with_capacity(HEAD_BYTES))
     }
 
-    /// Keeps a used head buffer for reuse, unless it grew unusually large or enough are kept.
-    #[inline]
-    pub fn recycle(&self, mut buf: Vec<u8>) {
-        if buf.capacity() <= MAX_SPARE_BYTES {
-            buf.clear();
-            let _ = self.spares.push(buf);
+    /// Keeps used head buffers for reuse, except those that grew unusually large or past the
+    /// number kept.
+    pub fn recycle(&self, bufs: impl Iterator<Item = Vec<u8>>) {
+        let mut spares = lock(&self.spares);
+        for mut buf in bufs {
+            if spares.len() >= self.max_spares {
+                break;
+            }
+            if buf.capacity() <= MAX_SPARE_BYTES {
+                buf.clear();
+                spares.push(buf);
+            }
         }
     }
 
@@ -63,13 +89,20 @@ impl Handoff {
         let _ = self.consumer.set(std::thread::current());
     }
 
-    /// Queues an exchange; false (the exchange is dropped) when the queue is full. Never blocks.
+    /// Queues an exchange; false (the exchange is dropped) when the queue is full. Never blocks
+    /// on anything but the brief append of another thread.
     #[inline]
     pub fn push(&self, ex: Exchange) -> bool {
-        if self.queue.push(ex).is_err() {
-            return false;
-        }
-        if self.queue.len() == self.wake_at {
+        let len = {
+            let mut waiting = lock(&self.waiting);
+            if waiting.len() >= self.capacity {
+                return false;
+            }
+            waiting.push(ex);
+            self.len.store(waiting.len(), SeqCst);
+            waiting.len()
+        };
+        if len == self.wake_at {
             self.wake();
         }
         true
@@ -81,27 +114,43 @@ impl Handoff {
         }
     }
 
-    /// Runs `each` on every queued exchange, until the queue is empty; returns how many.
-    pub fn drain(&self, mut each: impl FnMut(Exchange)) -> usize {
+    /// Takes the waiting batch in exchange for `spent` (emptied, its room kept for the next
+    /// batch), runs `each` on every exchange in arrival order, and again until nothing waits;
+    /// returns how many. `spent` comes back empty with the room of the last batch taken.
+    pub fn drain(&self, spent: &mut Vec<Exchange>, mut each: impl FnMut(&Exchange)) -> usize {
         self.busy.fetch_add(1, SeqCst);
         let mut n = 0;
-        while let Some(ex) = self.queue.pop() {
-            each(ex);
-            n += 1;
+        spent.clear();
+        loop {
+            {
+                let mut waiting = lock(&self.waiting);
+                std::mem::swap(&mut *waiting, spent);
+                self.len.store(0, SeqCst);
+            }
+            if spent.is_empty() {
+                break;
+            }
+            for ex in spent.iter() {
+                each(ex);
+            }
+            n += spent.len();
+            self.recycle(spent.iter_mut().map(|ex| std::mem::take(&mut ex.head)));
+            // Captured bodies are freed now; the slots' room stays.
+            spent.clear();
         }
         self.busy.fetch_sub(1, SeqCst);
         n
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.len.load(SeqCst) == 0
     }
 
     /// True when nothing is queued and no exchange is being worked on. The queue is read first:
-    /// a drain counts itself busy before it pops, so an exchange seen gone is either done or
-    /// still counted.
+    /// a drain counts itself busy before it takes a batch, so an exchange seen gone is either
+    /// done or still counted.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.busy.load(SeqCst) == 0
+        self.is_empty() && self.busy.load(SeqCst) == 0
     }
 
     /// Waits (waking the filter thread) until everything queued before the call has been through
@@ -122,7 +171,7 @@ impl Handoff {
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.len.load(SeqCst)
     }
 }
 
@@ -158,29 +207,64 @@ mod tests {
         }
         assert!(!h.push(ex(9)), "full");
         assert!(!h.is_idle());
-        let mut seen = Vec::new();
-        assert_eq!(h.drain(|e| seen.push(e.start_ns)), 3);
+        let (mut spent, mut seen) = (Vec::new(), Vec::new());
+        assert_eq!(h.drain(&mut spent, |e| seen.push(e.start_ns)), 3);
         assert_eq!(seen, [0, 1, 2]);
         assert!(h.is_idle());
         assert!(h.wait_idle(Duration::ZERO));
+        // Room is back, and the next batch goes through the same slots.
+        for i in 3..6 {
+            assert!(h.push(ex(i)));
+        }
+        seen.clear();
+        assert_eq!(h.drain(&mut spent, |e| seen.push(e.start_ns)), 3);
+        assert_eq!(seen, [3, 4, 5]);
     }
 
     #[test]
-    fn head_buffers_come_back_empty_and_huge_ones_are_not_kept() {
+    fn exchanges_pushed_while_a_batch_is_worked_on_are_taken_in_the_same_drain() {
+        let h = Handoff::new(8);
+        assert!(h.push(ex(1)));
+        let (mut spent, mut seen) = (Vec::new(), Vec::new());
+        let n = h.drain(&mut spent, |e| {
+            seen.push(e.start_ns);
+            if e.start_ns == 1 {
+                assert!(!h.is_idle(), "busy while a batch is worked on");
+                assert!(h.push(ex(2)));
+            }
+        });
+        assert_eq!((n, seen), (2, vec![1, 2]));
+        assert!(h.is_idle());
+    }
+
+    #[test]
+    fn head_buffers_come_back_empty_last_in_first_out_and_huge_ones_are_not_kept() {
         let h = Handoff::new(8); // two spares at most
-        let mut a = h.spare_buffer();
+        let (mut a, mut b) = (h.spare_buffer(), h.spare_buffer());
         assert!(a.capacity() >= HEAD_BYTES);
         a.extend_from_slice(b"used");
-        let ptr = a.as_ptr();
-        h.recycle(a);
+        b.extend_from_slice(b"used too");
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        h.recycle([a, b].into_iter());
         let again = h.spare_buffer();
-        assert_eq!((again.as_ptr(), again.len()), (ptr, 0), "the same buffer, emptied");
-        h.recycle(Vec::with_capacity(MAX_SPARE_BYTES + 1));
-        assert!(h.spares.is_empty(), "a huge buffer is freed");
-        for _ in 0..5 {
-            h.recycle(Vec::with_capacity(10));
-        }
-        assert_eq!(h.spares.len(), 2, "no more than the bound is kept");
+        assert_eq!((again.as_ptr(), again.len()), (pb, 0), "the last one recycled, emptied");
+        assert_eq!(h.spare_buffer().as_ptr(), pa);
+        h.recycle(std::iter::once(Vec::with_capacity(MAX_SPARE_BYTES + 1)));
+        assert!(lock(&h.spares).is_empty(), "a huge buffer is freed");
+        h.recycle((0..5).map(|_| Vec::with_capacity(10)));
+        assert_eq!(lock(&h.spares).len(), 2, "no more than the bound is kept");
+    }
+
+    #[test]
+    fn drain_hands_the_head_buffers_back() {
+        let h = Handoff::new(8);
+        let mut e = ex(1);
+        e.head = h.spare_buffer();
+        e.head.extend_from_slice(b"head");
+        let p = e.head.as_ptr();
+        assert!(h.push(e));
+        assert_eq!(h.drain(&mut Vec::new(), |e| assert_eq!(e.head, b"head")), 1);
+        assert_eq!(h.spare_buffer().as_ptr(), p, "the filtered exchange's buffer is reused");
     }
 
     #[test]
@@ -197,7 +281,7 @@ mod tests {
                 while h.len() < 2 && t.elapsed() < Duration::from_secs(10) {
                     std::thread::park_timeout(Duration::from_secs(10));
                 }
-                h.drain(|_| {})
+                h.drain(&mut Vec::new(), |_| {})
             })
         };
         rx.recv().expect("consumer ready");

@@ -12,7 +12,7 @@ use crate::metrics::{DropReason, Metrics};
 use crate::runtime::{Limits, LoadedFilter};
 use crate::{compile, reload, Exchange, FilterConfig, HeadWriter};
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub ticker: Ticker,
     /// Tells the filter threads to empty the queue once more and end.
     pub filter_stop: AtomicBool,
+    /// The serving filter's body capture, readable by the proxy's threads without touching it.
+    pub body_capture_bytes: AtomicU32,
 }
 
 struct Inner {
@@ -80,6 +82,7 @@ impl TelemetryHost {
         };
         let first = read_and_load(&engine, &ticker, &config, &filter_config, limits, 1).inspect_err(|_| ticker.stop())?;
         metrics.set_active_version(&first.version);
+        let first_body_capture = first.config.body_capture_bytes;
         let channel = Channel::start(config.channel.clone(), metrics.clone()).map_err(|e| HostError::Runtime(e.to_string()))?;
         let shared = Arc::new(Shared {
             queues: channel.queues(),
@@ -90,6 +93,7 @@ impl TelemetryHost {
             handoff: Handoff::new(config.handoff_capacity),
             ticker,
             filter_stop: AtomicBool::new(false),
+            body_capture_bytes: AtomicU32::new(first_body_capture),
             config,
         });
         let mut filter_threads = Vec::new();
@@ -214,7 +218,9 @@ impl TelemetryHost {
             Ok(Some(filter)) => {
                 let version = filter.version.clone();
                 log::info!("telemetry: filter {} now serving ({})", version, &filter.digest[..12]);
+                let body_capture_bytes = filter.config.body_capture_bytes;
                 shared.current.store(Arc::new(filter));
+                shared.body_capture_bytes.store(body_capture_bytes, Relaxed);
                 shared.metrics.set_active_version(&version);
                 shared.metrics.reloads_ok.fetch_add(1, Relaxed);
                 Ok(version)
@@ -243,8 +249,9 @@ impl TelemetryHost {
 
     /// Body bytes the active filter keeps per direction: what a proxy should capture, read per
     /// request so a reconfiguration reaches the proxy's capture buffers too.
+    #[inline]
     pub fn body_capture_bytes(&self) -> usize {
-        self.inner.shared.current.load().config.body_capture_bytes as usize
+        self.inner.shared.body_capture_bytes.load(Relaxed) as usize
     }
 
     /// Stops the threads after running the filter on every queued exchange and trying, for at

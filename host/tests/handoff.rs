@@ -29,7 +29,8 @@ fn a_looping_filter_never_holds_up_the_hand_off_and_the_overflow_is_counted() {
     assert!(host.flush(Duration::from_secs(30)), "the filter thread works through the queue");
     let m = host.metrics();
     let backlog = m.dropped(DropReason::FilterBacklog);
-    assert!(backlog >= n - 17, "at most the queue's 16 (and one being run) waited: {backlog} dropped");
+    // At most the queue's 16 waited while a batch of at most 16 taken earlier was being run.
+    assert!(backlog >= n - 32, "at most 2 x 16 were taken: {backlog} dropped");
     assert_eq!(m.calls.load(Relaxed) + backlog, n, "every request was run or counted as dropped");
     assert_eq!(m.deadline_hits.load(Relaxed), m.calls.load(Relaxed));
     host.shutdown(Duration::from_secs(1));
@@ -48,7 +49,7 @@ fn shutdown_runs_the_filter_on_everything_handed_over() {
     let m = host.metrics();
     assert_eq!(m.calls.load(Relaxed), 500);
     assert_eq!(m.emitted.load(Relaxed), 500);
-    assert_eq!(m.dropped_total(), 0);
+    assert_eq!(m.dropped_total(), 0, "{}", host.metrics_text());
     // After shutdown nothing runs the filter: a late request is counted, not left in the queue.
     host.on_request(exchange(500));
     assert_eq!(m.dropped(DropReason::Shutdown), 1);

@@ -3,6 +3,7 @@
 
 use crate::proxy::RequestContext;
 use pingora::http::Version;
+use http::header::HOST;
 use pingora::proxy::Session;
 use sentinel_host::{Exchange, Tag, TelemetryHost};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,15 +30,21 @@ pub fn from_session(host: &TelemetryHost, session: &Session, ctx: &mut RequestCo
         .field(Tag::Path, req.uri.path().as_bytes())
         .field(Tag::Query, req.uri.query().unwrap_or("").as_bytes())
         .field(Tag::Protocol, protocol(req.version).as_bytes());
-    let authority = req.uri.authority().map(|a| a.as_str().as_bytes()).or_else(|| req.headers.get("host").map(|h| h.as_bytes()));
+    let authority = req.uri.authority().map(|a| a.as_str().as_bytes()).or_else(|| req.headers.get(HOST).map(|h| h.as_bytes()));
     head.field(Tag::Authority, authority.unwrap_or(b""));
     let mut client_port = 0;
     if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-        head.field(Tag::ClientAddress, addr.ip().to_string().as_bytes());
+        head.address(Tag::ClientAddress, addr.ip(), None);
         client_port = addr.port();
     }
-    if let Some(up) = &ctx.upstream_address {
-        head.field(Tag::UpstreamAddress, up.as_bytes());
+    match ctx.upstream_address.as_ref().map(|up| (up, up.as_inet())) {
+        Some((_, Some(inet))) => {
+            head.address(Tag::UpstreamAddress, inet.ip(), Some(inet.port()));
+        }
+        Some((up, None)) => {
+            head.field(Tag::UpstreamAddress, up.to_string().as_bytes());
+        }
+        None => {}
     }
     if let Some(v) = &ctx.verdict {
         head.field(Tag::Decision, v.decision.as_bytes());

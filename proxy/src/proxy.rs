@@ -6,6 +6,7 @@ use crate::policy::{PathPolicy, Verdict};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr;
 use pingora::protocols::Digest;
 use pingora::upstreams::peer::Peer;
 use pingora::http::ResponseHeader;
@@ -38,7 +39,8 @@ pub struct RequestContext {
     pub upstream_connect: Option<Duration>,
     pub upstream_ttfb: Option<Duration>,
     pub upstream_end: Option<Duration>,
-    pub upstream_address: Option<String>,
+    /// Where the request went (kept as an address; its text is written only into the head).
+    pub upstream_address: Option<SocketAddr>,
     pub upstream_attempts: u32,
     pub upstream_status: Option<u16>,
     pub request_body: Vec<u8>,
@@ -113,7 +115,7 @@ impl ProxyHttp for ReferenceProxy {
             ctx.upstream_connect = ctx.upstream_start.map(|s| s.elapsed());
         }
         if self.telemetry.is_some() && ctx.upstream_address.is_none() {
-            ctx.upstream_address = Some(peer.address().to_string());
+            ctx.upstream_address = Some(peer.address().clone());
         }
         Ok(())
     }

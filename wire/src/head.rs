@@ -6,6 +6,8 @@
 //! `name_len:u16-LE name verdict_len:u16-LE verdict duration_us:u32-LE`. Unknown tags are skipped,
 //! so a newer host can add fields without breaking an older filter.
 
+use std::fmt::Write;
+use std::net::IpAddr;
 use thiserror::Error;
 
 /// Which value an entry of the packed head carries.
@@ -97,6 +99,35 @@ impl HeadWriter {
         self
     }
 
+    /// Appends an address (`ip` or `ip:port`, `[ip]:port` for IPv6) in its usual text form.
+    /// IPv4, the common case, is written digit by digit: `to_string` through `fmt` cost the
+    /// proxy's thread ~0.1 µs a request for the client and upstream addresses.
+    pub fn address(&mut self, tag: Tag, ip: IpAddr, port: Option<u16>) -> &mut Self {
+        let mut text = AddressText { buf: [0; 64], len: 0 };
+        match (ip, port) {
+            (IpAddr::V4(v4), _) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    text.decimal(octet.into());
+                }
+            }
+            // Never fails: the longest IPv6 text (45 bytes) and brackets fit in the buffer.
+            (IpAddr::V6(v6), None) => {
+                let _ = write!(text, "{v6}");
+            }
+            (IpAddr::V6(v6), Some(_)) => {
+                let _ = write!(text, "[{v6}]");
+            }
+        }
+        if let Some(port) = port {
+            text.push(b':');
+            text.decimal(port.into());
+        }
+        self.field(tag, &text.buf[..text.len])
+    }
+
     /// Appends a request or response header (`response` selects which).
     pub fn header(&mut self, response: bool, name: &[u8], value: &[u8]) -> &mut Self {
         let name = &name[..name.len().min(u16::MAX as usize)];
@@ -133,6 +164,47 @@ impl HeadWriter {
     /// The packed head, moved out without a copy.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
+    }
+}
+
+/// An address's text on the stack (64 bytes hold any IP, brackets and port).
+struct AddressText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl AddressText {
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn decimal(&mut self, mut v: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            self.push(d);
+        }
+    }
+}
+
+impl std::fmt::Write for AddressText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -226,6 +298,27 @@ impl<'a> Iterator for HeadReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_their_display_form() {
+        let ips: Vec<IpAddr> = ["0.0.0.0", "1.2.3.4", "10.200.30.255", "255.255.255.255", "::", "::1", "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::ffff:192.0.2.1"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for ip in ips {
+            for port in [None, Some(0), Some(9), Some(80), Some(65535)] {
+                let mut w = HeadWriter::new();
+                w.address(Tag::ClientAddress, ip, port);
+                let want = match port {
+                    None => ip.to_string(),
+                    Some(p) => std::net::SocketAddr::new(ip, p).to_string(),
+                };
+                let got: Vec<_> = HeadReader::new(w.as_bytes()).collect::<Result<_, _>>().unwrap();
+                assert_eq!(got, [Entry::Field(Tag::ClientAddress, want.as_bytes())], "{ip} {port:?}");
+            }
+        }
+    }
 
     #[test]
     fn round_trips_fields_headers_and_agents() {
