@@ -248,7 +248,8 @@ mod tests {
         h.recycle([a, b].into_iter());
         let again = h.spare_buffer();
         assert_eq!((again.as_ptr(), again.len()), (pb, 0), "the last one recycled, emptied");
-        assert_eq!(h.spare_buffer().as_ptr(), pa);
+        let next = h.spare_buffer();
+        assert_eq!(next.as_ptr(), pa);
         h.recycle(std::iter::once(Vec::with_capacity(MAX_SPARE_BYTES + 1)));
         assert!(lock(&h.spares).is_empty(), "a huge buffer is freed");
         h.recycle((0..5).map(|_| Vec::with_capacity(10)));
@@ -264,7 +265,8 @@ mod tests {
         let p = e.head.as_ptr();
         assert!(h.push(e));
         assert_eq!(h.drain(&mut Vec::new(), |e| assert_eq!(e.head, b"head")), 1);
-        assert_eq!(h.spare_buffer().as_ptr(), p, "the filtered exchange's buffer is reused");
+        let reused = h.spare_buffer();
+        assert_eq!(reused.as_ptr(), p, "the filtered exchange's buffer is reused");
     }
 
     #[test]
