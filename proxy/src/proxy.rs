@@ -32,7 +32,9 @@ impl ReferenceProxy {
 
 /// What one request has seen so far.
 pub struct RequestContext {
-    pub request_id: String,
+    /// The request's UUIDv7 in its 32-hex-digit form, kept inline (no allocation per request);
+    /// empty when telemetry is off.
+    pub request_id: RequestId,
     pub start_ns: u64,
     pub start: Instant,
     pub upstream_start: Option<Instant>,
@@ -56,11 +58,23 @@ fn capture(into: &mut Vec<u8>, body: &Option<Bytes>, cap: usize) {
     }
 }
 
-/// A UUIDv7 request id in its 32-hex-digit form. Its random part comes from a thread-local
-/// generator (uuid's `fast-rng`), not a `getrandom` syscall per request.
-fn new_request_id() -> String {
-    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
-    uuid::Uuid::now_v7().simple().encode_lower(&mut buf).to_string()
+/// A request id's text, held in the request's context.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestId(Option<[u8; uuid::fmt::Simple::LENGTH]>);
+
+impl RequestId {
+    /// A new UUIDv7 id. Its random part comes from a thread-local generator (uuid's
+    /// `fast-rng`), not a `getrandom` syscall per request.
+    fn new() -> RequestId {
+        let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+        uuid::Uuid::now_v7().simple().encode_lower(&mut buf);
+        RequestId(Some(buf))
+    }
+
+    /// The id's text; empty for none.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |b| &b[..])
+    }
 }
 
 #[async_trait]
@@ -71,7 +85,7 @@ impl ProxyHttp for ReferenceProxy {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         RequestContext {
             // Only telemetry needs the id: a proxy without it should not pay for one.
-            request_id: if self.telemetry.is_some() { new_request_id() } else { String::new() },
+            request_id: if self.telemetry.is_some() { RequestId::new() } else { RequestId::default() },
             start_ns: now.as_nanos() as u64,
             start: Instant::now(),
             upstream_start: None,
