@@ -10,7 +10,7 @@
 //! After criterion, plain loops report the hand-off's p50/p99 and each thread's CPU per event.
 
 use criterion::{criterion_group, Criterion};
-use sentinel_host::{thread_cpu_time, HeadWriter, HostConfig, TelemetryHost};
+use sentinel_host::{thread_cpu_time, DropReason, HeadWriter, HostConfig, TelemetryHost};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -116,13 +116,15 @@ fn bench(c: &mut Criterion) {
     let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
     let m = full.metrics();
     println!(
-        "hand-off single calls: p50 {:?} p90 {:?} p99 {:?} p99.9 {:?}; emitted {} dropped {}",
+        "hand-off single calls: p50 {:?} p90 {:?} p99 {:?} p99.9 {:?}; emitted {} dropped {} (ring full {}, filter backlog {})",
         p(0.5),
         p(0.9),
         p(0.99),
         p(0.999),
         m.emitted.load(std::sync::atomic::Ordering::Relaxed),
-        m.dropped_total()
+        m.dropped_total(),
+        m.dropped(DropReason::QueueFull),
+        m.dropped(DropReason::FilterBacklog)
     );
     full.shutdown(Duration::from_secs(1));
     sampled_out.shutdown(Duration::from_secs(1));
