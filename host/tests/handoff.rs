@@ -55,3 +55,38 @@ fn shutdown_runs_the_filter_on_everything_handed_over() {
     assert_eq!(m.dropped(DropReason::Shutdown), 1);
     assert_eq!(m.calls.load(Relaxed), 500);
 }
+
+#[test]
+fn two_filter_threads_take_every_exchange_from_four_proxy_threads_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = HostConfig::new(filter_path("sentinel_filter.wasm"), drain_socket(dir.path()));
+    cfg.watch_interval = None;
+    cfg.filter_threads = 2;
+    cfg.handoff_capacity = 1 << 16; // room for all of them: this test is about taking, not dropping
+    let host = TelemetryHost::start(cfg).expect("run `make filters` first");
+    let (threads, each) = (4u64, 5_000u64);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let host = &host;
+            s.spawn(move || {
+                for i in 0..each {
+                    host.on_request(exchange(t * each + i));
+                    if i % 500 == 0 {
+                        std::thread::yield_now(); // let the filter threads take batches meanwhile
+                    }
+                }
+            });
+        }
+    });
+    assert!(host.flush(Duration::from_secs(30)), "the filter threads work through the queue");
+    let m = host.metrics();
+    let n = threads * each;
+    assert_eq!(m.dropped_total(), 0, "{}", host.metrics_text());
+    assert_eq!((m.calls.load(Relaxed), m.emitted.load(Relaxed)), (n, n), "every exchange filtered once");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.acked_frames.load(Relaxed) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(m.acked_frames.load(Relaxed), n, "and every event reached the collector once");
+    host.shutdown(Duration::from_secs(1));
+}
