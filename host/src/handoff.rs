@@ -64,6 +64,7 @@ impl Handoff {
     }
 
     /// An empty buffer for a request's head: the most recently recycled one when there is one.
+    /// At worst it waits while a filter thread hands back one batch's buffers (a few µs).
     #[inline]
     pub fn spare_buffer(&self) -> Vec<u8> {
         lock(&self.spares).pop().unwrap_or_else(|| Vec::with_capacity(HEAD_BYTES))
