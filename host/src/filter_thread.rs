@@ -36,7 +36,7 @@ impl FilterThread {
     pub fn run(mut self) {
         let shared = self.shared.clone();
         shared.handoff.set_consumer();
-        let mut batch = Vec::new();
+        let mut batch = shared.handoff.empty_batch();
         loop {
             let stopping = shared.filter_stop.load(Relaxed);
             if !shared.handoff.is_empty() {

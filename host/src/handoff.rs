@@ -23,7 +23,9 @@ const MAX_SPARE_BYTES: usize = 16 << 10;
 
 /// Exchanges waiting for the filter thread, and what it needs to know to wake and to be waited on.
 pub(crate) struct Handoff {
-    /// The batch proxy threads append to; a filter thread swaps it for its own empty one.
+    /// The batch proxy threads append to; a filter thread swaps it for its own empty one. Every
+    /// batch has room for `capacity` from the start, so an append never reallocates under the
+    /// lock (pages of it that are never written are never touched).
     waiting: Mutex<Vec<Exchange>>,
     /// Most exchanges waiting; past it pushes are refused.
     capacity: usize,
@@ -52,9 +54,9 @@ impl Handoff {
     pub fn new(capacity: usize) -> Handoff {
         let capacity = capacity.max(1);
         Handoff {
-            waiting: Mutex::new(Vec::new()),
+            waiting: Mutex::new(Vec::with_capacity(capacity)),
             capacity,
-            spares: Mutex::new(Vec::new()),
+            spares: Mutex::new(Vec::with_capacity((capacity / 4).max(1))),
             max_spares: (capacity / 4).max(1),
             wake_at: (capacity / 4).clamp(1, 2048),
             consumer: OnceLock::new(),
@@ -83,6 +85,11 @@ impl Handoff {
                 spares.push(buf);
             }
         }
+    }
+
+    /// An empty batch for a filter thread to trade for the waiting one, with room for the bound.
+    pub fn empty_batch(&self) -> Vec<Exchange> {
+        Vec::with_capacity(self.capacity)
     }
 
     /// Registers the calling thread as the one to wake.
@@ -116,7 +123,7 @@ impl Handoff {
     }
 
     /// Takes the waiting batch in exchange for `spent` (emptied, its room kept for the next
-    /// batch), runs `each` on every exchange in arrival order, and again until nothing waits;
+    /// batch; one from [`Handoff::empty_batch`] the first time), runs `each` on every exchange in arrival order, and again until nothing waits;
     /// returns how many. `spent` comes back empty with the room of the last batch taken.
     pub fn drain(&self, spent: &mut Vec<Exchange>, mut each: impl FnMut(&Exchange)) -> usize {
         self.busy.fetch_add(1, SeqCst);
@@ -203,12 +210,14 @@ mod tests {
     #[test]
     fn a_full_queue_gives_the_exchange_back_and_drain_empties_it_in_order() {
         let h = Handoff::new(3);
+        let slots = lock(&h.waiting).as_ptr();
         for i in 0..3 {
             assert!(h.push(ex(i)));
         }
         assert!(!h.push(ex(9)), "full");
+        assert_eq!(lock(&h.waiting).as_ptr(), slots, "filling the batch never moved it");
         assert!(!h.is_idle());
-        let (mut spent, mut seen) = (Vec::new(), Vec::new());
+        let (mut spent, mut seen) = (h.empty_batch(), Vec::new());
         assert_eq!(h.drain(&mut spent, |e| seen.push(e.start_ns)), 3);
         assert_eq!(seen, [0, 1, 2]);
         assert!(h.is_idle());
@@ -226,7 +235,7 @@ mod tests {
     fn exchanges_pushed_while_a_batch_is_worked_on_are_taken_in_the_same_drain() {
         let h = Handoff::new(8);
         assert!(h.push(ex(1)));
-        let (mut spent, mut seen) = (Vec::new(), Vec::new());
+        let (mut spent, mut seen) = (h.empty_batch(), Vec::new());
         let n = h.drain(&mut spent, |e| {
             seen.push(e.start_ns);
             if e.start_ns == 1 {
@@ -265,7 +274,7 @@ mod tests {
         e.head.extend_from_slice(b"head");
         let p = e.head.as_ptr();
         assert!(h.push(e));
-        assert_eq!(h.drain(&mut Vec::new(), |e| assert_eq!(e.head, b"head")), 1);
+        assert_eq!(h.drain(&mut h.empty_batch(), |e| assert_eq!(e.head, b"head")), 1);
         let reused = h.spare_buffer();
         assert_eq!(reused.as_ptr(), p, "the filtered exchange's buffer is reused");
     }
@@ -284,7 +293,7 @@ mod tests {
                 while h.len() < 2 && t.elapsed() < Duration::from_secs(10) {
                     std::thread::park_timeout(Duration::from_secs(10));
                 }
-                h.drain(&mut Vec::new(), |_| {})
+                h.drain(&mut h.empty_batch(), |_| {})
             })
         };
         rx.recv().expect("consumer ready");

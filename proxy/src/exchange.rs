@@ -37,14 +37,11 @@ pub fn from_session(host: &TelemetryHost, session: &Session, ctx: &mut RequestCo
         head.address(Tag::ClientAddress, addr.ip(), None);
         client_port = addr.port();
     }
-    match ctx.upstream_address.as_ref().map(|up| (up, up.as_inet())) {
-        Some((_, Some(inet))) => {
-            head.address(Tag::UpstreamAddress, inet.ip(), Some(inet.port()));
-        }
-        Some((up, None)) => {
-            head.field(Tag::UpstreamAddress, up.to_string().as_bytes());
-        }
-        None => {}
+    if let Some(up) = &ctx.upstream_address {
+        match up.as_inet() {
+            Some(inet) => head.address(Tag::UpstreamAddress, inet.ip(), Some(inet.port())),
+            None => head.field(Tag::UpstreamAddress, up.to_string().as_bytes()),
+        };
     }
     if let Some(v) = &ctx.verdict {
         head.field(Tag::Decision, v.decision.as_bytes());

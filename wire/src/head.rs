@@ -100,7 +100,7 @@ impl HeadWriter {
     }
 
     /// Appends an address (`ip` or `ip:port`, `[ip]:port` for IPv6) in its usual text form.
-    /// IPv4, the common case, is written digit by digit: `to_string` through `fmt` cost the
+    /// IPv4, the common case, is written number by number: `to_string` through `fmt` cost the
     /// proxy's thread ~0.1 µs a request for the client and upstream addresses.
     pub fn address(&mut self, tag: Tag, ip: IpAddr, port: Option<u16>) -> &mut Self {
         let mut text = AddressText { buf: [0; 64], len: 0 };
@@ -108,9 +108,9 @@ impl HeadWriter {
             (IpAddr::V4(v4), _) => {
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        text.push(b'.');
+                        text.put(b".");
                     }
-                    text.decimal(octet.into());
+                    text.put(itoa::Buffer::new().format(octet).as_bytes());
                 }
             }
             // Never fails: the longest IPv6 text (45 bytes) and brackets fit in the buffer.
@@ -122,8 +122,8 @@ impl HeadWriter {
             }
         }
         if let Some(port) = port {
-            text.push(b':');
-            text.decimal(port.into());
+            text.put(b":");
+            text.put(itoa::Buffer::new().format(port).as_bytes());
         }
         self.field(tag, &text.buf[..text.len])
     }
@@ -174,37 +174,27 @@ struct AddressText {
 }
 
 impl AddressText {
-    fn push(&mut self, b: u8) {
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
-        }
-    }
-
-    fn decimal(&mut self, mut v: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
+    /// Appends `bytes`; false (nothing written) when they do not fit.
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        let end = self.len + bytes.len();
+        match self.buf.get_mut(self.len..end) {
+            Some(slot) => {
+                slot.copy_from_slice(bytes);
+                self.len = end;
+                true
             }
-        }
-        for &d in &digits[i..] {
-            self.push(d);
+            None => false,
         }
     }
 }
 
 impl std::fmt::Write for AddressText {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        slot.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+        if self.put(s.as_bytes()) {
+            Ok(())
+        } else {
+            Err(std::fmt::Error)
+        }
     }
 }
 
