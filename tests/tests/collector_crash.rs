@@ -33,6 +33,10 @@ async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()
     stack.wait_metric(false, "sentinel_collector_buffer_recycled_segments_total", 1.0, Duration::from_secs(10)).await?;
     let before = stack.collector_metrics().await?;
     assert!(before.get("sentinel_collector_buffer_recycled_segments_total") > 0.0, "64 KiB segments are written over delivered ones before the kill");
+    // The logging rate just before the hang: the sink stores its position every 100 ms, so at
+    // most that long of deliveries can be delivered again after the crash.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logged_in_100ms = stack.collector_metrics().await?.get("sentinel_collector_buffer_events_total") - before.get("sentinel_collector_buffer_events_total");
     stack.freeze_collector()?;
     // Long enough for the proxy to read acknowledgements written before the hang.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -52,15 +56,27 @@ async fn a_killed_collector_loses_nothing_it_acknowledged() -> anyhow::Result<()
     assert!(proxy.get("sentinel_channel_resent_frames_total") > 0.0, "unacknowledged frames were sent again");
 
     let events = stack.events()?;
+    let id = |e: &serde_json::Value| e["event"]["id"].as_str().unwrap_or_default().to_string();
     let mut seen: HashMap<String, u32> = HashMap::new();
     for e in &events {
-        *seen.entry(e["event"]["id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+        *seen.entry(id(e)).or_default() += 1;
     }
     assert_eq!(seen.len() as u64, report.sent, "every request has its event after the crash");
+    // A replay of everything would write the first events again: they were in the first log
+    // segment, which was recycled before the kill (its records are gone), and acknowledged long
+    // before it (the proxy does not resend them).
+    for e in events.iter().take(20) {
+        assert_eq!(seen[&id(e)], 1, "one of the first events written was written again after the crash");
+    }
     let duplicates = events.len() - seen.len();
-    // Duplicates come from frames in flight (unacknowledged) and records delivered but not yet
-    // committed at the kill: a batch or two, never a replay of everything.
-    assert!(duplicates * 4 < events.len(), "{duplicates} duplicates of {} events", events.len());
-    eprintln!("crash: {} requests, {} events written, {duplicates} duplicates, {} resent by the proxy", report.sent, events.len(), proxy.get("sentinel_channel_resent_frames_total"));
+    // Duplicates come from frames in flight (unacknowledged, all of which the proxy resends) and
+    // records delivered but not yet stored as delivered at the kill (at most 100 ms of
+    // deliveries; twice that, for the rate's swing and a delivery batch): never a replay of
+    // everything. A fixed quarter of the events failed about one run in six on a fast day,
+    // when 100 ms held more events.
+    let resent = proxy.get("sentinel_channel_resent_frames_total");
+    let bound = resent + 2.0 * logged_in_100ms;
+    eprintln!("crash: {} requests, {} events written, {duplicates} duplicates, {resent} resent by the proxy, {logged_in_100ms} logged in 100 ms before the hang, bound {bound}", report.sent, events.len());
+    assert!((duplicates as f64) <= bound, "{duplicates} duplicates of {} events, more than {resent} resent + 2 x {logged_in_100ms} logged in 100 ms", events.len());
     Ok(())
 }
