@@ -7,6 +7,7 @@
 
 use crate::metrics::{DropReason, Metrics};
 use crate::ring::{self, Consumer, Refused, Ring};
+use crate::splice::SocketWriter;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use sentinel_wire::frame::{self, FrameKind};
 use std::collections::VecDeque;
@@ -153,6 +154,7 @@ impl Channel {
             in_flight: VecDeque::new(),
             conn_sent: 0,
             ack_buf: Vec::new(),
+            writer: SocketWriter::new(),
         };
         let thread = std::thread::Builder::new().name("telemetry-sender".into()).spawn(move || sender.run())?;
         let queues = Queues { new_rings: tx, sender: thread.thread().clone(), metrics, capacity_bytes, max_frame_bytes };
@@ -202,6 +204,8 @@ struct SenderLoop {
     conn_sent: u64,
     /// Bytes of acknowledgement frames read but not yet whole.
     ack_buf: Vec<u8>,
+    /// Writes batches by lending the ring's pages to the socket (see [`crate::splice`]).
+    writer: SocketWriter,
 }
 
 /// A batch written to the socket, waiting for its acknowledgement.
@@ -413,7 +417,7 @@ impl SenderLoop {
         let full = batch.end - batch.start >= self.config.batch_bytes;
         let (a, b) = c.bytes(&batch);
         let len = (a.len() + b.len()) as u64;
-        let written = conn.write_all(a).and_then(|()| conn.write_all(b));
+        let written = self.writer.write_all(conn, &[a, b]);
         match written {
             Ok(()) => {
                 c.mark_sent(&batch);

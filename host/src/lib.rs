@@ -21,6 +21,7 @@ mod metrics;
 mod reload;
 mod ring;
 mod runtime;
+mod splice;
 mod ticker;
 mod host;
 
