@@ -11,7 +11,13 @@
 //! byte lent to the kernel is overwritten while the kernel may still hand it out. Where the
 //! kernel refuses (no `vmsplice`, or a socket that cannot take spliced pages), the writer falls
 //! back to ordinary writes for good, and says so once.
+//!
+//! Unlike `write` on a socket (which Rust's standard library sends with `MSG_NOSIGNAL`),
+//! `splice` into a socket whose peer has gone raises SIGPIPE, whose default action kills the
+//! process. A proxy may run with that default, so the writer blocks SIGPIPE on the thread that
+//! uses it (the channel's sender thread) and discards the one a broken connection leaves pending.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -43,6 +49,10 @@ impl SocketWriter {
     /// timeout applies). After an error the connection must be dropped: an unknown part of the
     /// bytes may have gone.
     pub fn write_all(&mut self, conn: &mut UnixStream, parts: &[&[u8]]) -> io::Result<()> {
+        if self.zero_copy && !block_sigpipe_on_this_thread() {
+            log::info!("telemetry: cannot block SIGPIPE on the sender thread; copying into the collector socket instead");
+            self.zero_copy = false;
+        }
         let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
         while !parts.is_empty() {
             if !self.zero_copy {
@@ -95,6 +105,9 @@ impl SocketWriter {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
+                if e.raw_os_error() == Some(libc::EPIPE) {
+                    discard_pending_sigpipe();
+                }
                 // Refused before anything moved: the lent pages are still in the pipe, which is
                 // dropped; the caller copies the same bytes instead.
                 if moved == 0 && refused(&e) {
@@ -121,6 +134,42 @@ enum Lend {
 /// Errors that mean "not supported here" rather than "this connection failed".
 fn refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBADF))
+}
+
+thread_local! {
+    static SIGPIPE_BLOCKED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn sigpipe_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset adds a valid signal to it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        set
+    }
+}
+
+/// Blocks SIGPIPE for the calling thread (once per thread); false if that failed.
+fn block_sigpipe_on_this_thread() -> bool {
+    SIGPIPE_BLOCKED.with(|blocked| {
+        if !blocked.get() {
+            let set = sigpipe_set();
+            // SAFETY: a valid, initialised signal set; the old mask is not wanted.
+            let ok = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } == 0;
+            blocked.set(ok);
+        }
+        blocked.get()
+    })
+}
+
+/// Takes the SIGPIPE a failed splice left pending on this thread (where it is blocked), so it
+/// is never delivered later.
+fn discard_pending_sigpipe() {
+    let set = sigpipe_set();
+    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid set and timeout; with a zero timeout this only takes a signal already pending.
+    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -217,6 +266,37 @@ mod tests {
         let mut w = SocketWriter::new();
         let e = w.write_all(&mut tx, &[&pattern(100_000, 1)]).expect_err("peer closed");
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+    }
+
+    #[test]
+    fn a_closed_peer_does_not_kill_a_process_that_keeps_sigpipe_s_default_action() {
+        // Run in a child process: SIGPIPE's default action is process-wide.
+        if std::env::var_os("SENTINEL_SIGPIPE_CHILD").is_some() {
+            // SAFETY: restoring the default action of a signal.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            let (mut tx, rx) = UnixStream::pair().unwrap();
+            drop(rx);
+            let mut w = SocketWriter::new();
+            let e = w.write_all(&mut tx, &[&pattern(100_000, 1)]).expect_err("peer closed");
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+            assert!(w.zero_copy(), "it spliced (and so would have raised SIGPIPE)");
+            // SAFETY: sigpending fills the set it is given.
+            let pending = unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigpending(&mut set);
+                libc::sigismember(&set, libc::SIGPIPE)
+            };
+            assert_eq!(pending, 0, "the SIGPIPE the failed splice raised is left pending");
+            return;
+        }
+        let me = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(me)
+            .args(["--exact", "splice::tests::a_closed_peer_does_not_kill_a_process_that_keeps_sigpipe_s_default_action", "--nocapture"])
+            .env("SENTINEL_SIGPIPE_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "child: {:?}\n{}\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "the child ran the test: {}", String::from_utf8_lossy(&out.stdout));
     }
 
     #[test]
