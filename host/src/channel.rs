@@ -7,7 +7,7 @@
 
 use crate::metrics::{DropReason, Metrics};
 use crate::ring::{self, Consumer, Refused, Ring};
-use crate::splice::SocketWriter;
+use crate::splice::{self, SocketWriter};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use sentinel_wire::frame::{self, FrameKind};
 use std::collections::VecDeque;
@@ -155,6 +155,7 @@ impl Channel {
             conn_sent: 0,
             ack_buf: Vec::new(),
             writer: SocketWriter::new(),
+            draining: None,
         };
         let thread = std::thread::Builder::new().name("telemetry-sender".into()).spawn(move || sender.run())?;
         let queues = Queues { new_rings: tx, sender: thread.thread().clone(), metrics, capacity_bytes, max_frame_bytes };
@@ -206,6 +207,11 @@ struct SenderLoop {
     ack_buf: Vec<u8>,
     /// Writes batches by lending the ring's pages to the socket (see [`crate::splice`]).
     writer: SocketWriter,
+    /// A connection given up on (a write timed out, the peer sent garbage) while the collector
+    /// may still read what was lent on it. Its bytes are ring pages, and acknowledgements on a
+    /// new connection would let the producer rewrite them under that reader; so no new
+    /// connection is made until this one has been read or closed by the collector.
+    draining: Option<UnixStream>,
 }
 
 /// A batch written to the socket, waiting for its acknowledgement.
@@ -249,6 +255,9 @@ impl SenderLoop {
                 if stop_at.is_some() && std::mem::replace(&mut tried_at_stop, true) {
                     break;
                 }
+                if !self.drained() {
+                    continue; // drained() has slept a step
+                }
                 if !self.connect() {
                     continue; // connect() has slept its backoff
                 }
@@ -291,7 +300,12 @@ impl SenderLoop {
 
     /// The connection is gone: what was sent and not acknowledged goes again on the next one.
     fn disconnect(&mut self) {
-        self.conn = None;
+        if let Some(old) = self.conn.take() {
+            if self.writer.zero_copy() && splice::unread_bytes(&old) > 0 {
+                log::warn!("telemetry: waiting for the collector to read or close the old connection before reconnecting");
+                self.draining = Some(old);
+            }
+        }
         self.metrics.connected.store(0, Relaxed);
         let unacked: u64 = self.in_flight.drain(..).map(|b| b.frames).sum();
         self.metrics.resent_frames.fetch_add(unacked, Relaxed);
@@ -300,6 +314,18 @@ impl SenderLoop {
         }
         self.conn_sent = 0;
         self.ack_buf.clear();
+    }
+
+    /// True when no abandoned connection still holds lent bytes the collector has not read;
+    /// otherwise sleeps a step (see `draining`).
+    fn drained(&mut self) -> bool {
+        let Some(old) = &self.draining else { return true };
+        if splice::unread_bytes(old) == 0 {
+            self.draining = None;
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        false
     }
 
     /// Reads whatever acknowledgements the collector has written, without waiting, and
@@ -562,6 +588,54 @@ mod tests {
             }
         }
         events
+    }
+
+    #[test]
+    fn no_new_connection_while_the_collector_may_still_read_pages_lent_on_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let mut cfg = ChannelConfig::new(&path);
+        cfg.write_timeout = Duration::from_millis(100);
+        let ch = Channel::start(cfg, metrics.clone()).unwrap();
+        let p = ch.queues().producer();
+        // Far more than the socket holds, so a write blocks and times out unread.
+        let event = |i: u32| {
+            let mut e = vec![7u8; 900];
+            e[..4].copy_from_slice(&i.to_be_bytes());
+            e
+        };
+        for i in 0..8_000 {
+            assert!(p.push(&event(i)));
+        }
+        let (mut first, _) = listener.accept().unwrap();
+        assert!(eventually(|| metrics.resent_frames.load(Relaxed) > 0), "the write timed out and the sender gave up on the connection");
+        listener.set_nonblocking(true).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(listener.accept().is_err(), "reconnected while the old connection still held unread lent pages");
+        // The collector reads what is queued on the old connection (every frame whole and
+        // unchanged), and the sender lets it go and reconnects.
+        first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut read = |n: usize| {
+            let mut b = vec![0u8; n];
+            std::io::Read::read_exact(&mut first, &mut b).map(|()| b)
+        };
+        assert_eq!(read(5).unwrap(), frame::HELLO);
+        let mut events = 0;
+        while let Ok(h) = read(5) {
+            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let Ok(payload) = read(len) else { break };
+            if h[4] == FrameKind::Event as u8 {
+                assert!(payload == event(events), "event {events} arrived changed or out of order");
+                events += 1;
+            }
+        }
+        assert!(events > 0);
+        listener.set_nonblocking(false).unwrap();
+        let (mut second, _) = listener.accept().unwrap();
+        second.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(!read_events(&mut second, 10).is_empty(), "events flow on the new connection");
     }
 
     #[test]

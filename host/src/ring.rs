@@ -4,7 +4,9 @@
 //! another worker thread, so the request path never waits and worker threads never contend.
 //!
 //! The frames sit in the ring exactly as they go on the socket (`len kind payload`), so the
-//! sender writes them straight from the ring without copying them again.
+//! sender hands the ring's own pages to the socket (see [`crate::splice`]) without copying them
+//! again. That is why space is given back only on the collector's acknowledgement: until then
+//! the collector may still be reading these very bytes.
 
 use crossbeam_utils::CachePadded;
 use sentinel_wire::frame::{FrameKind, HEADER_LEN};

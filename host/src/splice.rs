@@ -40,7 +40,6 @@ impl SocketWriter {
     }
 
     /// True while writes lend pages rather than copy (false once the kernel has refused).
-    #[cfg(test)]
     pub fn zero_copy(&self) -> bool {
         self.zero_copy
     }
@@ -134,6 +133,18 @@ enum Lend {
 /// Errors that mean "not supported here" rather than "this connection failed".
 fn refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBADF))
+}
+
+/// Bytes sent on `conn` that the peer has not yet read (or dropped by closing): while it is not
+/// zero, the peer may still read pages lent on this connection. Counted by the kernel as the
+/// sender's socket memory in use, so it reaches zero only once every buffer has been freed.
+pub(crate) fn unread_bytes(conn: &UnixStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer; the descriptor is an open socket.
+    if unsafe { libc::ioctl(conn.as_raw_fd(), libc::TIOCOUTQ, &mut n) } < 0 {
+        return 0;
+    }
+    n.max(0) as usize
 }
 
 thread_local! {
@@ -297,6 +308,25 @@ mod tests {
             .unwrap();
         assert!(out.status.success(), "child: {:?}\n{}\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "the child ran the test: {}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    #[test]
+    fn unread_bytes_fall_to_zero_once_the_peer_has_read_everything_or_closed() {
+        let (mut tx, mut rx) = UnixStream::pair().unwrap();
+        let mut w = SocketWriter::new();
+        w.write_all(&mut tx, &[&pattern(50_000, 3)]).unwrap();
+        assert!(unread_bytes(&tx) > 0);
+        let mut got = vec![0u8; 49_999];
+        rx.read_exact(&mut got).unwrap();
+        assert!(unread_bytes(&tx) > 0, "one byte still unread");
+        rx.read_exact(&mut got[..1]).unwrap();
+        assert_eq!(unread_bytes(&tx), 0);
+
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        w.write_all(&mut tx, &[&pattern(50_000, 4)]).unwrap();
+        assert!(unread_bytes(&tx) > 0);
+        drop(rx);
+        assert_eq!(unread_bytes(&tx), 0, "a closed peer's buffers are freed unread");
     }
 
     #[test]
