@@ -390,8 +390,10 @@ pub fn read_events(dir: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     files.sort_by_key(|p| (p.file_name().is_some_and(|n| n == "events.ndjson"), p.clone()));
     let mut out = Vec::new();
     for f in files {
-        for line in std::fs::read_to_string(&f)?.lines().filter(|l| !l.is_empty()) {
-            out.push(serde_json::from_str(line).with_context(|| format!("bad line in {}", f.display()))?);
+        let text = std::fs::read_to_string(&f)?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let shown: String = line.chars().take(600).collect();
+            out.push(serde_json::from_str(line).with_context(|| format!("bad line {} in {}: {shown}", i + 1, f.display()))?);
         }
     }
     Ok(out)

@@ -27,9 +27,41 @@ struct Active {
 
 fn open(cfg: &FileSinkConfig) -> std::io::Result<Active> {
     let path = cfg.active_path();
-    let file = OpenOptions::new().create(true).append(true).open(&path)?;
-    let bytes = file.metadata()?.len();
+    let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+    let held = file.metadata()?.len();
+    let bytes = drop_torn_line(&file)?;
+    if bytes < held {
+        tracing::warn!("{}: cut a torn last line (a write interrupted by a crash or an error); its events are delivered again", path.display());
+    }
     Ok(Active { out: Appender::new(file, cfg.drop_pages).direct_blocks(&path), bytes, opened: Instant::now() })
+}
+
+/// Cuts the file back to its last whole line and returns its new length. Every batch ends with
+/// a newline, so a file that does not was cut short mid-write: the collector died in it, or it
+/// failed. Its batch was never counted as delivered and comes again, so appending after the
+/// broken part would leave one invalid line (half an event glued to the next one).
+fn drop_torn_line(file: &std::fs::File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let whole = start + i as u64 + 1;
+            if whole < len {
+                file.set_len(whole)?;
+            }
+            return Ok(whole);
+        }
+        end = start;
+    }
+    if len > 0 {
+        file.set_len(0)?;
+    }
+    Ok(0)
 }
 
 impl NdjsonFileService {
@@ -68,7 +100,7 @@ impl NdjsonFileService {
 impl Service for NdjsonFileService {
     async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError> {
         if let Err(e) = self.write(&batch.lines) {
-            // The file is reopened on the next attempt; a partial line may stay in the old one.
+            // The file is reopened on the next attempt, which cuts a partial line this left.
             self.active = None;
             return Err(SendError::retry(format!("writing {} failed: {e}", self.cfg.active_path().display())));
         }
@@ -125,6 +157,24 @@ mod tests {
             .collect();
         numbers.sort();
         assert_eq!(numbers, (0..10).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_line_torn_by_a_crash_is_cut_before_the_batch_comes_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FileSinkConfig::new(dir.path());
+        // What a collector killed mid-write leaves: whole lines, then part of one.
+        let torn = format!("{{\"n\":0}}\n{{\"n\":1}}\n{{\"n\":2,\"pad\":\"{}", "y".repeat(100_000));
+        std::fs::write(cfg.active_path(), torn).unwrap();
+        write_lines(&cfg, 3);
+        let text = std::fs::read_to_string(cfg.active_path()).unwrap();
+        let numbers: Vec<u64> = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["n"].as_u64().unwrap()).collect();
+        assert_eq!(numbers, [0, 1, 0, 1, 2], "the torn line is gone and every line is whole");
+
+        // A file holding nothing but a torn line is emptied.
+        std::fs::write(cfg.active_path(), "{\"n\":9,").unwrap();
+        write_lines(&cfg, 1);
+        assert_eq!(std::fs::read_to_string(cfg.active_path()).unwrap().lines().count(), 1);
     }
 
     #[test]
