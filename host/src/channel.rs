@@ -536,15 +536,21 @@ mod tests {
         assert_eq!(m.queue_bytes.load(Relaxed), 0);
     }
 
-    #[test]
-    fn counters_then_frames_reach_a_listening_collector_after_the_hello() {
+    /// A channel whose collector socket the test listens on, with `configure` applied.
+    fn listening(configure: impl FnOnce(&mut ChannelConfig)) -> (tempfile::TempDir, std::os::unix::net::UnixListener, Channel, Arc<Metrics>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let metrics = Arc::new(Metrics::default());
         let mut cfg = ChannelConfig::new(&path);
-        cfg.instance_name = "proxy-a".into();
+        configure(&mut cfg);
         let ch = Channel::start(cfg, metrics.clone()).unwrap();
+        (dir, listener, ch, metrics)
+    }
+
+    #[test]
+    fn counters_then_frames_reach_a_listening_collector_after_the_hello() {
+        let (_dir, listener, ch, metrics) = listening(|cfg| cfg.instance_name = "proxy-a".into());
         let (p1, p2) = (ch.queues().producer(), ch.queues().producer());
         assert!(p1.push(b"event-one"));
         assert!(p2.push(b"event-two"));
@@ -592,13 +598,7 @@ mod tests {
 
     #[test]
     fn no_new_connection_while_the_collector_may_still_read_pages_lent_on_the_old_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let metrics = Arc::new(Metrics::default());
-        let mut cfg = ChannelConfig::new(&path);
-        cfg.write_timeout = Duration::from_millis(100);
-        let ch = Channel::start(cfg, metrics.clone()).unwrap();
+        let (_dir, listener, ch, metrics) = listening(|cfg| cfg.write_timeout = Duration::from_millis(100));
         let p = ch.queues().producer();
         // Far more than the socket holds, so a write blocks and times out unread.
         let event = |i: u32| {
@@ -640,11 +640,7 @@ mod tests {
 
     #[test]
     fn unacknowledged_frames_are_kept_and_sent_again_after_a_reconnect() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let metrics = Arc::new(Metrics::default());
-        let ch = Channel::start(ChannelConfig::new(&path), metrics.clone()).unwrap();
+        let (_dir, listener, ch, metrics) = listening(|_| ());
         let p = ch.queues().producer();
         for e in [&b"e1"[..], b"e2", b"e3"] {
             assert!(p.push(e));
