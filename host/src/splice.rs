@@ -234,7 +234,7 @@ mod tests {
         let mut w = SocketWriter::new();
         let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
         w.write_all(&mut tx, &slices).unwrap();
-        assert!(w.zero_copy(), "this kernel splices into unix sockets (Linux 6.5 and later)");
+        assert!(w.zero_copy(), "this kernel splices into unix sockets");
         drop(tx);
         let got = reader.join().unwrap();
         assert_eq!(got.len(), expected.len());
