@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::{drain_socket, exchange_with, filter_path, named_threads_cpu};
+use support::{drain_socket, exchange_with, filter_path, named_threads_cpu, named_threads_cpu_since};
 
 /// Exchanges handed off between two waits: well under the queue's bound, so none is dropped.
 const BATCH: u64 = 1024;
@@ -108,15 +108,15 @@ fn bench(c: &mut Criterion) {
     println!(
         "CPU per event: {:.0} ns on the proxy's thread (hand-off), {:.0} ns on the filter thread, {:.0} ns on the sender thread ({} events sent)",
         per(request_cpu, events),
-        per(named_threads_cpu("sentinel-filter") - filter_before, events),
-        per(named_threads_cpu("telemetry-sende") - sender_before, sent),
+        per(named_threads_cpu_since("sentinel-filter", &filter_before), events),
+        per(named_threads_cpu_since("telemetry-sende", &sender_before), sent),
         sent
     );
     samples.sort();
     let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
     let m = full.metrics();
     println!(
-        "hand-off single calls: p50 {:?} p90 {:?} p99 {:?} p99.9 {:?}; emitted {} dropped {} (ring full {}, filter backlog {})",
+        "hand-off single calls: p50 {:?} p90 {:?} p99 {:?} p99.9 {:?}; emitted {} dropped {} (ring full {}, filter backlog {}); connects {}, resent {}",
         p(0.5),
         p(0.9),
         p(0.99),
@@ -124,7 +124,9 @@ fn bench(c: &mut Criterion) {
         m.emitted.load(std::sync::atomic::Ordering::Relaxed),
         m.dropped_total(),
         m.dropped(DropReason::QueueFull),
-        m.dropped(DropReason::FilterBacklog)
+        m.dropped(DropReason::FilterBacklog),
+        m.connects.load(std::sync::atomic::Ordering::Relaxed),
+        m.resent_frames.load(std::sync::atomic::Ordering::Relaxed)
     );
     full.shutdown(Duration::from_secs(1));
     sampled_out.shutdown(Duration::from_secs(1));

@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
+/// How often the sender looks for acknowledgements while a ring fills up waiting for them.
+const ACK_POLL: Duration = Duration::from_millis(1);
+
 /// Bounds and timing of the channel.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
@@ -275,7 +278,7 @@ impl SenderLoop {
             self.read_acks();
             if !more_waiting {
                 // A producer whose ring reaches half full ends the wait early.
-                std::thread::park_timeout(self.config.write_interval);
+                std::thread::park_timeout(self.pause());
             }
         }
         // Whatever is still queued (or unacknowledged) will never be sent; refuse further
@@ -291,6 +294,20 @@ impl SenderLoop {
         self.metrics.queue_bytes.store(0, Relaxed);
         self.metrics.queue_frames.store(0, Relaxed);
         self.metrics.connected.store(0, Relaxed);
+    }
+
+    /// How long to wait before the next turn: the write interval, unless a ring is a quarter full
+    /// of frames already sent. Those go only when this thread reads their acknowledgements, and a
+    /// producer wakes it once per crossing of half full; a fast producer (hundreds of thousands
+    /// of events a second) would fill the rest of its ring while this thread slept out the
+    /// interval, with the acknowledgements waiting unread in the socket.
+    fn pause(&self) -> Duration {
+        let pressing = self.rings.iter().any(|(_, c)| c.ring().waiting().0 >= c.ring().capacity() / 4);
+        if pressing {
+            ACK_POLL.min(self.config.write_interval)
+        } else {
+            self.config.write_interval
+        }
     }
 
     /// Bytes and frames waiting in all rings (unsent or unacknowledged).
@@ -636,6 +653,46 @@ mod tests {
         let (mut second, _) = listener.accept().unwrap();
         second.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         assert!(!read_events(&mut second, 10).is_empty(), "events flow on the new connection");
+    }
+
+    #[test]
+    fn a_fast_producer_is_not_starved_by_acknowledgements_left_unread() {
+        // 180 MB/s into a 1 MiB ring: ~5 ms of events. The collector stand-in acknowledges
+        // everything it reads at once; what must keep up is the sender reading those
+        // acknowledgements, not only sending.
+        let (_dir, listener, ch, metrics) = listening(|cfg| cfg.capacity_bytes = 1 << 20);
+        std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut acks = conn.try_clone().unwrap();
+            let mut r = std::io::BufReader::with_capacity(1 << 20, conn);
+            let mut hello = [0u8; 5];
+            std::io::Read::read_exact(&mut r, &mut hello).unwrap();
+            let (mut h, mut payload, mut events) = ([0u8; frame::HEADER_LEN], Vec::new(), 0u64);
+            while std::io::Read::read_exact(&mut r, &mut h).is_ok() {
+                payload.resize(u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize, 0);
+                if std::io::Read::read_exact(&mut r, &mut payload).is_err() {
+                    break;
+                }
+                events += u64::from(h[4] == FrameKind::Event as u8);
+                if r.buffer().is_empty() && acks.write_all(&frame::ack_frame(events)).is_err() {
+                    break;
+                }
+            }
+        });
+        let p = ch.queues().producer();
+        let event = [5u8; 895];
+        let until = Instant::now() + Duration::from_millis(1500);
+        let mut pushed = 0u64;
+        while Instant::now() < until {
+            for _ in 0..100 {
+                if p.push(&event) {
+                    pushed += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        assert_eq!(metrics.dropped(DropReason::QueueFull), 0, "events dropped with the collector keeping up ({pushed} pushed)");
+        assert!(pushed > 50_000, "the producer ran: {pushed}");
     }
 
     #[test]

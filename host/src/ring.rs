@@ -86,6 +86,11 @@ impl Ring {
         (bytes, frames.saturating_sub(self.popped.load(Relaxed)))
     }
 
+    /// Bytes the ring holds at most.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     pub fn producer_gone(&self) -> bool {
         self.producer_gone.load(Acquire)
     }

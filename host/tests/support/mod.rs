@@ -16,16 +16,23 @@ pub fn thread_times(tid: i32) -> (std::time::Duration, std::time::Duration) {
     (f.next().unwrap_or_default(), f.next().unwrap_or_default())
 }
 
-/// CPU time so far of this process's threads whose name starts with `name`.
-pub fn named_threads_cpu(name: &str) -> std::time::Duration {
+/// CPU time so far of each of this process's threads whose name starts with `name`, by id.
+pub fn named_threads_cpu(name: &str) -> std::collections::HashMap<i32, std::time::Duration> {
     std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
         .flatten()
         .filter(|task| std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().starts_with(name))
         .filter_map(|task| task.file_name().to_str().and_then(|t| t.parse().ok()))
-        .map(|tid| thread_times(tid).0)
-        .sum()
+        .map(|tid| (tid, thread_times(tid).0))
+        .collect()
+}
+
+/// CPU time the threads named `name` used since `before` (from [`named_threads_cpu`]). Only
+/// threads alive at both moments count: another host's threads that ended meanwhile would make
+/// a plain difference of sums go backwards.
+pub fn named_threads_cpu_since(name: &str, before: &std::collections::HashMap<i32, std::time::Duration>) -> std::time::Duration {
+    named_threads_cpu(name).into_iter().filter_map(|(tid, now)| before.get(&tid).map(|b| now.saturating_sub(*b))).sum()
 }
 
 /// A filter build from `make test-filters` (`sentinel_filter.wasm` is the production one).
