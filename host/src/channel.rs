@@ -566,6 +566,22 @@ mod tests {
         (dir, listener, ch, metrics)
     }
 
+    /// The hello a new connection starts with, read from the collector's side.
+    fn read_hello(r: &mut impl std::io::Read) -> std::io::Result<[u8; 5]> {
+        let mut hello = [0u8; 5];
+        r.read_exact(&mut hello)?;
+        Ok(hello)
+    }
+
+    /// One frame, read from the collector's side: its kind byte and its payload.
+    fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<(u8, Vec<u8>)> {
+        let mut h = [0u8; frame::HEADER_LEN];
+        r.read_exact(&mut h)?;
+        let mut payload = vec![0u8; u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize];
+        r.read_exact(&mut payload)?;
+        Ok((h[4], payload))
+    }
+
     #[test]
     fn counters_then_frames_reach_a_listening_collector_after_the_hello() {
         let (_dir, listener, ch, metrics) = listening(|cfg| cfg.instance_name = "proxy-a".into());
@@ -574,17 +590,10 @@ mod tests {
         assert!(p2.push(b"event-two"));
         let (mut conn, _) = listener.accept().unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut read = |n: usize| {
-            let mut b = vec![0u8; n];
-            std::io::Read::read_exact(&mut conn, &mut b).unwrap();
-            b
-        };
-        assert_eq!(read(5), frame::HELLO);
+        assert_eq!(read_hello(&mut conn).unwrap(), frame::HELLO);
         let mut frames = Vec::new();
         while frames.iter().filter(|(k, _)| *k == FrameKind::Event as u8).count() < 2 {
-            let h = read(5);
-            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            frames.push((h[4], read(len)));
+            frames.push(read_frame(&mut conn).unwrap());
         }
         assert_eq!(frames[0].0, FrameKind::Stats as u8, "the counters go first on a new connection");
         assert_eq!(sentinel_wire::stats::HostStats::decode(&frames[0].1).unwrap().proxy, "proxy-a");
@@ -597,17 +606,11 @@ mod tests {
     /// Reads the hello and then event payloads from a peer until `n` events came (counter
     /// frames are skipped).
     fn read_events(conn: &mut UnixStream, n: usize) -> Vec<Vec<u8>> {
-        let mut read = |len: usize| {
-            let mut b = vec![0u8; len];
-            std::io::Read::read_exact(conn, &mut b).unwrap();
-            b
-        };
-        assert_eq!(read(5), frame::HELLO);
+        assert_eq!(read_hello(conn).unwrap(), frame::HELLO);
         let mut events = Vec::new();
         while events.len() < n {
-            let h = read(5);
-            let payload = read(u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize);
-            if h[4] == FrameKind::Event as u8 {
+            let (kind, payload) = read_frame(conn).unwrap();
+            if kind == FrameKind::Event as u8 {
                 events.push(payload);
             }
         }
@@ -637,16 +640,10 @@ mod tests {
         // The collector reads what is queued on the old connection (every frame whole and
         // unchanged), and the sender lets it go and reconnects.
         first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut read = |n: usize| {
-            let mut b = vec![0u8; n];
-            std::io::Read::read_exact(&mut first, &mut b).map(|()| b)
-        };
-        assert_eq!(read(5).unwrap(), frame::HELLO);
+        assert_eq!(read_hello(&mut first).unwrap(), frame::HELLO);
         let mut events = 0;
-        while let Ok(h) = read(5) {
-            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let Ok(payload) = read(len) else { break };
-            if h[4] == FrameKind::Event as u8 {
+        while let Ok((kind, payload)) = read_frame(&mut first) {
+            if kind == FrameKind::Event as u8 {
                 assert!(payload == event(events), "event {events} arrived changed or out of order");
                 events += 1;
             }
@@ -661,23 +658,17 @@ mod tests {
     #[test]
     fn a_steady_producer_is_not_starved_by_acknowledgements_left_unread() {
         // 18 MB/s into a 1 MiB ring: ~55 ms of events, about one write interval. The collector
-        // stand-in acknowledges
-        // everything it reads at once; what must keep up is the sender reading those
-        // acknowledgements, not only sending.
+        // stand-in acknowledges everything it has read whenever it catches up; what must keep up
+        // is the sender reading those acknowledgements, not only sending.
         let (_dir, listener, ch, metrics) = listening(|cfg| cfg.capacity_bytes = 1 << 20);
         std::thread::spawn(move || {
             let (conn, _) = listener.accept().unwrap();
             let mut acks = conn.try_clone().unwrap();
             let mut r = std::io::BufReader::with_capacity(1 << 20, conn);
-            let mut hello = [0u8; 5];
-            std::io::Read::read_exact(&mut r, &mut hello).unwrap();
-            let (mut h, mut payload, mut events) = ([0u8; frame::HEADER_LEN], Vec::new(), 0u64);
-            while std::io::Read::read_exact(&mut r, &mut h).is_ok() {
-                payload.resize(u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize, 0);
-                if std::io::Read::read_exact(&mut r, &mut payload).is_err() {
-                    break;
-                }
-                events += u64::from(h[4] == FrameKind::Event as u8);
+            read_hello(&mut r).unwrap();
+            let mut events = 0u64;
+            while let Ok((kind, _)) = read_frame(&mut r) {
+                events += u64::from(kind == FrameKind::Event as u8);
                 if r.buffer().is_empty() && acks.write_all(&frame::ack_frame(events)).is_err() {
                     break;
                 }
