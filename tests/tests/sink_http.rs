@@ -71,8 +71,15 @@ async fn an_outage_loses_nothing_and_never_pauses_the_other_sink() -> anyhow::Re
         .await?;
     assert_eq!(written(&m, "http") as u64, before.sent, "nothing reached the stopped endpoint");
     assert!(m.get("sentinel_collector_sink_lag_records{sink=\"http\"}") > 0.0);
+    // Three failed attempts in a row open the circuit; the traffic above can be over in 150 ms,
+    // before the third, so this is waited for rather than read at that instant.
+    let m = stack
+        .wait_until(false, "the HTTP sink's circuit opening", Duration::from_secs(5), |m| {
+            m.get("sentinel_collector_sink_circuit_state{sink=\"http\"}") >= 1.0
+        })
+        .await?;
     assert!(m.get("sentinel_collector_sink_retries_total{sink=\"http\"}") > 0.0, "failures were retried");
-    assert!(m.get("sentinel_collector_sink_circuit_state{sink=\"http\"}") >= 1.0, "the circuit opened");
+    assert_eq!(written(&m, "http") as u64, before.sent, "nothing reached the stopped endpoint");
     // Keep the endpoint down for many flush intervals (and several circuit cool-downs).
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(outage_start.elapsed())).await;
     receiver.restart().await?;
