@@ -296,12 +296,12 @@ impl SenderLoop {
         self.metrics.connected.store(0, Relaxed);
     }
 
-    /// How long to wait before the next turn: the write interval, unless a ring is a quarter full.
-    /// (A full batch to send never waits; so what fills it then is sent frames.) Those go only
-    /// when this thread reads their acknowledgements, and a
-    /// producer wakes it once per crossing of half full; a fast producer (hundreds of thousands
-    /// of events a second) would fill the rest of its ring while this thread slept out the
-    /// interval, with the acknowledgements waiting unread in the socket.
+    /// How long to wait before the next turn: the write interval, or [`ACK_POLL`] while a ring is
+    /// a quarter full. This thread only waits when it has nothing left to send, so what fills a
+    /// ring then is frames sent and not yet acknowledged; their space comes back only when this
+    /// thread reads the acknowledgements. A producer wakes it once per crossing of half full, so
+    /// a fast one (hundreds of thousands of events a second) would fill the rest of its ring
+    /// while this thread slept out the interval with the acknowledgements unread in its socket.
     fn pause(&self) -> Duration {
         let pressing = self.rings.iter().any(|(_, c)| c.ring().waiting().0 >= c.ring().capacity() / 4);
         if pressing {
@@ -573,13 +573,15 @@ mod tests {
         Ok(hello)
     }
 
-    /// One frame, read from the collector's side: its kind byte and its payload.
-    fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<(u8, Vec<u8>)> {
+    /// One frame, read from the collector's side (its header decoded as the collector does):
+    /// its kind and its payload.
+    fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<(FrameKind, Vec<u8>)> {
         let mut h = [0u8; frame::HEADER_LEN];
         r.read_exact(&mut h)?;
-        let mut payload = vec![0u8; u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize];
+        let header = frame::read_header(&h).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let mut payload = vec![0u8; header.len];
         r.read_exact(&mut payload)?;
-        Ok((h[4], payload))
+        Ok((header.kind, payload))
     }
 
     #[test]
@@ -592,12 +594,12 @@ mod tests {
         conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         assert_eq!(read_hello(&mut conn).unwrap(), frame::HELLO);
         let mut frames = Vec::new();
-        while frames.iter().filter(|(k, _)| *k == FrameKind::Event as u8).count() < 2 {
+        while frames.iter().filter(|(k, _)| *k == FrameKind::Event).count() < 2 {
             frames.push(read_frame(&mut conn).unwrap());
         }
-        assert_eq!(frames[0].0, FrameKind::Stats as u8, "the counters go first on a new connection");
+        assert_eq!(frames[0].0, FrameKind::Stats, "the counters go first on a new connection");
         assert_eq!(sentinel_wire::stats::HostStats::decode(&frames[0].1).unwrap().proxy, "proxy-a");
-        let mut events: Vec<&[u8]> = frames.iter().filter(|(k, _)| *k == FrameKind::Event as u8).map(|(_, p)| p.as_slice()).collect();
+        let mut events: Vec<&[u8]> = frames.iter().filter(|(k, _)| *k == FrameKind::Event).map(|(_, p)| p.as_slice()).collect();
         events.sort();
         assert_eq!(events, [&b"event-one"[..], &b"event-two"[..]]);
         assert!(eventually(|| metrics.sent_frames.load(Relaxed) == 2), "only events count as sent frames");
@@ -610,7 +612,7 @@ mod tests {
         let mut events = Vec::new();
         while events.len() < n {
             let (kind, payload) = read_frame(conn).unwrap();
-            if kind == FrameKind::Event as u8 {
+            if kind == FrameKind::Event {
                 events.push(payload);
             }
         }
@@ -643,7 +645,7 @@ mod tests {
         assert_eq!(read_hello(&mut first).unwrap(), frame::HELLO);
         let mut events = 0;
         while let Ok((kind, payload)) = read_frame(&mut first) {
-            if kind == FrameKind::Event as u8 {
+            if kind == FrameKind::Event {
                 assert!(payload == event(events), "event {events} arrived changed or out of order");
                 events += 1;
             }
@@ -668,7 +670,7 @@ mod tests {
             read_hello(&mut r).unwrap();
             let mut events = 0u64;
             while let Ok((kind, _)) = read_frame(&mut r) {
-                events += u64::from(kind == FrameKind::Event as u8);
+                events += u64::from(kind == FrameKind::Event);
                 if r.buffer().is_empty() && acks.write_all(&frame::ack_frame(events)).is_err() {
                     break;
                 }

@@ -140,7 +140,8 @@ fn refused(e: &io::Error) -> bool {
 /// sender's socket memory in use, so it reaches zero only once every buffer has been freed.
 pub(crate) fn unread_bytes(conn: &UnixStream) -> usize {
     let mut n: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ writes one int through the pointer; the descriptor is an open socket.
+    // SAFETY: TIOCOUTQ (SIOCOUTQ for a socket; libc names only the former) writes one int
+    // through the pointer; the descriptor is an open socket.
     if unsafe { libc::ioctl(conn.as_raw_fd(), libc::TIOCOUTQ, &mut n) } < 0 {
         return 0;
     }

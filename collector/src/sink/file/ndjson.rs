@@ -29,20 +29,20 @@ fn open(cfg: &FileSinkConfig) -> std::io::Result<Active> {
     let path = cfg.active_path();
     let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
     let held = file.metadata()?.len();
-    let bytes = drop_torn_line(&file)?;
+    let bytes = drop_torn_line(&file, held)?;
     if bytes < held {
         tracing::warn!("{}: cut a torn last line (a write interrupted by a crash or an error); its events are delivered again", path.display());
     }
     Ok(Active { out: Appender::new(file, cfg.drop_pages).direct_blocks(&path), bytes, opened: Instant::now() })
 }
 
-/// Cuts the file back to its last whole line and returns its new length. Every batch ends with
-/// a newline, so a file that does not was cut short mid-write: the collector died in it, or it
-/// failed. Its batch was never counted as delivered and comes again, so appending after the
-/// broken part would leave one invalid line (half an event glued to the next one).
-fn drop_torn_line(file: &std::fs::File) -> std::io::Result<u64> {
+/// Cuts the file, `len` bytes long, back to its last whole line and returns its new length.
+/// Every batch ends with a newline, so a file that does not was cut short mid-write: the
+/// collector died in it, or it failed. Its batch was never counted as delivered and comes
+/// again, so appending after the broken part would leave one invalid line (half an event glued
+/// to the next one).
+fn drop_torn_line(file: &std::fs::File, len: u64) -> std::io::Result<u64> {
     use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len();
     let mut buf = vec![0u8; 64 << 10];
     let mut end = len;
     while end > 0 {
