@@ -1,7 +1,8 @@
 //! A local HTTP receiver, the far end of the HTTP sink in tests and load runs: it stores every
 //! POSTed NDJSON line (gunzipped when the body says so), checks each body's HMAC-SHA256
-//! signature, answers from a script when told to fail (a status and a Retry-After), and can go
-//! away (stop listening, cut its connections) and come back on the same port.
+//! signature, answers from a script when told to fail (any status, headers and body: a redirect,
+//! a Retry-After, an endless error page), refuses bodies over a number of lines with 413 when
+//! told to, and can go away (stop listening, cut its connections) and come back on the same port.
 
 use bytes::Bytes;
 use flate2::read::GzDecoder;
@@ -27,12 +28,51 @@ struct State {
     accepted: AtomicU64,
     requests: AtomicU64,
     bad_signatures: AtomicU64,
-    /// Answers to give next, in order: a status and a Retry-After in seconds.
-    script: Mutex<VecDeque<(u16, Option<u64>)>>,
+    /// Answers to give next, in order.
+    script: Mutex<VecDeque<Answer>>,
+    /// Bodies of more lines than this are answered 413.
+    max_lines: AtomicU64,
+    /// Every request's method and path, in order.
+    seen: Mutex<Vec<(String, String)>>,
     key: Option<Vec<u8>>,
     signature_header: String,
     /// When each request arrived.
     times: Mutex<Vec<std::time::Instant>>,
+}
+
+/// A body that never ends: what a broken endpoint can send with an error status.
+struct Endless;
+
+impl hyper::body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        static CHUNK: [u8; 16384] = [b'x'; 16384];
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(&CHUNK)))))
+    }
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// A scripted answer: a status, headers and a body of `body_bytes` bytes (`x` repeated;
+/// `usize::MAX`: a body that never ends).
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body_bytes: usize,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Answer {
+        Answer { status, ..Answer::default() }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
 }
 
 /// A running receiver.
@@ -46,14 +86,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn answer(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
     state.requests.fetch_add(1, Relaxed);
     lock(&state.times).push(std::time::Instant::now());
+    lock(&state.seen).push((req.method().to_string(), req.uri().path().to_string()));
     let gzip = req.headers().get("content-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
     let signature = req.headers().get(state.signature_header.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let reply = |status: StatusCode, retry_after: Option<u64>, text: &str| {
-        let mut resp = Response::new(Full::new(Bytes::from(text.to_string())));
+        let mut resp = Response::new(Full::new(Bytes::from(text.to_string())).boxed());
         *resp.status_mut() = status;
         if let Some(s) = retry_after {
             resp.headers_mut().insert("retry-after", s.into());
@@ -69,14 +110,26 @@ async fn answer(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
             return reply(StatusCode::UNAUTHORIZED, None, "bad signature");
         }
     }
-    if let Some((status, retry_after)) = lock(&state.script).pop_front() {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return reply(status, retry_after, "scripted failure");
+    let scripted = lock(&state.script).pop_front();
+    if let Some(a) = scripted {
+        let body = if a.body_bytes == usize::MAX { Endless.boxed() } else { Full::new(Bytes::from(vec![b'x'; a.body_bytes])).boxed() };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        for (k, v) in &a.headers {
+            if let (Ok(k), Ok(v)) = (hyper::header::HeaderName::from_bytes(k.as_bytes()), hyper::header::HeaderValue::from_str(v)) {
+                resp.headers_mut().append(k, v);
+            }
+        }
+        return Ok(resp);
     }
     let mut text = String::new();
     let read = if gzip { GzDecoder::new(&body[..]).read_to_string(&mut text) } else { std::str::from_utf8(&body).map(|s| text.push_str(s)).map(|_| 0).map_err(std::io::Error::other) };
-    if read.is_err() {
+    if read.is_err() || body.is_empty() {
         return reply(StatusCode::BAD_REQUEST, None, "body is not (gzipped) UTF-8 NDJSON");
+    }
+    let max = state.max_lines.load(Relaxed);
+    if max > 0 && text.lines().filter(|l| !l.is_empty()).count() as u64 > max {
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, None, "too many lines");
     }
     lock(&state.lines).extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
     state.accepted.fetch_add(1, Relaxed);
@@ -136,7 +189,29 @@ impl Receiver {
 
     /// The next requests get these answers (status, Retry-After seconds) instead of 200.
     pub fn script(&self, answers: &[(u16, Option<u64>)]) {
-        lock(&self.state.script).extend(answers.iter().copied());
+        let answers = answers.iter().map(|&(status, after)| {
+            let a = Answer { status, body_bytes: 0, headers: Vec::new() };
+            match after {
+                Some(s) => a.header("retry-after", &s.to_string()),
+                None => a,
+            }
+        });
+        lock(&self.state.script).extend(answers);
+    }
+
+    /// The next requests get these answers instead of 200.
+    pub fn script_answers(&self, answers: &[Answer]) {
+        lock(&self.state.script).extend(answers.iter().cloned());
+    }
+
+    /// From now on, bodies of more than `lines` lines are answered 413 (0: no limit).
+    pub fn refuse_over(&self, lines: u64) {
+        self.state.max_lines.store(lines, Relaxed);
+    }
+
+    /// Every request's method and path, in order.
+    pub fn seen(&self) -> Vec<(String, String)> {
+        lock(&self.state.seen).clone()
     }
 
     /// Stops listening and cuts every open connection: the endpoint is down.

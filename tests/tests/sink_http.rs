@@ -1,6 +1,8 @@
 //! The HTTP sink against a real HTTP server on loopback: every event arrives once, signed and
 //! intact; an outage of the endpoint delays delivery but loses nothing and never pauses the
-//! file sink beside it; 429 is retried after its Retry-After and a 400 drops that batch, counted.
+//! file sink beside it; 429 is retried after its Retry-After (capped at the longest backoff) and
+//! a 400 drops that batch, counted; redirects, endless error pages, absurd Retry-After values
+//! and 413 neither lose events silently nor stall the sink.
 
 use sentinel_demo::receiver::Receiver;
 use sentinel_demo::stack::{Paths, Stack, StackConfig};
@@ -104,11 +106,54 @@ async fn throttling_is_honoured_and_a_refused_batch_is_counted() -> anyhow::Resu
 
     let times = receiver.request_times();
     assert!(times.len() >= 3);
-    assert!(times[1] - times[0] >= Duration::from_millis(990), "the retry waited for Retry-After: {:?}", times[1] - times[0]);
+    // Retry-After: 1 is honoured up to the sink's longest wait (`retry-max-ms 400`).
+    let waited = times[1] - times[0];
+    assert!(waited >= Duration::from_millis(390) && waited < Duration::from_millis(990), "the retry waited for Retry-After, capped: {waited:?}");
     let m = stack.collector_metrics().await?;
     assert_eq!(m.get("sentinel_collector_sink_rejected_batches_total{sink=\"http\"}"), 1.0);
     let dropped = m.get("sentinel_collector_events_dropped_total{sink=\"http\"}") as u64;
     assert!(dropped > 0);
     assert_eq!(receiver.events().len() as u64 + dropped, report.sent, "the refused batch is the only loss, and it is counted");
+    Ok(())
+}
+
+/// An endpoint that answers the way real ones misbehave: a redirect (which, followed, turns the
+/// POST into a bodiless GET), a Retry-After of 2^64 seconds, an error page that never ends, a
+/// 307 to another host, then 413 for any body over 100 events. Every event still arrives, only
+/// as POSTs to the configured URL, nothing is counted dropped, and the sink never stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_endpoint_neither_loses_events_silently_nor_stalls_the_sink() -> anyhow::Result<()> {
+    use sentinel_demo::receiver::Answer;
+    let dir = tempfile::tempdir()?;
+    let receiver = Receiver::start(Some(KEY)).await?;
+    receiver.script_answers(&[
+        Answer::status(302).header("location", "/elsewhere"),
+        Answer::status(503).header("retry-after", "18446744073709551000"),
+        Answer { status: 500, body_bytes: usize::MAX, headers: Vec::new() },
+        Answer::status(503).header("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        Answer::status(307).header("location", "http://127.0.0.2:9/ingest"),
+    ]);
+    receiver.refuse_over(100);
+    let extra = "        timeout-ms 60000\n        circuit-breaker-failures 10\n        circuit-breaker-cooldown-ms 300\n";
+    let stack = stack_with(dir.path(), http_block(&receiver, extra)).await?;
+    let started = Instant::now();
+    let report = traffic::run(&stack.proxy_addr, 51, 1500, 4, |_| {}).await;
+    stack.settle(Duration::from_secs(30)).await?;
+    assert_eq!(report.failed, 0);
+    // Five failures, each wait capped at `retry-max-ms 400`, and the 413 halvings: seconds, far
+    // from the 2^64 s asked for (or the year 9999).
+    assert!(started.elapsed() < Duration::from_secs(25), "the sink did not stall: {:?}", started.elapsed());
+
+    let got = receiver.events();
+    assert_eq!(ids(&got).len() as u64, report.sent, "every event arrived");
+    let seen = receiver.seen();
+    assert!(seen.iter().all(|(method, path)| method == "POST" && path == "/ingest"), "no redirect was followed: {seen:?}");
+    let m = stack.collector_metrics().await?;
+    assert_eq!(m.get("sentinel_collector_events_dropped_total{sink=\"http\"}"), 0.0, "nothing refused for good");
+    assert!(m.get("sentinel_collector_write_errors_total{sink=\"http\"}") >= 5.0, "each bad answer is a counted failure");
+    // Bodies over 100 events were refused and split, never refused whole.
+    let refused = seen.len() as u64 - receiver.accepted_requests() - 5;
+    assert!(refused >= 1, "the 413s happened");
+    assert!(receiver.accepted_requests() >= report.sent / 100, "delivered in parts of at most 100: {} requests", receiver.accepted_requests());
     Ok(())
 }

@@ -35,6 +35,9 @@ pub enum Delivered {
     /// Written into something not yet complete (an open Parquet file): the log keeps it until
     /// a later `send`, `idle` or `close` answers `Durable`.
     Staged,
+    /// Durable, except `dropped` events the destination refused for good one by one (each
+    /// too large for it on its own): counted as dropped, the rest as written.
+    DurableExcept { dropped: u64 },
 }
 
 impl SendError {
@@ -114,7 +117,7 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                 },
                 _ = tokio::time::sleep(wait) => if batch.is_empty() {
                     match service.idle().await {
-                        Ok(Delivered::Durable) => if let Some(end) = staged.take() {
+                        Ok(Delivered::Durable | Delivered::DurableExcept { .. }) => if let Some(end) = staged.take() {
                             settle(&reader, end, &mut settled);
                             ages.record(&metrics.delivery_seconds.0);
                         },
@@ -143,7 +146,15 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
             match result {
                 Ok(delivered) => {
                     metrics.batch_seconds.record(started.elapsed());
-                    metrics.events_written.fetch_add(batch.events, Relaxed);
+                    let dropped = match delivered {
+                        Delivered::DurableExcept { dropped } => dropped.min(batch.events),
+                        _ => 0,
+                    };
+                    if dropped > 0 {
+                        metrics.rejected_batches.fetch_add(1, Relaxed);
+                        metrics.events_dropped.fetch_add(dropped, Relaxed);
+                    }
+                    metrics.events_written.fetch_add(batch.events - dropped, Relaxed);
                     metrics.bytes_written.fetch_add(batch.lines.len() as u64, Relaxed);
                     if circuit != Circuit::Closed {
                         tracing::info!(sink = %id, "the sink is delivering again; circuit closed");
@@ -152,7 +163,7 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                     metrics.circuit_open.store(0, Relaxed);
                     failures = 0;
                     match delivered {
-                        Delivered::Durable => {
+                        Delivered::Durable | Delivered::DurableExcept { .. } => {
                             staged = None;
                             settle(&reader, batch.end, &mut settled);
                             ages.record(&metrics.delivery_seconds.0);
@@ -184,6 +195,9 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
                     continue 'sink;
                 }
                 Err(SendError::Retry { reason, after }) => {
+                    // The server's hint is honoured up to the sink's longest wait: a Retry-After
+                    // of a day (or of 2^64 seconds) must not stop the sink.
+                    let after = after.map(|a| a.min(delivery.retry_max));
                     failures += 1;
                     metrics.write_errors.fetch_add(1, Relaxed);
                     let backoff = backoff(&delivery, failures, &mut jitter).max(after.unwrap_or_default());
@@ -208,7 +222,7 @@ pub async fn run<S: Service>(mut service: S, mut reader: Reader, delivery: Deliv
     }
     // A batch gathered or in flight when the sink stopped was not delivered.
     ages.truncate(batch_ages);
-    if let Ok(Delivered::Durable) = service.close().await {
+    if let Ok(Delivered::Durable | Delivered::DurableExcept { .. }) = service.close().await {
         if let Some(end) = staged {
             settle(&reader, end, &mut settled);
             ages.record(&metrics.delivery_seconds.0);

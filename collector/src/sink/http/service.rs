@@ -5,11 +5,11 @@ use crate::sink::driver::{Delivered, SendError, Service};
 use crate::wal::ReadBatch;
 use flate2::write::GzEncoder;
 use hmac::{Hmac, Mac};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use sha2::Sha256;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Posts batches to one endpoint.
 pub struct HttpService {
@@ -18,14 +18,37 @@ pub struct HttpService {
     headers: HeaderMap,
     /// Prefix of the idempotency key: the same batch retried carries the same key.
     key_prefix: String,
+    /// How far the batch in hand got when the endpoint refused it as too large (413) and it
+    /// was split: a retry goes on from there instead of sending delivered parts again.
+    split: Option<Split>,
 }
 
-/// Most bytes of a refusing response's body that are logged.
+/// A batch being delivered in parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Split {
+    /// The batch (its log positions).
+    first: u64,
+    end: u64,
+    /// Lines delivered or dropped so far, lines per part now, lines dropped alone.
+    done: usize,
+    part: usize,
+    dropped: u64,
+}
+
+/// Most bytes of a refusing response's body that are read (and logged): an endpoint that
+/// answers an error with an endless body costs no more than this.
 const BODY_SHOWN: usize = 256;
 
 impl HttpService {
     pub fn new(settings: HttpSettings, sink_id: &str, host: &str) -> Result<HttpService, String> {
-        let client = reqwest::Client::builder().timeout(settings.sink.timeout).build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        // Redirects are never followed: a 301/302/303 turns a POST into a bodiless GET (a batch
+        // "delivered" as nothing), and a 307/308 to another host would carry the configured
+        // secret headers and the signature there. A 3xx is a failed attempt, named in the log.
+        let client = reqwest::Client::builder()
+            .timeout(settings.sink.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
         if settings.sink.gzip {
@@ -37,7 +60,7 @@ impl HttpService {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        Ok(HttpService { settings, client, headers, key_prefix: format!("{host}/{sink_id}/") })
+        Ok(HttpService { settings, client, headers, key_prefix: format!("{host}/{sink_id}/"), split: None })
     }
 
     fn body(&self, lines: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -48,6 +71,58 @@ impl HttpService {
         gz.write_all(lines)?;
         gz.finish()
     }
+
+    /// POSTs `lines` under idempotency key `key`.
+    async fn post(&self, lines: &[u8], key: String) -> Result<(), Refusal> {
+        let body = self.body(lines).map_err(|e| Refusal::Retry(SendError::retry(format!("compressing the batch failed: {e}"))))?;
+        let mut req = self.client.post(&self.settings.sink.url).headers(self.headers.clone());
+        if let Some(hmac) = &self.settings.sink.hmac_key {
+            req = req.header(self.settings.sink.signature_header.as_str(), signature(hmac.expose().as_bytes(), &body));
+        }
+        req = req.header("idempotency-key", key);
+        let mut resp = req.body(body).send().await.map_err(|e| Refusal::Retry(SendError::retry(format!("POST {} failed: {e}", self.settings.sink.url))))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let after = retry_after(resp.headers(), SystemTime::now());
+        let location = resp.headers().get(LOCATION).map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+        let shown = first_bytes(&mut resp, BODY_SHOWN).await;
+        let url = &self.settings.sink.url;
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(Refusal::TooLarge(format!("{url} answered {status}: {shown}")));
+        }
+        if status.is_redirection() {
+            let to = location.as_deref().unwrap_or("(no Location)");
+            return Err(Refusal::Retry(SendError::Retry { reason: format!("{url} answered {status} redirecting to {to}; redirects are not followed (configure the final URL): {shown}"), after }));
+        }
+        let reason = format!("{url} answered {status}: {shown}");
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
+            Err(Refusal::Retry(SendError::Retry { reason, after }))
+        } else {
+            Err(Refusal::Retry(SendError::Reject { reason }))
+        }
+    }
+}
+
+/// Why one POST failed.
+enum Refusal {
+    /// 413: the body was too large for the endpoint; smaller parts may pass.
+    TooLarge(String),
+    /// Anything else, as the driver should see it.
+    Retry(SendError),
+}
+
+/// Up to `cap` bytes of a response's body, as text; the rest is never read.
+async fn first_bytes(resp: &mut reqwest::Response, cap: usize) -> String {
+    let mut got = Vec::new();
+    while got.len() < cap {
+        match resp.chunk().await {
+            Ok(Some(c)) => got.extend_from_slice(&c[..c.len().min(cap - got.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// `sha256=<hex>` of the HMAC-SHA256 of `body` under `key`.
@@ -63,35 +138,80 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
     out
 }
 
-/// Retry-After in seconds (the HTTP-date form is rare from APIs and read as absent).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// Retry-After as a wait from `now`: delay-seconds or an HTTP date (a date past is no wait).
+/// Absurd values are read as they are; the driver caps every hint at the sink's longest wait.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still "a very long time".
+        return Some(v.parse::<u64>().map_or(Duration::MAX, Duration::from_secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+/// Byte offset of the end of line `n` (0-based count of lines from `from`), or the text's end.
+fn after_lines(text: &[u8], from: usize, n: usize) -> usize {
+    let mut at = from;
+    for _ in 0..n {
+        match memchr::memchr(b'\n', &text[at..]) {
+            Some(i) => at += i + 1,
+            None => return text.len(),
+        }
+    }
+    at
 }
 
 impl Service for HttpService {
     async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError> {
-        let body = self.body(&batch.lines).map_err(|e| SendError::retry(format!("compressing the batch failed: {e}")))?;
-        let mut req = self.client.post(&self.settings.sink.url).headers(self.headers.clone());
-        if let Some(key) = &self.settings.sink.hmac_key {
-            req = req.header(self.settings.sink.signature_header.as_str(), signature(key.expose().as_bytes(), &body));
+        let key = format!("{}{}-{}", self.key_prefix, batch.first, batch.end);
+        let lines = batch.events as usize;
+        let mut split = match self.split {
+            Some(s) if s.first == batch.first && s.end == batch.end => s,
+            _ => {
+                self.split = None;
+                // The same records always make the same batch key, so a receiver can drop a
+                // retry of a batch it already stored.
+                match self.post(&batch.lines, key.clone()).await {
+                    Ok(()) => return Ok(Delivered::Durable),
+                    Err(Refusal::Retry(e)) => return Err(e),
+                    Err(Refusal::TooLarge(reason)) => {
+                        tracing::warn!("the batch of {lines} events was too large; sending it in halves: {reason}");
+                        Split { first: batch.first, end: batch.end, done: 0, part: lines.div_ceil(2).max(1), dropped: 0 }
+                    }
+                }
+            }
+        };
+        // Parts of `part` lines, halved again at each 413; a single event still too large is
+        // refused for good (counted), the others go on.
+        let text = &batch.lines[..];
+        let mut at = after_lines(text, 0, split.done);
+        while split.done < lines && at < text.len() {
+            let n = split.part.min(lines - split.done);
+            let end = after_lines(text, at, n);
+            match self.post(&text[at..end], format!("{key}/{}+{n}", split.done)).await {
+                Ok(()) => {
+                    split.done += n;
+                    at = end;
+                }
+                Err(Refusal::TooLarge(reason)) if n > 1 => {
+                    split.part = n.div_ceil(2);
+                    tracing::debug!("parts of {n} events still too large, trying {}: {reason}", split.part);
+                }
+                Err(Refusal::TooLarge(reason)) => {
+                    tracing::error!("one event is larger than the endpoint takes; dropped: {reason}");
+                    split.dropped += 1;
+                    split.done += 1;
+                    at = end;
+                }
+                Err(Refusal::Retry(e)) => {
+                    self.split = Some(split);
+                    return Err(e);
+                }
+            }
         }
-        // The same records always make the same batch key, so a receiver can drop a retry of
-        // a batch it already stored.
-        req = req.header("idempotency-key", format!("{}{}-{}", self.key_prefix, batch.first, batch.end));
-        let resp = req.body(body).send().await.map_err(|e| SendError::retry(format!("POST {} failed: {e}", self.settings.sink.url)))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(Delivered::Durable);
-        }
-        let after = retry_after(resp.headers());
-        let text = resp.bytes().await.unwrap_or_default();
-        let shown = String::from_utf8_lossy(&text[..text.len().min(BODY_SHOWN)]).into_owned();
-        let reason = format!("{} answered {status}: {shown}", self.settings.sink.url);
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
-            Err(SendError::Retry { reason, after })
-        } else {
-            Err(SendError::Reject { reason })
-        }
+        self.split = None;
+        Ok(if split.dropped > 0 { Delivered::DurableExcept { dropped: split.dropped } } else { Delivered::Durable })
     }
 }
 
@@ -109,12 +229,29 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static(" 3 "));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(retry_after(&h), None);
+    fn retry_after_reads_seconds_and_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let at = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_static(v));
+            retry_after(&h, now)
+        };
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+        assert_eq!(at(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(at("18446744073709551000"), Some(Duration::from_secs(18446744073709551000)));
+        assert_eq!(at("99999999999999999999999"), Some(Duration::MAX), "past u64 is still a number");
+        assert_eq!(at("Wed, 21 Oct 2015 07:28:30 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(at("Tuesday, 20-Oct-15 07:28:00 GMT"), Some(Duration::ZERO), "a date past is no wait");
+        assert_eq!(at("-5"), None);
+        assert_eq!(at("soon"), None);
+    }
+
+    #[test]
+    fn parts_end_at_line_ends() {
+        let t = b"a\nbb\nccc\n";
+        assert_eq!(after_lines(t, 0, 0), 0);
+        assert_eq!(after_lines(t, 0, 2), 5);
+        assert_eq!(after_lines(t, 2, 1), 5);
+        assert_eq!(after_lines(t, 5, 9), t.len());
     }
 }
