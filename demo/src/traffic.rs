@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Credentials the generator sends; none of them may appear in any telemetry output.
-pub const SECRET_MARKERS: &[&str] = &["SECRETTOKEN", "SECRETCOOKIE", "SECRETAPIKEY", "c2VjcmV0OnBhc3N3b3Jk"];
+pub const SECRET_MARKERS: &[&str] = &["SECRETTOKEN", "SECRETCOOKIE", "SECRETAPIKEY", "c2VjcmV0OnBhc3N3b3Jk", "SECRETWORD"];
 
 const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
@@ -91,6 +91,9 @@ pub fn plan(seed: u64, i: u64) -> Planned {
         0..=1 => headers.push(("authorization", format!("Bearer SECRETTOKEN{}", r.below(1 << 30)))),
         2 => headers.push(("authorization", "Basic c2VjcmV0OnBhc3N3b3Jk".to_string())),
         3 => headers.push(("x-api-key", format!("SECRETAPIKEY{}", r.below(1 << 30)))),
+        // Credentials whose first word is no authentication scheme: all of it is secret.
+        4 => headers.push(("authorization", format!("SECRETWORD{} SECRETTOKEN", r.below(1 << 30)))),
+        5 => headers.push(("x-api-key", format!("SECRETWORD{} key SECRETAPIKEY", r.below(1 << 30)))),
         _ => {}
     }
     if r.below(4) == 0 {

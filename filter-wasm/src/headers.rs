@@ -9,9 +9,15 @@ use sentinel_wire::ascii::word;
 pub struct Listed {
     /// Dense index of the name (0..len), for per-name bookkeeping such as joining repeats.
     pub index: usize,
-    /// The value is a credential: only its scheme may leave the proxy.
+    /// The value is a credential: nothing of it leaves the proxy, but for `keeps_scheme`.
     pub masked: bool,
+    /// A masked `Authorization` or `Proxy-Authorization`: its registered authentication scheme
+    /// (`Bearer`, `Basic`, ...) may stay in front of the mask. No other header has a scheme.
+    pub keeps_scheme: bool,
 }
+
+/// The headers whose value starts with an authentication scheme (RFC 9110 §11.6).
+const SCHEMED: [&[u8]; 2] = [b"authorization", b"proxy-authorization"];
 
 /// Allowlisted header names (case-insensitive) with their masking flag.
 #[derive(Debug, Clone)]
@@ -83,7 +89,8 @@ impl HeaderTable {
             }
             let listed = &self.names[i - 1];
             if listed.len() == name.len() && (same_bytes(listed, name) || listed.eq_ignore_ascii_case(name)) {
-                return Some(Listed { index: i - 1, masked: self.masked[i - 1] });
+                let masked = self.masked[i - 1];
+                return Some(Listed { index: i - 1, masked, keeps_scheme: masked && SCHEMED.contains(&&**listed) });
             }
             s = (s + 1) & mask;
         }

@@ -120,13 +120,21 @@ struct Kept {
     value: Value,
 }
 
-/// The auth scheme of a credential value (`Bearer` in `Bearer abc`), if it has one.
+/// The HTTP authentication schemes IANA registers (matched in any case, as RFC 9110 says).
+const AUTH_SCHEMES: [&[u8]; 14] = [
+    b"Basic", b"Bearer", b"Concealed", b"Digest", b"DPoP", b"GNAP", b"HOBA", b"Mutual", b"Negotiate", b"OAuth", b"PrivateToken", b"SCRAM-SHA-1",
+    b"SCRAM-SHA-256", b"vapid",
+];
+
+/// The registered authentication scheme a credential value starts with (`Bearer` in
+/// `Bearer abc`), if it has one and something follows it. Any other first word is part of the
+/// secret (`hunter2 topsecret`) and is masked with the rest.
 fn scheme(value: &[u8]) -> Option<&[u8]> {
     let start = value.iter().position(|b| *b != b' ')?;
     let v = &value[start..];
     let end = v.iter().position(|b| *b == b' ')?;
     let s = &v[..end];
-    (!s.is_empty() && s.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')).then_some(s)
+    AUTH_SCHEMES.iter().any(|r| r.eq_ignore_ascii_case(s)).then_some(s)
 }
 
 fn ms(us: u64) -> f64 {
@@ -175,7 +183,11 @@ impl Shaper {
 
     /// Records an allowlisted header, masking it if listed and joining repeats.
     fn keep_header(&mut self, head: &[u8], response: bool, listed: Listed, value: &[u8]) {
-        let new = if listed.masked { Value::Masked(scheme(value).map(|s| Span::of(head, s))) } else { Value::Plain(Span::of(head, value)) };
+        let new = match (listed.masked, listed.keeps_scheme) {
+            (false, _) => Value::Plain(Span::of(head, value)),
+            (true, true) => Value::Masked(scheme(value).map(|s| Span::of(head, s))),
+            (true, false) => Value::Masked(None),
+        };
         let seen = &mut self.seen[listed.index * 2 + usize::from(response)];
         if seen.0 != self.generation {
             *seen = (self.generation, self.kept.len() as u32);
@@ -525,6 +537,37 @@ mod tests {
         assert_eq!(v["timing"]["total_ms"], 2.5);
         assert_eq!(v["filter"]["version"], "t1");
         assert!(!v.to_string().contains("SECRET"));
+    }
+
+    #[test]
+    fn only_a_registered_scheme_of_an_authorization_header_survives_masking() {
+        let s = Settings::from_config(
+            vec!["authorization".into(), "proxy-authorization".into(), "x-api-key".into()],
+            vec!["authorization".into(), "proxy-authorization".into(), "x-api-key".into()],
+            1.0,
+            true,
+            false,
+            0,
+        )
+        .unwrap();
+        for (header, value, want) in [
+            ("authorization", "Bearer SECRETabc", "Bearer ***"),
+            ("authorization", "bAsIc U0VDUkVUOnB3", "bAsIc ***"),
+            ("authorization", "Digest username=\"SECRET\", nonce=\"x\"", "Digest ***"),
+            ("authorization", "SCRAM-SHA-256 SECRET", "SCRAM-SHA-256 ***"),
+            ("proxy-authorization", "Negotiate SECRETtok", "Negotiate ***"),
+            ("authorization", "hunter2 SECRET", "***"),
+            ("authorization", "Token SECRET", "***"),
+            ("authorization", "SECRET", "***"),
+            ("authorization", "  Bearer", "***"),
+            ("x-api-key", "live key SECRET", "***"),
+            ("x-api-key", "Bearer SECRET", "***"),
+        ] {
+            let ex = exchange("r1", 200, &[(header, value)]);
+            let v = shape(s.clone(), &ex).unwrap();
+            assert_eq!(v["http"]["request"]["header"][header], want, "{header}: {value}");
+            assert!(!v.to_string().contains("SECRET") && !v.to_string().contains("hunter2"), "{value}");
+        }
     }
 
     #[test]
