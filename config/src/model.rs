@@ -285,7 +285,7 @@ impl RedactionMode {
 
 impl Redaction {
     pub const DETECTORS: &'static [&'static str] =
-        &["email", "payment-card", "jwt", "bearer-basic", "aws-access-key", "github-token", "slack-token", "stripe-key", "us-ssn", "iban", "phone"];
+        &["email", "payment-card", "jwt", "bearer-basic", "aws-access-key", "github-token", "slack-token", "stripe-key", "us-ssn", "iban", "phone", "google-api-key", "aws-secret-key", "private-key", "password"];
     pub const QUERY_PARAMS: &'static [&'static str] = &[
         "token", "access_token", "refresh_token", "id_token", "password", "passwd", "pwd", "secret", "client_secret", "api_key", "apikey",
         "key", "signature", "sig", "session", "session_id", "sessionid", "sid", "auth", "code", "private_key",

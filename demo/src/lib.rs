@@ -4,6 +4,7 @@
 
 pub mod enrichment;
 pub mod metrics;
+pub mod pii;
 pub mod receiver;
 pub mod relay;
 pub mod servers;

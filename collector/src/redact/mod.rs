@@ -1,12 +1,16 @@
 //! The redaction stage, the last before the sinks: nothing a sink sees (and nothing the
 //! write-ahead log will store) carries the personal or secret data it finds. By field: the values
 //! of deny-listed query parameters and headers. By content ([`detect`]): e-mail addresses, card
-//! numbers, JWTs, bearer/basic credentials, cloud and SaaS keys, US SSNs, IBANs and phone numbers
-//! in the URL path and query, header values, captured bodies and the user agent. Each detector
-//! masks, removes or replaces with a keyed hash (HMAC-SHA256, so joins still work). The client
-//! address can be truncated (IPv4 /24, IPv6 /48) after enrichment used it. `redaction.fields`
-//! lists what was changed.
+//! numbers, JWTs, bearer/basic credentials, cloud and SaaS keys, private keys, password fields,
+//! US SSNs, IBANs and phone numbers in the URL path and query, header values, captured bodies and
+//! the user agent, both as written and as decoded ([`decode`]: `%XX`, double escapes, `+`), so
+//! what a browser percent-encodes is found too and replaced in the encoded text. Each detector
+//! masks, removes or replaces with a keyed hash (HMAC-SHA256, so joins still work). Client
+//! addresses can be truncated (IPv4 /24, IPv6 /48) after enrichment used them: the client's,
+//! the peer's, and every hop of `X-Forwarded-For`, `Forwarded` and `X-Real-IP`.
+//! `redaction.fields` lists what was changed.
 
+pub mod decode;
 pub mod detect;
 
 use crate::cache::Cache;
@@ -35,6 +39,9 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct Scratch {
     spans: Vec<Span>,
+    /// The decoded forms of the text being scanned, and what the detectors found in one.
+    forms: Vec<decode::Decoded>,
+    found: Vec<Span>,
     clean: Cache<String, bool>,
     /// The [`Redactor`] generation whose answers `clean` holds.
     generation: u64,
@@ -42,7 +49,7 @@ pub struct Scratch {
 
 impl Default for Scratch {
     fn default() -> Self {
-        Scratch { spans: Vec::new(), clean: Cache::new(CLEAN_TEXTS), generation: 0 }
+        Scratch { spans: Vec::new(), forms: Vec::new(), found: Vec::new(), clean: Cache::new(CLEAN_TEXTS), generation: 0 }
     }
 }
 
@@ -73,15 +80,22 @@ pub struct Redactor {
     headers: Vec<String>,
     key: Vec<u8>,
     anonymize_ip: bool,
+    /// The password detector runs: query parameters named like passwords are replaced too.
+    passwords: bool,
     generation: u64,
 }
+
+/// Headers whose values are client addresses (lists of them, for the first two).
+const ADDRESS_HEADERS: [&str; 4] = ["x-forwarded-for", "forwarded", "x-real-ip", "x-client-ip"];
 
 impl Redactor {
     /// `None` when redaction is off.
     pub fn new(cfg: &Option<RedactionConfig>) -> Option<Redactor> {
         let c = cfg.as_ref()?;
+        let kinds: Vec<Kind> = c.detectors.iter().filter_map(|d| Kind::of(d)).collect();
         Some(Redactor {
-            kinds: c.detectors.iter().filter_map(|d| Kind::of(d)).collect(),
+            passwords: kinds.contains(&Kind::Password),
+            kinds,
             modes: c.detector_modes.iter().filter_map(|(d, m)| Some((Kind::of(d)?, *m))).collect(),
             field_mode: c.mode,
             query_params: c.query_params.iter().map(|s| s.to_ascii_lowercase()).collect(),
@@ -119,19 +133,57 @@ impl Redactor {
     /// the text is clean.
     fn find(&self, text: &str, s: &mut Scratch) -> bool {
         if !REMEMBERED_LEN.contains(&text.len()) {
-            detect::find(text, &self.kinds, &mut s.spans);
+            self.detect(text, &mut s.spans, &mut s.forms, &mut s.found);
             return !s.spans.is_empty();
         }
         let mut scanned = false;
         let clean = s.clean.get_or_insert(text, || {
             scanned = true;
-            detect::find(text, &self.kinds, &mut s.spans);
+            self.detect(text, &mut s.spans, &mut s.forms, &mut s.found);
             s.spans.is_empty()
         });
         if !clean && !scanned {
-            detect::find(text, &self.kinds, &mut s.spans);
+            self.detect(text, &mut s.spans, &mut s.forms, &mut s.found);
         }
         !clean
+    }
+
+    /// What the detectors find in `text` as written and in each of its decoded forms, as
+    /// spans of `text`, sorted; overlapping spans are merged into one.
+    fn detect(&self, text: &str, spans: &mut Vec<Span>, forms: &mut Vec<decode::Decoded>, found: &mut Vec<Span>) {
+        let t = text.as_bytes();
+        detect::find(t, &self.kinds, spans);
+        if !decode::is_encoded(t) {
+            return;
+        }
+        decode::forms(t, forms);
+        if forms.is_empty() {
+            return;
+        }
+        for f in forms.iter() {
+            detect::find(&f.bytes, &self.kinds, found);
+            for sp in found.iter() {
+                // Decoded spans start and end at ASCII bytes, which map to `%` or to an ASCII
+                // byte of the text; the widening is for safety, never a cut inside a character.
+                let (mut start, mut end) = (f.origin[sp.start], f.origin[sp.end]);
+                while !text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                spans.push(Span { start, end, kind: sp.kind });
+            }
+        }
+        spans.sort_by_key(|sp| (sp.start, std::cmp::Reverse(sp.end)));
+        let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+        for sp in spans.drain(..) {
+            match merged.last_mut() {
+                Some(last) if sp.start < last.end => last.end = last.end.max(sp.end),
+                _ => merged.push(sp),
+            }
+        }
+        *spans = merged;
     }
 
     /// Rewrites `text` with every detected span replaced; `None` when nothing was found.
@@ -150,12 +202,24 @@ impl Redactor {
         Some(out)
     }
 
-    /// The query with deny-listed parameters' values replaced and the others scrubbed.
+    /// Whether a query parameter's name (as sent, or decoded) is deny-listed, or names a
+    /// password when that detector runs.
+    fn denied_param(&self, name: &str, s: &mut Scratch) -> bool {
+        let listed = |n: &[u8]| self.query_params.iter().any(|d| d.as_bytes().eq_ignore_ascii_case(n)) || (self.passwords && detect::secret_name(n));
+        if listed(name.as_bytes()) {
+            return true;
+        }
+        decode::forms(name.as_bytes(), &mut s.forms);
+        s.forms.iter().any(|f| listed(&f.bytes))
+    }
+
+    /// The query with deny-listed parameters' values replaced and the others (names and values)
+    /// scrubbed.
     fn query(&self, q: &str, s: &mut Scratch) -> Option<String> {
         // Most queries hold nothing to redact: find that out without building a copy.
         let denied = q.split('&').any(|pair| {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-            self.query_params.iter().any(|d| d.eq_ignore_ascii_case(name))
+            self.denied_param(name, s)
         });
         if !denied && !self.find(q, s) {
             return None;
@@ -170,10 +234,16 @@ impl Redactor {
                 Some((n, v)) => (n, Some(v)),
                 None => (pair, None),
             };
-            out.push_str(name);
+            match self.scrub(name, s) {
+                Some(scrubbed) => {
+                    out.push_str(&scrubbed);
+                    changed = true;
+                }
+                None => out.push_str(name),
+            }
             let Some(v) = value else { continue };
             out.push('=');
-            if !v.is_empty() && self.query_params.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+            if !v.is_empty() && self.denied_param(name, s) {
                 out.push_str(&self.replacement(self.field_mode, "query-param", v));
                 changed = true;
             } else if let Some(scrubbed) = self.scrub(v, s) {
@@ -186,25 +256,59 @@ impl Redactor {
         changed.then_some(out)
     }
 
-    /// A header's value with a deny-listed header's value replaced, an `X-Forwarded-For`
-    /// chain anonymized when addresses are, anything else scrubbed; `None` when unchanged.
+    /// A header's value with a deny-listed header's value replaced, the addresses in
+    /// `X-Forwarded-For`, `Forwarded` and `X-Real-IP` anonymized when addresses are, anything
+    /// else scrubbed; `None` when unchanged.
     fn header(&self, name: &str, value: &str, s: &mut Scratch) -> Option<String> {
         if self.headers.iter().any(|d| d == name) {
             (!value.is_empty() && !value.ends_with("***")).then(|| self.replacement(self.field_mode, "header", value))
-        } else if self.anonymize_ip && name == "x-forwarded-for" {
-            let hops: Vec<String> = value.split(',').map(|h| anonymize(h.trim()).unwrap_or_else(|| h.trim().to_string())).collect();
-            let joined = hops.join(", ");
-            (joined != value).then_some(joined)
+        } else if self.anonymize_ip && ADDRESS_HEADERS.contains(&name) {
+            let anonymized = if name == "forwarded" { anonymize_forwarded(value) } else { anonymize_list(value) };
+            // Whatever else the header carries is still scrubbed.
+            match (self.scrub(&anonymized, s), anonymized != value) {
+                (Some(scrubbed), _) => Some(scrubbed),
+                (None, true) => Some(anonymized),
+                (None, false) => None,
+            }
         } else {
             self.scrub(value, s)
         }
+    }
+
+    /// The path with each segment scrubbed on its own (as written and decoded): a `/` ends
+    /// a value, and `%2F` inside a segment is part of one.
+    fn path(&self, path: &str, s: &mut Scratch) -> Option<String> {
+        let mut out: Option<String> = None;
+        let mut at = 0;
+        for segment in path.split('/') {
+            let scrubbed = if segment.len() < 8 { None } else { self.scrub(segment, s) };
+            match (scrubbed, &mut out) {
+                (Some(new), Some(o)) => o.push_str(&new),
+                (Some(new), None) => {
+                    let mut o = String::with_capacity(path.len());
+                    o.push_str(&path[..at]);
+                    o.push_str(&new);
+                    out = Some(o);
+                }
+                (None, Some(o)) => o.push_str(segment),
+                (None, None) => {}
+            }
+            at += segment.len() + 1;
+            if at <= path.len() {
+                if let Some(o) = &mut out {
+                    o.push('/');
+                }
+            }
+        }
+        out
     }
 
     /// What to write instead of `value`, the text at `at`; `None` when it stays. Callers start
     /// each batch with [`Redactor::begin`].
     pub fn text(&self, at: Text<'_>, value: &str, s: &mut Scratch) -> Option<String> {
         match at {
-            Text::Path | Text::RequestBody | Text::ResponseBody => self.scrub(value, s),
+            Text::Path => self.path(value, s),
+            Text::RequestBody | Text::ResponseBody => self.scrub(value, s),
             Text::Query => self.query(value, s),
             Text::RequestHeader(name) | Text::ResponseHeader(name) => self.header(name, value, s),
         }
@@ -267,6 +371,14 @@ impl Redactor {
                     fields.push("client.address".into());
                 }
             }
+            if let Some(peer) = ev.network.as_mut().and_then(|n| n.peer.as_mut()) {
+                if let Some(a) = anonymize(&peer.address) {
+                    if a != peer.address {
+                        peer.address = a;
+                        fields.push("network.peer.address".into());
+                    }
+                }
+            }
         }
         if !fields.is_empty() {
             ev.redaction = Some(Redaction { fields });
@@ -316,6 +428,75 @@ impl Touched {
         }
         fields
     }
+}
+
+/// Each comma-separated address of a list (`X-Forwarded-For`) anonymized, ports and brackets
+/// kept; what is not an address stays as it is.
+fn anonymize_list(value: &str) -> String {
+    let mut changed = false;
+    let hops: Vec<String> = value
+        .split(',')
+        .map(|h| {
+            let h = h.trim();
+            match anonymize_hop(h) {
+                Some(a) if a != h => {
+                    changed = true;
+                    a
+                }
+                _ => h.to_string(),
+            }
+        })
+        .collect();
+    if changed { hops.join(", ") } else { value.to_string() }
+}
+
+/// `Forwarded` (RFC 7239): the `for=` and `by=` addresses of every element anonymized, quoted
+/// or not, with ports and brackets kept; obfuscated names (`_hidden`) and `unknown` stay.
+fn anonymize_forwarded(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (i, element) in value.split(',').enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, pair) in element.split(';').enumerate() {
+            if j > 0 {
+                out.push(';');
+            }
+            let Some((k, v)) = pair.split_once('=') else {
+                out.push_str(pair);
+                continue;
+            };
+            let key = k.trim();
+            if !(key.eq_ignore_ascii_case("for") || key.eq_ignore_ascii_case("by")) {
+                out.push_str(pair);
+                continue;
+            }
+            let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+            let inner = if quoted { &v[1..v.len() - 1] } else { v };
+            match anonymize_hop(inner) {
+                Some(a) if quoted => out.push_str(&format!("{k}=\"{a}\"")),
+                Some(a) => out.push_str(&format!("{k}={a}")),
+                None => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
+/// One address as proxies write it: bare, `v4:port`, `[v6]` or `[v6]:port`; anonymized with
+/// its form kept.
+fn anonymize_hop(hop: &str) -> Option<String> {
+    if let Some(rest) = hop.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']')?;
+        return Some(format!("[{}]{after}", anonymize(addr)?));
+    }
+    if let Some(a) = anonymize(hop) {
+        return Some(a);
+    }
+    let (addr, port) = hop.rsplit_once(':')?;
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(())?;
+    let v4: std::net::Ipv4Addr = addr.parse().ok()?;
+    Some(format!("{}:{port}", anonymize(&v4.to_string())?))
 }
 
 /// An address with its host part cleared: IPv4 to its /24, IPv6 to its /48.
@@ -449,6 +630,47 @@ mod tests {
             all.redact(&mut e, &mut scratch);
             assert_eq!(e.http.request.header.get("referer"), Some("https://shop.example/pay?card=[REDACTED:payment-card]"), "redacted every time");
         }
+    }
+
+    #[test]
+    fn what_a_browser_encodes_is_found_and_replaced_in_the_encoded_text() {
+        let r = redactor(RedactionMode::Mask, false);
+        let mut s = Scratch::default();
+        let q = |text: &str, s: &mut Scratch| r.text(Text::Query, text, s);
+        assert_eq!(q("note=jane.doe%40example.org", &mut s).as_deref(), Some("note=[REDACTED:email]"));
+        assert_eq!(q("cc=4111%201111%201111%201111&x=1", &mut s).as_deref(), Some("cc=[REDACTED:payment-card]&x=1"));
+        assert_eq!(q("cc=4111+1111+1111+1111", &mut s).as_deref(), Some("cc=[REDACTED:payment-card]"));
+        assert_eq!(q("tel=%2B1%20212%20555%200147", &mut s).as_deref(), Some("tel=[REDACTED:phone]"));
+        assert_eq!(q("m=jane%2540example.org", &mut s).as_deref(), Some("m=[REDACTED:email]"), "double-encoded");
+        assert_eq!(q("jane%40example.org=1", &mut s).as_deref(), Some("[REDACTED:email]=1"), "in a parameter's name");
+        assert_eq!(q("pass%77ord=hunter2", &mut s).as_deref(), Some("pass%77ord=[REDACTED:query-param]"), "a deny-listed name, encoded");
+        assert_eq!(q("q=caf%C3%A9+au+lait&n=%ZZ", &mut s), None, "clean text, decoded or not, stays as sent");
+        let referer = "https://shop.example/p?u=jane%40example.org&ref=nav#top";
+        assert_eq!(r.text(Text::RequestHeader("referer"), referer, &mut s).as_deref(), Some("https://shop.example/p?u=[REDACTED:email]&ref=nav#top"));
+        let path = "/users/jane%40example.org/x%2Fy";
+        assert_eq!(r.text(Text::Path, path, &mut s).as_deref(), Some("/users/[REDACTED:email]/x%2Fy"));
+        assert_eq!(r.text(Text::Path, "/a/b/", &mut s), None);
+        assert_eq!(r.text(Text::Path, "/x/4111111111111111/", &mut s).as_deref(), Some("/x/[REDACTED:payment-card]/"));
+    }
+
+    #[test]
+    fn every_field_that_holds_an_address_is_anonymized() {
+        let r = redactor(RedactionMode::Mask, true);
+        let mut s = Scratch::default();
+        let h = |name: &str, value: &str, s: &mut Scratch| r.text(Text::RequestHeader(name), value, s);
+        assert_eq!(h("x-forwarded-for", "203.0.113.77:4711, [2001:db8:cafe::17]:443, unknown", &mut s).as_deref(), Some("203.0.113.0:4711, [2001:db8:cafe::]:443, unknown"));
+        assert_eq!(
+            h("forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43, for=\"[2001:db8:cafe::17]:4711\", for=_hidden", &mut s).as_deref(),
+            Some("for=192.0.2.0;proto=http;by=203.0.113.0, for=\"[2001:db8:cafe::]:4711\", for=_hidden")
+        );
+        assert_eq!(h("x-real-ip", "198.51.100.9", &mut s).as_deref(), Some("198.51.100.0"));
+        assert_eq!(h("x-forwarded-for", "198.51.100.0", &mut s), None, "already anonymized");
+        let mut e = Event::default();
+        e.client.address = "198.51.100.9".into();
+        e.network = Some(sentinel_wire::event::Network { protocol: None, peer: Some(sentinel_wire::event::Peer { address: "10.1.2.3".into() }) });
+        r.redact(&mut e, &mut s);
+        assert_eq!(e.network.as_ref().and_then(|n| n.peer.as_ref()).map(|p| p.address.as_str()), Some("10.1.2.0"));
+        assert_eq!(e.redaction.unwrap().fields, ["client.address", "network.peer.address"]);
     }
 
     #[test]
