@@ -34,10 +34,11 @@ fn id_of(file_name: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Every readable cursor in `dir`. An unreadable one is left out (that sink then starts from
-/// the oldest record: duplicates, never loss) and named in the log.
-pub fn load_all(dir: &Path) -> std::io::Result<BTreeMap<String, u64>> {
+/// Every readable cursor in `dir`, and the ids whose cursor file cannot be read (those sinks
+/// start again from the oldest record: duplicates, never loss; each is named in the log).
+pub fn load_all(dir: &Path) -> std::io::Result<(BTreeMap<String, u64>, Vec<String>)> {
     let mut out = BTreeMap::new();
+    let mut unreadable = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -46,18 +47,26 @@ pub fn load_all(dir: &Path) -> std::io::Result<BTreeMap<String, u64>> {
             Some(seq) => {
                 out.insert(id, seq);
             }
-            None => tracing::warn!(sink = %id, "cursor file {} is unreadable; the sink restarts from the oldest buffered record", entry.path().display()),
+            None => {
+                tracing::warn!(sink = %id, "cursor file {} is unreadable; the sink restarts from the oldest buffered record", entry.path().display());
+                unreadable.push(id);
+            }
         }
     }
-    Ok(out)
+    Ok((out, unreadable))
 }
 
-/// Stores a cursor (write a temporary file, rename it over the old one).
+/// Stores a cursor: a temporary file written and synced, renamed over the old one, the
+/// directory synced, so a crash leaves the old or the new position, and the new one stays.
 pub fn store(dir: &Path, id: &str, seq: u64) -> std::io::Result<()> {
+    use std::io::Write;
     let p = path(dir, id);
     let tmp = p.with_extension("cursor.tmp");
-    std::fs::write(&tmp, format!("{seq}\n"))?;
-    std::fs::rename(&tmp, &p)
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{seq}\n").as_bytes())?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, &p)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 pub fn remove(dir: &Path, id: &str) {
@@ -77,11 +86,12 @@ mod tests {
             store(dir.path(), id, i as u64 * 10).unwrap();
         }
         std::fs::write(dir.path().join("broken.cursor"), "x").unwrap();
-        let all = load_all(dir.path()).unwrap();
+        let (all, unreadable) = load_all(dir.path()).unwrap();
         assert_eq!(all.len(), 6);
+        assert_eq!(unreadable, ["broken"]);
         assert_eq!(all["../etc/passwd"], 20);
         assert_eq!(all["a%b"], 50);
         remove(dir.path(), "kafka");
-        assert!(!load_all(dir.path()).unwrap().contains_key("kafka"));
+        assert!(!load_all(dir.path()).unwrap().0.contains_key("kafka"));
     }
 }

@@ -10,7 +10,10 @@
 //! log for the same reason).
 //! A size cap bounds the log, with an explicit policy past it: `block` (stop acknowledging, so
 //! proxies hold and then drop with a counter) or `drop_oldest` (delete the oldest segment, counted
-//! per sink). Corrupt records found at start-up are counted and skipped, never fatal.
+//! per sink). Damage is counted and skipped, never fatal: a corrupt record costs that record (the
+//! next good header is found by its own checksum), a segment that cannot be read at all is set
+//! aside and every sink moves past it, and a sink whose cursor file cannot be read starts again
+//! from the oldest record (duplicates, never loss).
 
 pub mod cursor;
 pub mod intake;
@@ -177,7 +180,8 @@ impl Wal {
         let names: Vec<String> = std::fs::read_dir(&cfg.dir).map_err(dir_err)?.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
         let mut firsts: Vec<u64> = names.iter().filter_map(|n| segment::parse_name(n)).collect();
         firsts.sort_unstable();
-        let mut state = State { cursors: cursor::load_all(&cursor_dir).map_err(dir_err)?, ..State::default() };
+        let (cursors, unreadable) = cursor::load_all(&cursor_dir).map_err(dir_err)?;
+        let mut state = State { cursors, ..State::default() };
         for name in names.iter().filter(|n| segment::is_spare(n)) {
             let path = cfg.dir.join(name);
             match std::fs::metadata(&path) {
@@ -191,12 +195,18 @@ impl Wal {
             }
         }
         for (i, first) in firsts.iter().enumerate() {
-            let last = i + 1 == firsts.len();
-            let seg = recover(&cfg, *first, last, &metrics)?;
-            state.bytes += seg.bytes;
-            state.segments.push_back(seg);
+            let next_first = firsts.get(i + 1).copied();
+            if let Some(seg) = recover(&cfg, *first, next_first, &metrics)? {
+                state.bytes += seg.bytes;
+                state.segments.push_back(seg);
+            }
         }
         let end = state.segments.back().map_or(0, Segment::end);
+        // A sink whose cursor could not be read delivers everything still buffered again.
+        let oldest = state.segments.front().map_or(end, |s| s.first);
+        for id in unreadable {
+            state.cursors.entry(id).or_insert(oldest);
+        }
         let next = state.cursors.values().copied().max().unwrap_or(0).max(end);
         let (publish, durable) = watch::channel(next);
         let shared = Arc::new(Shared { cfg, cursor_dir, state: Mutex::new(state), space: Condvar::new(), durable, metrics });
@@ -264,17 +274,28 @@ impl Wal {
     /// Sink `id` has delivered every record before `next`: its cursor moves, and segments every
     /// sink is past are deleted.
     pub fn commit(&self, id: &str, next: u64) {
-        let mut st = self.lock();
-        let Some(c) = st.cursors.get_mut(id) else { return };
-        if next <= *c {
-            return;
+        let due = {
+            let mut st = self.lock();
+            let Some(c) = st.cursors.get_mut(id) else { return };
+            if next <= *c {
+                return;
+            }
+            *c = next;
+            let due = st.stored.get(id).is_none_or(|(_, at)| at.elapsed() >= CURSOR_STORE_EVERY);
+            if due {
+                st.stored.insert(id.to_string(), (next, Instant::now()));
+            }
+            self.collect(&mut st);
+            self.publish_lag(&st, self.durable());
+            due
+        };
+        // Written and synced outside the lock: the log's writer never waits for a sink's cursor.
+        if due {
+            if let Err(e) = cursor::store(&self.shared.cursor_dir, id, next) {
+                tracing::warn!(sink = %id, "cannot store the sink's buffer cursor: {e}");
+                self.lock().stored.remove(id);
+            }
         }
-        *c = next;
-        if st.stored.get(id).is_none_or(|(_, at)| at.elapsed() >= CURSOR_STORE_EVERY) {
-            self.store(&mut st, id, next);
-        }
-        self.collect(&mut st);
-        self.publish_lag(&st, self.durable());
     }
 
     /// Writes sink `id`'s cursor to its file if the file is behind (the sink went idle or
@@ -327,6 +348,27 @@ impl Wal {
             st.pins.insert(id.to_string(), first);
         }
         Some((first, opened))
+    }
+
+    /// A listed segment's file is gone (removed by hand, or lost): it is dropped from the log,
+    /// counted, and every sink moves past it.
+    fn forget_missing(&self, first: u64) {
+        let mut st = self.lock();
+        let Some(i) = st.segments.iter().position(|s| s.first == first) else { return };
+        if i + 1 == st.segments.len() {
+            return; // the writer's own: its next append fails and says so
+        }
+        if let Some(s) = st.segments.remove(i) {
+            tracing::error!("buffer segment {} is gone; its {} records are lost and every sink moves past them", s.path.display(), s.records.len());
+            self.shared.metrics.wal.corrupt_records.fetch_add(s.records.len().max(1) as u64, Relaxed);
+            st.bytes -= s.bytes;
+            let end = s.end();
+            let behind: Vec<String> = st.cursors.iter().filter(|(_, c)| **c < end && **c >= s.first).map(|(k, _)| k.clone()).collect();
+            for id in behind {
+                st.cursors.insert(id.clone(), end);
+            }
+            self.publish_files(&st);
+        }
     }
 
     /// Pins, for sink `id`'s reader, the segment it kept open since its last read, and returns
@@ -441,26 +483,35 @@ impl Wal {
     }
 }
 
-/// Scans one segment left by an earlier run. A torn tail of the last segment is cut off so new
-/// records never follow garbage; corrupt records are counted and skipped.
-fn recover(cfg: &WalConfig, first: u64, last: bool, metrics: &Metrics) -> Result<Segment, WalError> {
+/// Scans one segment left by an earlier run (`next_first`: where the next one starts, `None`
+/// for the last). A torn tail of the last segment is cut off so new records never follow
+/// garbage; corrupt records are counted and skipped; records at or past the next segment's
+/// first (copies a failed sync left behind before the writer moved on) are cut off. A segment
+/// that cannot be read at all is set aside as `.corrupt`, counted, and not listed (`None`).
+fn recover(cfg: &WalConfig, first: u64, next_first: Option<u64>, metrics: &Metrics) -> Result<Option<Segment>, WalError> {
     let path = segment::path(&cfg.dir, first);
+    let last = next_first.is_none();
     let seg_err = |source| WalError::Segment { path: path.clone(), source };
     let mut seg = Segment { first, path: path.clone(), bytes: 0, records: Vec::new() };
     let mut r = match SegmentReader::open(&path, first, u64::MAX, cfg.direct_io) {
         Ok(r) => r,
         Err(e) => {
             // Not even a header: nothing in it can be read. Keep it out of the way, counted.
-            tracing::warn!("buffer segment {} is unreadable ({e}); set aside as .corrupt", path.display());
+            tracing::error!("buffer segment {} is unreadable ({e}); set aside as .corrupt, and every sink moves past it", path.display());
             metrics.wal.corrupt_records.fetch_add(1, Relaxed);
             std::fs::rename(&path, path.with_extension("corrupt")).map_err(seg_err)?;
-            return Ok(seg);
+            return Ok(None);
         }
     };
     let mut payload = Vec::new();
-    loop {
+    let cut_at = loop {
         payload.clear();
+        let before = r.offset();
         match r.next_into(&mut payload).map_err(seg_err)? {
+            Next::Record(h) if next_first.is_some_and(|n| h.seq >= n) => {
+                tracing::warn!("buffer segment {}: records from {} on are also in the next segment; cut off", path.display(), h.seq);
+                break Some(before);
+            }
             Next::Record(h) => {
                 if seg.records.last().is_some_and(|p| p.0 >= h.seq) {
                     // Out of order: not a record this log wrote here.
@@ -480,18 +531,20 @@ fn recover(cfg: &WalConfig, first: u64, last: bool, metrics: &Metrics) -> Result
                 }
                 // Cut a torn tail of the last segment so no new record follows garbage, and the
                 // end marker or an earlier life's records after a clean end of any segment.
-                let len = std::fs::metadata(&path).map_err(seg_err)?.len();
-                if len > r.offset() && (last || !torn) {
-                    let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(seg_err)?;
-                    f.set_len(r.offset()).map_err(seg_err)?;
-                    f.sync_all().map_err(seg_err)?;
-                }
-                break;
+                break (last || !torn).then(|| r.offset());
             }
+        }
+    };
+    if let Some(at) = cut_at {
+        let len = std::fs::metadata(&path).map_err(seg_err)?.len();
+        if len > at {
+            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(seg_err)?;
+            f.set_len(at).map_err(seg_err)?;
+            f.sync_all().map_err(seg_err)?;
         }
     }
     seg.bytes = std::fs::metadata(&path).map_err(seg_err)?.len();
-    Ok(seg)
+    Ok(Some(seg))
 }
 
 #[cfg(test)]

@@ -178,7 +178,12 @@ impl Reader {
                     let Some((first, opened)) = self.wal.open_segment(&self.id, self.next) else { break };
                     let seg = match opened {
                         Ok(s) => s,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // just dropped: the floor moved
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            // Just dropped (the floor moved), or lost while still listed: then
+                            // it is forgotten, so this never spins.
+                            self.wal.forget_missing(first);
+                            continue;
+                        }
                         Err(e) => return Err(e),
                     };
                     let (_, seg) = self.seg.insert((first, seg));

@@ -1,13 +1,15 @@
 //! One segment file read front to back: what start-up recovery scans and what each sink's
-//! reader follows. Records are checked against their checksum; a record that fails is skipped
-//! by its length when that length is plausible, and ends the segment when it is not.
+//! reader follows. Records are checked against their checksums: a record whose payload fails is
+//! skipped by its length (which its header's own checksum vouches for); after a header that
+//! fails, the reader looks for the next header that checks and goes on from there, so one
+//! damaged record costs that record only.
 //!
 //! Segment files are recycled (see [`super::writer`]), so what follows the last record may be
 //! the writer's end marker (a header of zeros) or records of the file's earlier life, whose
 //! sequence numbers are all below the segment's first: either one ends the segment cleanly.
 
 use crate::direct_io::{self as direct, BlockReader};
-use super::record::{self, Header, HEADER_LEN, SEGMENT_MAGIC};
+use super::record::{self, Header, HEADER_LEN, HEADER_LEN_V1, SEGMENT_MAGIC, SEGMENT_MAGIC_V1};
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -59,7 +61,17 @@ pub struct SegmentReader {
     /// The first sequence number the file's name stands for: records below it are stale.
     first: u64,
     offset: u64,
+    /// A segment of the first format (no header checksum: no looking for the next record).
+    v1: bool,
+    /// Bytes read past `offset` while looking for a good header after damage: read again
+    /// before the file.
+    ahead: Vec<u8>,
+    /// The sequence number of the last good record read.
+    last: Option<u64>,
 }
+
+/// Bytes read at a time while looking for the next good header.
+const SCAN_CHUNK: usize = 64 << 10;
 
 impl SegmentReader {
     /// Opens the segment that starts at `first`, readable up to byte `end` (see
@@ -70,10 +82,66 @@ impl SegmentReader {
         let mut file = BlockReader::new(file, end);
         let mut magic = [0u8; SEGMENT_MAGIC.len()];
         file.read_exact(&mut magic)?;
-        if magic != SEGMENT_MAGIC {
+        if magic != SEGMENT_MAGIC && magic != SEGMENT_MAGIC_V1 {
             return Err(std::io::Error::new(ErrorKind::InvalidData, format!("{} is not a sentinel log segment", path.display())));
         }
-        Ok(SegmentReader { file, first, offset: SEGMENT_MAGIC.len() as u64 })
+        Ok(SegmentReader { file, first, offset: SEGMENT_MAGIC.len() as u64, v1: magic == SEGMENT_MAGIC_V1, ahead: Vec::new(), last: None })
+    }
+
+    /// Reads from the bytes read ahead, then from the file.
+    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.ahead.is_empty() {
+            return self.file.read(buf);
+        }
+        let n = buf.len().min(self.ahead.len());
+        buf[..n].copy_from_slice(&self.ahead[..n]);
+        self.ahead.drain(..n);
+        Ok(n)
+    }
+
+    /// Reads until `buf` is full or the file ends; returns how many bytes were read.
+    fn read_full(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.read_some(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// After a header that does not check (`bad`, already read at `offset`): finds the next
+    /// header that does, with a sequence number after the last good record's, and leaves it to
+    /// be read next; `offset` moves past the damage. False when none follows (`offset` stays
+    /// where the damage starts).
+    fn resync(&mut self, bad: &[u8]) -> std::io::Result<bool> {
+        let mut window = bad[1..].to_vec();
+        let mut skipped = 1usize;
+        let mut chunk = vec![0u8; SCAN_CHUNK];
+        loop {
+            for i in 0..(window.len() + 1).saturating_sub(HEADER_LEN) {
+                let Ok(cand) = <&[u8; HEADER_LEN]>::try_from(&window[i..i + HEADER_LEN]) else { break };
+                let good = record::header(cand).filter(|h| h.seq >= self.first && self.last.is_none_or(|l| h.seq > l));
+                if good.is_some() {
+                    self.offset += (skipped + i) as u64;
+                    let mut rest = window.split_off(i);
+                    rest.append(&mut self.ahead);
+                    self.ahead = rest;
+                    return Ok(true);
+                }
+            }
+            let keep_from = window.len().saturating_sub(HEADER_LEN - 1);
+            skipped += keep_from;
+            window.drain(..keep_from);
+            let n = self.read_some(&mut chunk)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            window.extend_from_slice(&chunk[..n]);
+        }
     }
 
     /// Where the next record starts.
@@ -84,19 +152,27 @@ impl SegmentReader {
     /// Reads the next record, its payload appended to `out`; `out` is left as it was unless a
     /// record is returned.
     pub fn next_into(&mut self, out: &mut Vec<u8>) -> std::io::Result<Next> {
+        let hl = if self.v1 { HEADER_LEN_V1 } else { HEADER_LEN };
         let mut h = [0u8; HEADER_LEN];
-        match read_full(&mut self.file, &mut h)? {
+        match self.read_full(&mut h[..hl])? {
             0 => return Ok(Next::End { torn: false }),
-            n if n < HEADER_LEN => return Ok(Next::End { torn: true }),
+            n if n < hl => return Ok(Next::End { torn: true }),
             _ => {}
         }
-        if h == [0; HEADER_LEN] {
+        if h[..hl].iter().all(|b| *b == 0) {
             return Ok(Next::End { torn: false }); // the writer's end marker
         }
-        let Some(header) = record::header(&h) else { return Ok(Next::End { torn: true }) };
+        let parsed = if self.v1 { record::header_v1(h[..HEADER_LEN_V1].try_into().unwrap_or(&[0; HEADER_LEN_V1])) } else { record::header(&h) };
+        let Some(header) = parsed else {
+            if self.v1 {
+                return Ok(Next::End { torn: true });
+            }
+            // A damaged header: its length cannot be trusted. Go on from the next good one.
+            return Ok(if self.resync(&h)? { Next::Corrupt } else { Next::End { torn: true } });
+        };
         let at = out.len();
         out.resize(at + header.len, 0);
-        let torn = match read_full(&mut self.file, &mut out[at..]) {
+        let torn = match self.read_full(&mut out[at..]) {
             Ok(n) => n < header.len,
             Err(e) => {
                 out.truncate(at);
@@ -106,12 +182,13 @@ impl SegmentReader {
         let next = if torn {
             Next::End { torn: true }
         } else if !record::verify(&header, &out[at..]) {
-            self.offset += (HEADER_LEN + header.len) as u64;
+            self.offset += (hl + header.len) as u64;
             Next::Corrupt
         } else if header.seq < self.first {
             Next::End { torn: false } // written in the file's earlier life
         } else {
-            self.offset += (HEADER_LEN + header.len) as u64;
+            self.offset += (hl + header.len) as u64;
+            self.last = Some(header.seq);
             return Ok(Next::Record(header));
         };
         out.truncate(at);
@@ -125,20 +202,6 @@ impl SegmentReader {
         self.file.set_end(end);
     }
 
-}
-
-/// Reads until `buf` is full or the file ends; returns how many bytes were read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -375,3 +375,144 @@ fn the_intake_writes_readable_records_with_or_without_the_workers_checksum() {
     assert_eq!(numbers(&b), (0..6).collect::<Vec<_>>(), "every record verified and read back");
     assert_eq!(m.wal.corrupt_records.load(Relaxed), 0);
 }
+
+/// Writes `n` records from `from` in 1,000-byte segments with sink `s` attached and reading
+/// nothing; returns the segment files' first sequence numbers.
+fn segments_with(dir: &Path, n: u64) -> Vec<u64> {
+    let (wal, mut w, _) = open(cfg(dir));
+    let _r = wal.attach("s");
+    append(&mut w, 0, n);
+    drop(w);
+    let mut firsts: Vec<u64> = files(dir).iter().filter_map(|f| segment::parse_name(f)).collect();
+    firsts.sort_unstable();
+    firsts
+}
+
+#[test]
+fn a_damaged_middle_segment_is_skipped_and_every_sink_moves_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let firsts = segments_with(dir.path(), 60);
+    assert!(firsts.len() >= 4);
+    let (lost_from, lost_to) = (firsts[1], firsts[2]);
+    std::fs::write(segment::path(dir.path(), lost_from), b"not a segment any more").unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 1);
+    let mut r = wal.attach("s");
+    let got = numbers(&read_all(&mut r));
+    let want: Vec<u64> = (0..60).filter(|n| !(lost_from..lost_to).contains(n)).collect();
+    assert_eq!(got, want, "everything but the damaged segment, once");
+    append(&mut w, 60, 1);
+    assert_eq!(numbers(&read_all(&mut r)), [60], "and the sink goes on");
+}
+
+#[test]
+fn a_sink_positioned_in_a_segment_that_disappears_moves_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    let mut r = wal.attach("s");
+    append(&mut w, 0, 60);
+    let mut firsts: Vec<u64> = files(dir.path()).iter().filter_map(|f| segment::parse_name(f)).collect();
+    firsts.sort_unstable();
+    std::fs::remove_file(segment::path(dir.path(), firsts[0])).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let got = numbers(&read_all(&mut r));
+        let _ = tx.send(got);
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10)).expect("the reader spun instead of moving on");
+    assert_eq!(got, (firsts[1]..60).collect::<Vec<_>>());
+    assert!(m.wal.corrupt_records.load(Relaxed) >= firsts[1], "the lost records are counted");
+    drop(w);
+    drop(wal);
+}
+
+#[test]
+fn a_flipped_length_costs_one_record_not_the_rest_of_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, mut w, _) = open(WalConfig { segment_bytes: 1 << 20, ..cfg(dir.path()) });
+        let _r = wal.attach("s");
+        append(&mut w, 0, 10);
+    }
+    let seg = segment::path(dir.path(), 0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // The third record's length, made to point far past its payload.
+    bytes[SEGMENT_MAGIC_LEN + 2 * record_len() + 1] ^= 0x04;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 1);
+    let mut r = wal.attach("s");
+    assert_eq!(numbers(&read_all(&mut r)), [0, 1, 3, 4, 5, 6, 7, 8, 9], "only the damaged record is lost");
+    append(&mut w, 10, 1);
+    assert_eq!(numbers(&read_all(&mut r)), [10]);
+}
+
+#[test]
+fn an_unreadable_cursor_starts_its_sink_at_the_oldest_record_not_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, mut w, _) = open(cfg(dir.path()));
+        let _r = wal.attach("s");
+        append(&mut w, 0, 20);
+    }
+    std::fs::write(cursor::path(&dir.path().join("cursors"), "s"), b"\0\0garbage").unwrap();
+    let (wal, _w, _) = open(cfg(dir.path()));
+    assert_eq!(numbers(&read_all(&mut wal.attach("s"))), (0..20).collect::<Vec<_>>(), "the backlog is delivered, not skipped");
+}
+
+#[test]
+fn a_failed_sync_is_never_trusted_and_no_record_is_lost_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(false);
+    {
+        let (wal, mut w, _) = open(WalConfig { segment_bytes: 1 << 20, ..cfg(dir.path()) });
+        let mut r = wal.attach("s");
+        append(&mut w, 0, 3);
+        let l = line(3);
+        writer::FAIL_SYNC.with(|c| c.set(true));
+        assert!(matches!(w.append(std::iter::once(Payload::new(&l, 1)), &stop), Err(AppendError::Io(_))), "not acknowledged");
+        assert_eq!(numbers(&read_all(&mut r)), [0, 1, 2], "nothing unsynced is published");
+        // The caller writes the group again: it goes to a new segment.
+        w.append(std::iter::once(Payload::new(&l, 1)), &stop).unwrap();
+        append(&mut w, 4, 2);
+        assert_eq!(numbers(&read_all(&mut r)), [3, 4, 5]);
+        assert_eq!(files(dir.path()).iter().filter(|f| f.ends_with(".wal")).count(), 2);
+    }
+    // What the failed group left in the first segment, had the cut not reached the disk.
+    let first = segment::path(dir.path(), 0);
+    let mut bytes = std::fs::read(&first).unwrap();
+    record::encode(&mut bytes, 3, 1, &line(3));
+    std::fs::write(&first, &bytes).unwrap();
+    let (wal, _w, _) = open(cfg(dir.path()));
+    assert_eq!(numbers(&read_all(&mut wal.attach("fresh-reader-from-0"))), Vec::<u64>::new(), "a new sink starts at the end");
+    let c = cursor::path(&dir.path().join("cursors"), "s");
+    std::fs::write(&c, "0\n").unwrap();
+    let (wal, _w, _) = open(cfg(dir.path()));
+    assert_eq!(numbers(&read_all(&mut wal.attach("s"))), (0..6).collect::<Vec<_>>(), "each record once, in order");
+}
+
+#[test]
+fn a_segment_of_the_first_format_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = record::SEGMENT_MAGIC_V1.to_vec();
+    for i in 0..3u64 {
+        let l = line(i);
+        let mut c = crc32fast::Hasher::new();
+        c.update(&i.to_le_bytes());
+        c.update(&1u32.to_le_bytes());
+        c.update(&l);
+        bytes.extend_from_slice(&(l.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&c.finalize().to_le_bytes());
+        bytes.extend_from_slice(&i.to_le_bytes());
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&l);
+    }
+    std::fs::write(segment::path(dir.path(), 0), &bytes).unwrap();
+    std::fs::create_dir_all(dir.path().join("cursors")).unwrap();
+    cursor::store(&dir.path().join("cursors"), "s", 0).unwrap();
+    let (wal, mut w, m) = open(cfg(dir.path()));
+    assert_eq!(m.wal.corrupt_records.load(Relaxed), 0);
+    let mut r = wal.attach("s");
+    append(&mut w, 3, 1);
+    assert_eq!(numbers(&read_all(&mut r)), [0, 1, 2, 3], "the old records, then new ones in the new format");
+}

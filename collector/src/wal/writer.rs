@@ -36,6 +36,9 @@ pub struct Writer {
     last_sync: Instant,
     /// The cap was hit and the writer is waiting (counted once per episode).
     blocked: bool,
+    /// A sync of the active segment failed: what it held past its last good sync cannot be
+    /// trusted, so the next append starts a new segment instead of syncing this one again.
+    poisoned: bool,
     publish: watch::Sender<u64>,
 }
 
@@ -104,7 +107,7 @@ impl Writer {
             st.segments.push_back(seg);
             wal.publish_files(&st);
         }
-        Ok(Writer { wal, file, out, bytes, next, records: Vec::new(), dirty: false, last_sync: Instant::now(), blocked: false, publish })
+        Ok(Writer { wal, file, out, bytes, next, records: Vec::new(), dirty: false, last_sync: Instant::now(), blocked: false, poisoned: false, publish })
     }
 
     /// The sequence number the next record gets.
@@ -116,7 +119,7 @@ impl Writer {
     /// the policy, then readable by the sinks. On an I/O error nothing of the group counts as
     /// written (the caller retries it); at the cap with `block`, waits for space unless `stop`.
     pub fn append<'a>(&mut self, batches: impl Iterator<Item = Payload<'a>>, stop: &AtomicBool) -> Result<(), AppendError> {
-        if self.bytes >= self.wal.shared.cfg.segment_bytes {
+        if self.poisoned || self.bytes >= self.wal.shared.cfg.segment_bytes {
             self.roll().map_err(AppendError::Io)?;
         }
         self.records.clear();
@@ -151,7 +154,19 @@ impl Writer {
         let m = &self.wal.shared.metrics.wal;
         match self.wal.shared.cfg.fsync {
             Fsync::Batch => {
-                self.file.sync_data().map_err(AppendError::Io)?;
+                if let Err(e) = sync_data(&self.file) {
+                    // After a failed fsync the page cache may hold pages the disk never got,
+                    // now marked clean: syncing again could "succeed" without them (PostgreSQL's
+                    // lesson). The group is not acknowledged; it is written again, whole, into
+                    // a new segment, and what this one holds past its last good sync is cut
+                    // off here and, should that not reach the disk either, at recovery (records
+                    // at or past the next segment's first).
+                    tracing::error!("syncing the buffer failed ({e}); the group is written again to a new segment");
+                    self.out.forget_after(self.bytes);
+                    let _ = self.file.set_len(self.bytes);
+                    self.poisoned = true;
+                    return Err(AppendError::Io(e));
+                }
                 m.fsync_seconds.record(started.elapsed());
                 self.last_sync = Instant::now();
             }
@@ -187,26 +202,55 @@ impl Writer {
 
     /// Forces everything written to disk (on shutdown).
     pub fn sync(&mut self) {
+        if self.poisoned {
+            return;
+        }
         let started = Instant::now();
-        match self.file.sync_data() {
+        match sync_data(&self.file) {
             Ok(()) => {
                 self.wal.shared.metrics.wal.fsync_seconds.record(started.elapsed());
                 self.dirty = false;
                 self.last_sync = Instant::now();
             }
-            Err(e) => tracing::error!("syncing the buffer failed: {e}"),
+            Err(e) => {
+                // With `fsync "interval"` these records were acknowledged once written: they
+                // survive the collector's death but, now, maybe not the machine's. Say so, and
+                // never trust this segment's pages to a second sync.
+                tracing::error!("syncing the buffer failed ({e}): records written since the last sync may not survive a machine crash; the next append starts a new segment");
+                self.wal.shared.metrics.wal.write_errors.fetch_add(1, Relaxed);
+                self.poisoned = true;
+            }
         }
     }
 
-    /// Closes the active segment (cut to its records) and starts the next.
+    /// Closes the active segment (cut to its records) and starts the next. A poisoned segment
+    /// is cut without another sync (see `append`).
     fn roll(&mut self) -> std::io::Result<()> {
-        self.file.set_len(self.bytes)?;
-        self.file.sync_data()?;
+        if self.poisoned {
+            let _ = self.file.set_len(self.bytes);
+        } else {
+            self.file.set_len(self.bytes)?;
+            if let Err(e) = sync_data(&self.file) {
+                self.poisoned = true;
+                return Err(e);
+            }
+        }
+        {
+            // A segment left without records (its first group failed) is replaced, not kept
+            // beside a new one of the same name.
+            let mut st = self.wal.lock();
+            if st.segments.back().is_some_and(|s| s.records.is_empty()) {
+                if let Some(s) = st.segments.pop_back() {
+                    st.bytes -= s.bytes;
+                }
+            }
+        }
         let (file, out, seg, _) = create(&self.wal, self.next).map_err(|e| std::io::Error::other(e.to_string()))?;
         self.file = file;
         self.out = out;
         self.bytes = seg.bytes;
         self.dirty = false;
+        self.poisoned = false;
         let mut st = self.wal.lock();
         st.bytes += seg.bytes;
         st.segments.push_back(seg);
@@ -252,6 +296,21 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// `fdatasync`, or the failure a test injected.
+fn sync_data(f: &File) -> std::io::Result<()> {
+    #[cfg(test)]
+    if FAIL_SYNC.with(|c| c.replace(false)) {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    f.sync_data()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes the next sync on this thread fail with EIO.
+    pub static FAIL_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Why a group was not appended.
