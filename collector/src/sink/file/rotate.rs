@@ -13,6 +13,8 @@ pub fn finish(cfg: &FileSinkConfig, from: &Path, seq: u64, metrics: &SinkMetrics
     let now = Civil::from_unix(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     let to = cfg.dir.join(format!("{}-{}-{seq:06}.{}", cfg.prefix, now.compact(), cfg.extension()));
     std::fs::rename(from, &to)?;
+    // The new name is durable only once the directory is synced.
+    std::fs::File::open(&cfg.dir)?.sync_all()?;
     metrics.files_rotated.fetch_add(1, Relaxed);
     prune(cfg);
     Ok(to)
