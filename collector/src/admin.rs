@@ -1,5 +1,7 @@
 //! The collector's HTTP endpoint: `/metrics` (Prometheus text), `/health/live`, `/health/ready`,
-//! and `/tap` (a live NDJSON stream of matching events, see [`crate::tap`]).
+//! and `/tap` (a live NDJSON stream of matching events, see [`crate::tap`]). The tap shows event
+//! contents, so it is off unless a bearer token is configured, answers only requests that carry
+//! it, and serves the stages before redaction only when the configuration says so.
 
 use crate::metrics::Metrics;
 use crate::tap::{self, TapHub};
@@ -25,6 +27,38 @@ pub struct AdminState {
     /// True once listeners are bound and the sink is open.
     pub ready: Arc<AtomicBool>,
     pub taps: TapHub,
+    pub tap: TapAccess,
+}
+
+/// Who may tap, and what.
+#[derive(Debug, Clone, Default)]
+pub struct TapAccess {
+    /// The bearer token `/tap` requires (`metrics { tap-token … }`); `None`: the tap is off.
+    pub token: Option<sentinel_config::Secret>,
+    /// `decoded` and `enriched` (before redaction) may be watched.
+    pub unredacted: bool,
+}
+
+impl TapAccess {
+    /// Why a tap request is refused (status and reason), if it is.
+    fn refuse(&self, authorization: Option<&[u8]>, stage: tap::Stage) -> Option<(u16, String)> {
+        let Some(token) = &self.token else {
+            return Some((403, "the tap is off: set `metrics { tap-token \"…\" }` in the collector's configuration".into()));
+        };
+        let given = authorization.and_then(|a| a.strip_prefix(b"Bearer ").or_else(|| a.strip_prefix(b"bearer ")));
+        if !given.is_some_and(|g| same(g, token.expose().as_bytes())) {
+            return Some((401, "the tap needs the configured token: `Authorization: Bearer <tap-token>` (sentinel-collector tap --token)".into()));
+        }
+        if stage != tap::Stage::Processed && !self.unredacted {
+            return Some((403, "the decoded and enriched stages hold events before redaction; allow them with `metrics { tap-unredacted #true }`".into()));
+        }
+        None
+    }
+}
+
+/// Compares in time that depends on the lengths only, not on where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A response body fed by a tap session.
@@ -39,12 +73,23 @@ impl hyper::body::Body for TapBody {
     }
 }
 
-fn route(state: &AdminState, path: &str, query: Option<&str>) -> Response<BoxBody<Bytes, Infallible>> {
+fn route(state: &AdminState, path: &str, query: Option<&str>, authorization: Option<&[u8]>) -> Response<BoxBody<Bytes, Infallible>> {
     if path != "/tap" {
         return respond(state, path).map(|b| b.boxed());
     }
+    let text = |status: u16, body: String| {
+        let mut resp = Response::new(Full::new(Bytes::from(body + "\n")).boxed());
+        *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::FORBIDDEN);
+        if status == 401 {
+            resp.headers_mut().insert("www-authenticate", hyper::header::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    };
     match tap::parse_query(query.unwrap_or("")) {
         Ok(req) => {
+            if let Some((status, why)) = state.tap.refuse(authorization, req.stage) {
+                return text(status, why);
+            }
             let lines = state.taps.open(req, state.metrics.clone());
             let mut resp = Response::new(TapBody(lines).boxed());
             resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/x-ndjson"));
@@ -85,7 +130,8 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
         let state = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let resp = route(&state, req.uri().path(), req.uri().query());
+                let auth = req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes());
+                let resp = route(&state, req.uri().path(), req.uri().query(), auth);
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;

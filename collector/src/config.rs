@@ -47,6 +47,7 @@ pub fn daemon_config(c: &Config) -> Result<DaemonConfig, String> {
         wal: wal_config(c),
         sink_drain: std::time::Duration::from_secs(5),
         admin_listen: c.metrics.listen,
+        tap: crate::admin::TapAccess { token: c.metrics.tap_token.clone(), unredacted: c.metrics.tap_unredacted },
         host_name: pipeline::host_name(),
         queue_batches: 1024,
         sampling: c.sampling.clone(),

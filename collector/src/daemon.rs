@@ -35,6 +35,8 @@ pub struct DaemonConfig {
     pub sink_drain: std::time::Duration,
     /// Address of the HTTP endpoint (`/metrics`, `/health/*`); none disables it.
     pub admin_listen: Option<SocketAddr>,
+    /// Who may use `/tap` there, and which stages.
+    pub tap: crate::admin::TapAccess,
     /// Written into events as `collector.host`.
     pub host_name: String,
     /// Batches waiting for the sink before ingest stops reading (backpressure to the proxies).
@@ -95,7 +97,7 @@ impl Daemon {
         let admin_task = match config.admin_listen {
             Some(addr) => {
                 let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-                let state = AdminState { metrics: metrics.clone(), ready: ready.clone(), taps: taps.clone() };
+                let state = AdminState { metrics: metrics.clone(), ready: ready.clone(), taps: taps.clone(), tap: config.tap.clone() };
                 Some(tokio::spawn(admin::serve(l, state, shutdown.clone())))
             }
             None => None,

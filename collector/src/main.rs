@@ -56,6 +56,9 @@ struct TapCli {
     /// Most events a second (0: no limit).
     #[arg(long, default_value_t = 0)]
     rate: u32,
+    /// The collector's `metrics { tap-token … }` (default: $SENTINEL_TAP_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
     /// `json` (one event a line) or `table`.
     #[arg(long, default_value = "json", value_parser = ["json", "table"])]
     format: String,
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
                 rate: t.rate,
                 format: if t.format == "table" { tap::client::Format::Table } else { tap::client::Format::Json },
                 limit: t.limit,
+                token: t.token.or_else(|| std::env::var("SENTINEL_TAP_TOKEN").ok()),
             };
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

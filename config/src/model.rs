@@ -505,10 +505,15 @@ pub enum FsyncPolicy {
     Interval(Duration),
 }
 
-/// The agent's own HTTP endpoint: `/metrics`, `/health/live`, `/health/ready`.
+/// The agent's own HTTP endpoint: `/metrics`, `/health/live`, `/health/ready`, and `/tap`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metrics {
     pub listen: Option<SocketAddr>,
+    /// The bearer token `/tap` requires; without one the tap is off.
+    pub tap_token: Option<Secret>,
+    /// Whether a tap may watch the `decoded` and `enriched` stages, which hold events before
+    /// redaction (personal data included).
+    pub tap_unredacted: bool,
 }
 
 /// The agent's own logs.
@@ -560,7 +565,7 @@ impl Default for Config {
                 fsync: FsyncPolicy::Batch,
                 direct_io: true,
             },
-            metrics: Metrics { listen: None },
+            metrics: Metrics { listen: None, tap_token: None, tap_unredacted: false },
             log: Logging { level: "info".into(), format: LogFormat::Text },
         }
     }

@@ -46,7 +46,7 @@ fn the_shipped_example_and_every_docs_example_parse() {
     let env = |k: &str| match k {
         "KAFKA_PASSWORD" => Some("from-env".to_string()),
         "REDACTION_KEY" => Some("a-key-of-sixteen-or-more".to_string()),
-        "INGEST_TOKEN" | "INGEST_HMAC_KEY" => Some("from-env".to_string()),
+        "INGEST_TOKEN" | "INGEST_HMAC_KEY" | "SENTINEL_TAP_TOKEN" => Some("from-env".to_string()),
         _ => None,
     };
     let example = repo("examples/telemetry.kdl");

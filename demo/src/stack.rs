@@ -104,11 +104,16 @@ pub struct StackConfig {
     /// Blocks added to the collector's agent (`enrichment { … }`, `sampling { … }`); implies a
     /// config file.
     pub collector_blocks: Option<String>,
+    /// The tap may watch the stages before redaction (`metrics { tap-unredacted #true }`).
+    pub tap_unredacted: bool,
 }
+
+/// The `tap-token` every stack's collector is configured with.
+pub const TAP_TOKEN: &str = "stack-tap-token";
 
 impl StackConfig {
     pub fn new(dir: impl Into<PathBuf>, filter: impl Into<PathBuf>) -> Self {
-        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None, collector_config_file: false, proxy_kdl: None, collector_blocks: None }
+        StackConfig { dir: dir.into(), filter: Some(filter.into()), proxy_args: vec![], collector_args: vec![], proxy_threads: 2, proxy_collector_socket: None, collector_config_file: false, proxy_kdl: None, collector_blocks: None, tap_unredacted: false }
     }
 }
 
@@ -196,10 +201,11 @@ impl Stack {
         let blocks = self.config.collector_blocks.as_deref().unwrap_or("");
         let buffer = if blocks.contains("buffer {") { String::new() } else { format!("    buffer {{\n        path {:?}\n    }}\n", self.buffer_dir().display().to_string()) };
         format!(
-            "agent \"telemetry\" {{\n    transport \"unix_socket\" {{\n        path {:?}\n    }}\n    sink \"file\" {{\n        path {:?}\n    }}\n{buffer}    metrics {{\n        listen {:?}\n    }}\n{blocks}}}\n",
+            "agent \"telemetry\" {{\n    transport \"unix_socket\" {{\n        path {:?}\n    }}\n    sink \"file\" {{\n        path {:?}\n    }}\n{buffer}    metrics {{\n        listen {:?}\n        tap-token {TAP_TOKEN:?}\n        tap-unredacted #{}\n    }}\n{blocks}}}\n",
             self.socket.display().to_string(),
             self.output_dir.display().to_string(),
             self.collector_admin,
+            self.config.tap_unredacted,
         )
     }
 

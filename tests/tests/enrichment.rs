@@ -40,6 +40,7 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
     std::fs::write(&hosting, "AS2914\n")?;
     std::fs::write(&proxies, "# VPN\n13335\n")?;
     let mut config = StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"));
+    config.tap_unredacted = true;
     config.collector_blocks = Some(format!(
         r#"    enrichment {{
         geoip {{ database {}; }}
@@ -68,7 +69,7 @@ async fn events_carry_geo_asn_device_and_threat_of_their_client() -> anyhow::Res
     let stack = Stack::start(paths.clone(), config).await?;
     let tap = |stage: &str| {
         Command::new(paths.bin_dir.join("sentinel-collector"))
-            .args(["tap", "--addr", &stack.collector_admin, "--stage", stage, "--limit", "20"])
+            .args(["tap", "--addr", &stack.collector_admin, "--token", sentinel_demo::stack::TAP_TOKEN, "--stage", stage, "--limit", "20"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,7 +1,9 @@
 //! `sentinel-collector tap` against a running collector during traffic: what it prints is what
 //! its filter selects, it stops at its limit, and the pipeline writes every event regardless.
+//! Without the configured token nothing is served, and the stages before redaction only when
+//! the configuration allows them.
 
-use sentinel_demo::stack::{Paths, Stack, StackConfig};
+use sentinel_demo::stack::{Paths, Stack, StackConfig, TAP_TOKEN};
 use sentinel_demo::traffic;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,10 +12,11 @@ use std::time::Duration;
 async fn tap_prints_what_its_filter_selects_without_slowing_the_pipeline() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let paths = Paths::discover()?;
-    let stack = Stack::start(paths.clone(), StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm"))).await?;
+    let config = StackConfig { collector_config_file: true, ..StackConfig::new(dir.path(), paths.filter("sentinel_filter.wasm")) };
+    let stack = Stack::start(paths.clone(), config).await?;
     let tap = |args: &[&str]| {
         Command::new(paths.bin_dir.join("sentinel-collector"))
-            .args(["tap", "--addr", &stack.collector_admin])
+            .args(["tap", "--addr", &stack.collector_admin, "--token", TAP_TOKEN])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -51,9 +54,23 @@ async fn tap_prints_what_its_filter_selects_without_slowing_the_pipeline() -> an
     assert!(String::from_utf8(out.stdout)?.lines().count() <= 40, "the rate bounds what a session prints");
 
     let refused = Command::new(paths.bin_dir.join("sentinel-collector"))
-        .args(["tap", "--addr", &stack.collector_admin, "--filter", "status =~ 5"])
+        .args(["tap", "--addr", &stack.collector_admin, "--token", TAP_TOKEN, "--filter", "status =~ 5"])
         .output()?;
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8(refused.stderr)?.contains("unknown operator \"=~\""));
+
+    // No token, a wrong one, and a stage before redaction the configuration does not allow.
+    let bin = paths.bin_dir.join("sentinel-collector");
+    for (args, why) in [
+        (vec!["--limit", "1"], "needs the configured token"),
+        (vec!["--token", "not-the-token", "--limit", "1"], "needs the configured token"),
+        (vec!["--token", TAP_TOKEN, "--stage", "decoded", "--limit", "1"], "tap-unredacted"),
+        (vec!["--token", TAP_TOKEN, "--stage", "enriched", "--limit", "1"], "tap-unredacted"),
+    ] {
+        let out = Command::new(&bin).args(["tap", "--addr", &stack.collector_admin]).args(&args).env_remove("SENTINEL_TAP_TOKEN").output()?;
+        assert_eq!(out.status.code(), Some(1), "{args:?} was served");
+        let err = String::from_utf8(out.stderr)?;
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
     Ok(())
 }

@@ -25,6 +25,8 @@ pub struct TapArgs {
     pub format: Format,
     /// Stop after this many events (0: run until interrupted).
     pub limit: u64,
+    /// The collector's `tap-token`, sent as a bearer token.
+    pub token: Option<String>,
 }
 
 /// Why a tap could not run.
@@ -47,7 +49,11 @@ pub async fn run(args: &TapArgs, out: &mut dyn Write) -> Result<u64, TapError> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| TapError::Stream(e.to_string()))?;
     tokio::spawn(conn);
     let uri = format!("/tap?stage={}&rate={}&filter={}", percent_encode(&args.stage), args.rate, percent_encode(&args.filter));
-    let req = hyper::Request::get(uri).header("host", args.addr.to_string()).body(Empty::<Bytes>::new()).map_err(|e| TapError::Stream(e.to_string()))?;
+    let mut req = hyper::Request::get(uri).header("host", args.addr.to_string());
+    if let Some(t) = &args.token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(|e| TapError::Stream(e.to_string()))?;
     let resp = sender.send_request(req).await.map_err(|e| TapError::Stream(e.to_string()))?;
     let status = resp.status();
     let mut body = resp.into_body();

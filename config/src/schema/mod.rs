@@ -27,7 +27,7 @@ const THREAT: &[&str] = &["list", "anonymous-ip", "hosting-asns", "proxy-asns", 
 const REDACTION: &[&str] = &["detectors", "mode", "detector", "query-params", "headers", "hash-key", "anonymize-client-ip"];
 const CLIENT_IP: &[&str] = &["trusted-proxies", "header"];
 const WEIGHTS: &[&str] = &["known-bad", "tor-exit", "proxy", "hosting"];
-const METRICS: &[&str] = &["listen"];
+const METRICS: &[&str] = &["listen", "tap-token", "tap-unredacted"];
 const LOG: &[&str] = &["level", "format"];
 
 pub fn read(doc: &Document<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
@@ -366,6 +366,17 @@ impl Reader<'_> {
                 "metrics" => {
                     self.args(n, &[]);
                     for m in self.children(n, METRICS, &[]) {
+                        match m.name().value() {
+                            "tap-token" => {
+                                c.metrics.tap_token = self.string(m).map(Secret::new);
+                                continue;
+                            }
+                            "tap-unredacted" => {
+                                c.metrics.tap_unredacted = self.boolean(m).unwrap_or(false);
+                                continue;
+                            }
+                            _ => {}
+                        }
                         let Some(s) = self.string(m) else { continue };
                         match s.parse() {
                             Ok(a) => c.metrics.listen = Some(a),
