@@ -15,16 +15,20 @@ pub enum Malformed {
     BadFrame,
     /// The frame's payload was not a valid event.
     BadEvent,
+    /// A pipeline stage panicked on the batch holding the frame: the batch was dropped (and
+    /// acknowledged, so the connection goes on), each of its frames counted here.
+    Panic,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 3] = [Malformed::BadHello, Malformed::BadFrame, Malformed::BadEvent];
+    pub const ALL: [Malformed; 4] = [Malformed::BadHello, Malformed::BadFrame, Malformed::BadEvent, Malformed::Panic];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Malformed::BadHello => "bad_hello",
             Malformed::BadFrame => "bad_frame",
             Malformed::BadEvent => "bad_event",
+            Malformed::Panic => "pipeline_panic",
         }
     }
 }
@@ -131,7 +135,7 @@ pub struct Metrics {
     pub bytes_received: AtomicU64,
     /// Events decoded and accepted into the pipeline.
     pub events_received: AtomicU64,
-    malformed: [AtomicU64; 3],
+    malformed: [AtomicU64; 4],
     pub oversized: AtomicU64,
     /// Every sink that ever ran, by id; kept after a sink is removed so counters never go back.
     sinks: RwLock<Vec<(String, Arc<SinkMetrics>)>>,

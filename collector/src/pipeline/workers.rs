@@ -37,7 +37,26 @@ impl Workers {
                     let next = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
                     let Some(mut frames) = next else { break };
                     pipeline.metrics.pipeline_queue.fetch_sub(1, Relaxed);
-                    let mut batch = pipeline.process(&frames, &mut scratch);
+                    // A stage that panics on some input costs that batch, not the worker: its
+                    // frames are counted as malformed and acknowledged (the proxy must not send
+                    // them again, they would panic again), and the connection goes on.
+                    let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pipeline.process(&frames, &mut scratch)));
+                    let mut batch = match processed {
+                        Ok(b) => b,
+                        Err(p) => {
+                            let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+                            tracing::error!(frames = frames.len(), "a pipeline stage panicked on a batch; its frames are dropped and counted: {what}");
+                            for _ in 0..frames.len() {
+                                pipeline.metrics.malformed(crate::metrics::Malformed::Panic);
+                            }
+                            // Whatever the stage left half-done in the scratch goes with it.
+                            scratch = WorkerScratch::default();
+                            if let Some(a) = frames.ack.take() {
+                                a.complete();
+                            }
+                            continue;
+                        }
+                    };
                     batch.ack = frames.ack.take();
                     if batch.events == 0 {
                         // Nothing to store (sampled out or malformed): handled, so acknowledged.
