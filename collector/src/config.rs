@@ -38,10 +38,9 @@ pub fn wal_config(c: &Config) -> WalConfig {
 pub fn daemon_config(c: &Config) -> Result<DaemonConfig, String> {
     Ok(DaemonConfig {
         socket: UnixIngestConfig {
-            path: c.transport.socket_path.clone(),
-            mode: 0o660,
             max_frame_bytes: c.transport.max_frame_bytes,
             peers: PeerPolicy { uids: c.transport.allowed_uids.clone(), gids: c.transport.allowed_gids.clone() },
+            ..UnixIngestConfig::new(c.transport.socket_path.clone())
         },
         sinks: sink_specs(c)?,
         wal: wal_config(c),

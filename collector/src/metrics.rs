@@ -6,6 +6,23 @@ use sentinel_wire::stats::HostStats;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+/// Most proxies whose counters are served at once (one per connection).
+const MAX_HOSTS: usize = 256;
+/// Longest label value taken from a peer, and most drop reasons kept per proxy.
+const MAX_LABEL_BYTES: usize = 128;
+const MAX_DROP_REASONS: usize = 16;
+
+/// Cuts `s` to at most `max` bytes, at a character boundary.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
 /// Why a frame or connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Malformed {
@@ -130,6 +147,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Connections turned away by the transport's peer check.
     pub connections_refused: AtomicU64,
+    /// Connections closed after sending nothing for the idle timeout.
+    pub connections_idle_closed: AtomicU64,
     pub connections_active: AtomicU64,
     pub frames_received: AtomicU64,
     pub bytes_received: AtomicU64,
@@ -149,6 +168,8 @@ pub struct Metrics {
     pub tap_lagged_batches: AtomicU64,
     /// Counter frames received from proxies, and the latest of each connected proxy.
     pub stats_frames: AtomicU64,
+    /// Counter frames not served because [`MAX_HOSTS`] proxies already are.
+    pub stats_refused: AtomicU64,
     hosts: Mutex<BTreeMap<String, HostStats>>,
     pub enrich: Arc<EnrichMetrics>,
     /// Time each pipeline stage spends on one batch, by stage.
@@ -263,9 +284,36 @@ impl Metrics {
     }
 
     /// Keeps the latest counters a proxy sent.
-    pub fn host_stats(&self, s: HostStats) {
+    /// Serves a proxy's counters; returns the name they are served under (`None`: refused).
+    pub fn host_stats(&self, mut s: HostStats) -> Option<String> {
         self.stats_frames.fetch_add(1, Relaxed);
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).insert(s.proxy.clone(), s);
+        // Label values come from the peer: bounded in length and number, so no peer can make
+        // the exposition (or this map) grow without end.
+        cut(&mut s.proxy, MAX_LABEL_BYTES);
+        cut(&mut s.filter_version, MAX_LABEL_BYTES);
+        if s.dropped.len() > MAX_DROP_REASONS || s.dropped.keys().any(|k| k.len() > MAX_LABEL_BYTES) {
+            s.dropped = std::mem::take(&mut s.dropped)
+                .into_iter()
+                .take(MAX_DROP_REASONS)
+                .map(|(mut k, v)| {
+                    cut(&mut k, MAX_LABEL_BYTES);
+                    (k, v)
+                })
+                .collect();
+        }
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        if hosts.len() >= MAX_HOSTS && !hosts.contains_key(&s.proxy) {
+            self.stats_refused.fetch_add(1, Relaxed);
+            return None;
+        }
+        let name = s.proxy.clone();
+        hosts.insert(s.proxy.clone(), s);
+        Some(name)
+    }
+
+    /// How many proxies' counters are served now.
+    pub fn hosts_served(&self) -> usize {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Stops serving a proxy's counters (its connection closed).
@@ -304,10 +352,12 @@ impl Metrics {
         let malformed: Vec<(&str, u64)> = Malformed::ALL.iter().map(|m| (m.as_str(), self.malformed_count(*m))).collect();
         let mut e = Exposition::new();
         e.counter("sentinel_collector_connections_total", "Proxy connections accepted.", g(&self.connections))
-            .counter("sentinel_collector_connections_refused_total", "Connections refused by the peer check (allowed-uids/allowed-gids).", g(&self.connections_refused))
+            .counter("sentinel_collector_connections_refused_total", "Connections refused by the peer check (allowed-uids/allowed-gids) or the connection limit.", g(&self.connections_refused))
+            .counter("sentinel_collector_connections_idle_closed_total", "Connections closed after sending nothing for the idle timeout.", g(&self.connections_idle_closed))
             .gauge("sentinel_collector_connections_active", "Proxy connections open now.", g(&self.connections_active))
             .counter("sentinel_collector_frames_received_total", "Event frames read from proxies.", g(&self.frames_received))
             .counter("sentinel_collector_stats_frames_total", "Counter frames read from proxies.", g(&self.stats_frames))
+            .counter("sentinel_collector_stats_refused_total", "Counter frames not served: as many proxies as allowed already are.", g(&self.stats_refused))
             .counter("sentinel_collector_received_bytes_total", "Bytes read from proxies.", g(&self.bytes_received))
             .counter("sentinel_collector_events_received_total", "Events decoded and accepted.", g(&self.events_received))
             .labelled("sentinel_collector_malformed_total", "Frames or connections refused, by reason.", "counter", "reason", &malformed)

@@ -20,6 +20,9 @@ pub struct Frames {
     payload_bytes: usize,
     /// Completed once the frames' events are durable, so the proxy can forget them.
     pub ack: Option<Ack>,
+    /// The frames' share of the bytes allowed between the socket and the log; given back when
+    /// their batch is in the log (or dropped).
+    pub held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Frames {
@@ -67,6 +70,11 @@ impl Frames {
         self.payload_bytes
     }
 
+    /// Bytes these frames hold in memory (the buffer they own, or their payloads).
+    pub fn bytes(&self) -> usize {
+        self.data.capacity().max(self.payload_bytes)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.spans.iter().map(|&(s, e)| &self.data[s..e])
     }
@@ -82,4 +90,6 @@ pub struct Batch {
     pub lines_crc: Option<u32>,
     /// The acknowledgement of the frames this batch came from.
     pub ack: Option<Ack>,
+    /// The frames' share of the byte budget, held until the batch is in the log.
+    pub held: Option<tokio::sync::OwnedSemaphorePermit>,
 }

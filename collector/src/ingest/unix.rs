@@ -27,6 +27,29 @@ pub struct UnixIngestConfig {
     pub mode: u32,
     pub max_frame_bytes: usize,
     pub peers: PeerPolicy,
+    /// Most bytes of frames read from every connection and not yet in the log: past it,
+    /// connections stop being read (backpressure) until the log takes some.
+    pub queue_bytes: usize,
+    /// Most connections at once; more are refused (counted).
+    pub max_connections: usize,
+    /// A connection that sends nothing this long is closed (a proxy sends its counters every
+    /// few seconds, and reconnects when it has events).
+    pub idle_timeout: Duration,
+}
+
+impl UnixIngestConfig {
+    /// The defaults for everything but the path.
+    pub fn new(path: impl Into<PathBuf>) -> UnixIngestConfig {
+        UnixIngestConfig {
+            path: path.into(),
+            mode: 0o660,
+            max_frame_bytes: 1 << 20,
+            peers: PeerPolicy::default(),
+            queue_bytes: 64 << 20,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Which peers may connect, checked against the credentials the kernel records for the
@@ -90,12 +113,18 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    let budget = Arc::new(tokio::sync::Semaphore::new(cfg.queue_bytes.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     if !peer_allowed(&stream, &cfg.peers) {
+                        metrics.connections_refused.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    if tasks.len() >= cfg.max_connections {
+                        tracing::warn!("refused a connection: {} are open, the most allowed", cfg.max_connections);
                         metrics.connections_refused.fetch_add(1, Relaxed);
                         continue;
                     }
@@ -108,6 +137,9 @@ pub async fn serve(
                         acks: Arc::new(AckTracker::default()),
                         seen: AtomicU64::new(0),
                         issued: AtomicU64::new(0),
+                        budget: budget.clone(),
+                        max_budget: cfg.queue_bytes.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+                        idle_timeout: cfg.idle_timeout,
                     };
                     tasks.spawn(conn.run(stream, shutdown.clone()));
                 }
@@ -164,6 +196,10 @@ struct Connection {
     /// them have been handed on with an acknowledgement.
     seen: AtomicU64,
     issued: AtomicU64,
+    /// Bytes allowed between every connection's socket and the log (see `queue_bytes`).
+    budget: Arc<tokio::sync::Semaphore>,
+    max_budget: usize,
+    idle_timeout: Duration,
 }
 
 /// Room for the next read at the end of `buf`, at most [`super::READ_BYTES`] of it: the socket
@@ -207,9 +243,14 @@ impl Connection {
                     }
                     continue;
                 }
-                r = async { rd.read_buf(&mut room(&mut buf)).await } => match r {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
+                r = tokio::time::timeout(self.idle_timeout, async { rd.read_buf(&mut room(&mut buf)).await }) => match r {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => n,
+                    Err(_) => {
+                        tracing::info!("closing a connection idle for {:?}", self.idle_timeout);
+                        self.metrics.connections_idle_closed.fetch_add(1, Relaxed);
+                        break;
+                    }
                 },
             };
             if !self.ingest(n, &mut buf, &mut state).await {
@@ -229,6 +270,11 @@ impl Connection {
         if let Some(p) = self.peer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             self.metrics.forget_host(&p);
         }
+    }
+
+    /// The budget's size (permits are never added beyond it).
+    fn budget_total(&self) -> usize {
+        self.max_budget
     }
 
     /// Tells the peer how many of its event frames are durable, if that grew. False when the
@@ -288,6 +334,13 @@ impl Connection {
             }
         }
         if !frames.is_empty() {
+            // Waits while the frames already read fill the byte budget: backpressure, as when
+            // the queue is full. One batch larger than the whole budget goes alone.
+            let want = u32::try_from(frames.bytes().clamp(1, self.budget_total())).unwrap_or(u32::MAX);
+            match self.budget.clone().acquire_many_owned(want).await {
+                Ok(p) => frames.held = Some(p),
+                Err(_) => return false,
+            }
             self.metrics.pipeline_queue.fetch_add(1, Relaxed);
             if self.tx.send(frames).await.is_err() {
                 self.metrics.pipeline_queue.fetch_sub(1, Relaxed);
@@ -347,8 +400,14 @@ impl Connection {
                     if header.kind == FrameKind::Stats {
                         match HostStats::decode(payload) {
                             Ok(s) => {
-                                *self.peer.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.proxy.clone());
-                                self.metrics.host_stats(s);
+                                // One set of counters per connection: a peer that changes its
+                                // name replaces its own, it does not add another.
+                                let mut peer = self.peer.lock().unwrap_or_else(|p| p.into_inner());
+                                let served = self.metrics.host_stats(s);
+                                if let Some(old) = peer.take().filter(|old| Some(old) != served.as_ref()) {
+                                    self.metrics.forget_host(&old);
+                                }
+                                *peer = served;
                             }
                             Err(e) => {
                                 tracing::debug!("skipping counters frame: {e}");
@@ -388,7 +447,7 @@ mod tests {
     /// collector kept the connection, with the accepted and refused counts.
     async fn connect_with(peers: PeerPolicy) -> (bool, u64, u64) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = UnixIngestConfig { path: dir.path().join("t.sock"), mode: 0o660, max_frame_bytes: 1 << 20, peers };
+        let cfg = UnixIngestConfig { peers, ..UnixIngestConfig::new(dir.path().join("t.sock")) };
         let listener = bind(&cfg).expect("bind");
         let metrics = Arc::new(Metrics::default());
         let (tx, _rx) = mpsc::channel(4);
@@ -413,7 +472,7 @@ mod tests {
     async fn frames_split_across_reads_reach_the_pipeline_whole_and_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let max = 200_000;
-        let cfg = UnixIngestConfig { path: dir.path().join("t.sock"), mode: 0o660, max_frame_bytes: max, peers: PeerPolicy::default() };
+        let cfg = UnixIngestConfig { max_frame_bytes: max, ..UnixIngestConfig::new(dir.path().join("t.sock")) };
         let listener = bind(&cfg).expect("bind");
         let metrics = Arc::new(Metrics::default());
         let (tx, mut rx) = mpsc::channel::<Frames>(4);
@@ -484,5 +543,111 @@ mod tests {
             (false, 0, 1),
             "neither listed: refused and counted"
         );
+    }
+
+    /// Starts a listener with `cfg`; returns the metrics, the pipeline's receiving end and a
+    /// stopper.
+    fn start(cfg: &UnixIngestConfig, queue: usize) -> (Arc<Metrics>, mpsc::Receiver<Frames>, watch::Sender<bool>) {
+        let listener = bind(cfg).expect("bind");
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = mpsc::channel(queue);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(serve(listener, cfg.clone(), tx, metrics.clone(), stop_rx));
+        (metrics, rx, stop_tx)
+    }
+
+    /// True when the collector closes `conn` within `wait`.
+    async fn closed_within(conn: &mut UnixStream, wait: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(tokio::time::timeout(wait, conn.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_limited_in_number_and_idle_ones_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = UnixIngestConfig { max_connections: 2, idle_timeout: Duration::from_millis(300), ..UnixIngestConfig::new(dir.path().join("t.sock")) };
+        let (metrics, _rx, _stop) = start(&cfg, 4);
+        let mut a = UnixStream::connect(&cfg.path).await.expect("connect");
+        let mut b = UnixStream::connect(&cfg.path).await.expect("connect");
+        a.write_all(&frame::HELLO).await.expect("hello");
+        b.write_all(&frame::HELLO).await.expect("hello");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut c = UnixStream::connect(&cfg.path).await.expect("connect");
+        assert!(closed_within(&mut c, Duration::from_millis(200)).await, "a third connection is refused");
+        assert_eq!(metrics.connections_refused.load(Relaxed), 1);
+        // `a` keeps talking (counters), `b` says nothing: only `b` is closed.
+        let mut stats = Vec::new();
+        let s = HostStats { proxy: "p".into(), ..HostStats::default() };
+        frame::write_frame(&mut stats, FrameKind::Stats, &s.encode());
+        for _ in 0..6 {
+            a.write_all(&stats).await.expect("a is open");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(closed_within(&mut b, Duration::from_millis(500)).await, "the idle connection is closed");
+        assert!(!closed_within(&mut a, Duration::from_millis(50)).await, "the talking one is not");
+        assert_eq!(metrics.connections_idle_closed.load(Relaxed), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_cannot_grow_the_served_counters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = UnixIngestConfig::new(dir.path().join("t.sock"));
+        let (metrics, _rx, _stop) = start(&cfg, 4);
+        let mut conn = UnixStream::connect(&cfg.path).await.expect("connect");
+        let mut stream = frame::HELLO.to_vec();
+        for i in 0..500 {
+            let mut s = HostStats { proxy: format!("proxy-{i}-{}", "x".repeat(i)), ..HostStats::default() };
+            for r in 0..100 {
+                s.dropped.insert(format!("reason-{r}"), 1);
+            }
+            frame::write_frame(&mut stream, FrameKind::Stats, &s.encode());
+        }
+        conn.write_all(&stream).await.expect("write");
+        for _ in 0..200 {
+            if metrics.stats_frames.load(Relaxed) == 500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metrics.stats_frames.load(Relaxed), 500);
+        assert_eq!(metrics.hosts_served(), 1, "one connection, one set of counters");
+        let text = metrics.render_prometheus();
+        assert!(text.lines().all(|l| l.len() < 600), "label values are cut");
+        assert!(text.lines().filter(|l| l.contains("reason=\"reason-")).count() <= 16, "drop reasons are capped");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_waiting_for_the_pipeline_are_bounded_in_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let budget = 1 << 20;
+        let cfg = UnixIngestConfig { queue_bytes: budget, ..UnixIngestConfig::new(dir.path().join("t.sock")) };
+        // A queue with room for many batches: only the byte budget can stop ingest.
+        let (metrics, mut rx, _stop) = start(&cfg, 10_000);
+        let mut stream = frame::HELLO.to_vec();
+        for _ in 0..400 {
+            frame::write_frame(&mut stream, FrameKind::Event, &[7u8; 50_000]);
+        }
+        let mut conn = UnixStream::connect(&cfg.path).await.expect("connect");
+        let writer = tokio::spawn(async move {
+            let _ = conn.write_all(&stream).await;
+            conn
+        });
+        // Nothing is processed: every batch handed on stays held.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut held = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            held.push(f);
+        }
+        let bytes: usize = held.iter().map(Frames::bytes).sum();
+        assert!(bytes <= budget + (128 << 10), "{bytes} bytes waiting with a budget of {budget}");
+        assert!(metrics.frames_received.load(Relaxed) < 400, "ingest stopped reading");
+        // Once the pipeline takes them in (and lets go), the rest comes.
+        let mut total: usize = held.iter().map(Frames::len).sum();
+        drop(held);
+        while total < 400 {
+            let f = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("more frames came").expect("open");
+            total += f.len();
+        }
+        let _ = writer.await;
     }
 }

@@ -57,6 +57,10 @@ impl Pipeline {
     /// that made it through. Taps of the decoded and enriched stages get their own rendering,
     /// only while a session watches them.
     pub fn process(&self, frames: &Frames, scratch: &mut WorkerScratch) -> Batch {
+        #[cfg(test)]
+        if frames.iter().any(|f| f == tests::PANIC_FRAME) {
+            panic!("a stage panicked (the tests' frame)");
+        }
         let enrichers = self.live.enrichment.current();
         let sampler = self.live.sampling.current();
         let mut out = Batch { lines: Vec::with_capacity(frames.payload_bytes() * 3), ..Batch::default() };
@@ -118,7 +122,10 @@ impl Pipeline {
         out
     }
 
-    /// The event in `frame`; a frame that is not one is counted and skipped.
+    /// The event in `frame`; a frame that is not one is counted and skipped. What the collector
+    /// itself adds (`geo` to `threat`, `redaction`, `collector`) is dropped from the frame: a
+    /// proxy cannot make an event claim a country, a clean threat record or a redaction that
+    /// did not happen, even where that enricher is off.
     fn decode<'f>(&self, frame: &'f [u8]) -> Option<Event<'f>> {
         Event::decode(frame)
             .inspect_err(|e| {
@@ -126,6 +133,10 @@ impl Pipeline {
                 self.metrics.malformed(Malformed::BadEvent);
             })
             .ok()
+            .map(|mut e| {
+                drop_collector_fields(&mut e);
+                e
+            })
     }
 
     /// `collector.host`: which collector wrote the event.
@@ -214,17 +225,53 @@ pub fn host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// Clears the parts of an event only the collector writes.
+fn drop_collector_fields(e: &mut Event<'_>) {
+    e.geo = None;
+    e.asn = None;
+    e.device = None;
+    e.user_agent = None;
+    e.os = None;
+    e.threat = None;
+    e.redaction = None;
+    e.collector = None;
+}
+
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::enrich::mmdb::tests::data;
     use sentinel_config::{Enrichment, GeoIp, GeoLayout};
+
+    /// A frame that makes [`Pipeline::process`] panic, to test that a panic is contained.
+    pub(crate) const PANIC_FRAME: &[u8] = b"make a stage panic";
+
+    #[test]
+    fn what_only_the_collector_writes_is_dropped_from_a_frame() {
+        let mut ev = Event { event: sentinel_wire::event::EventInfo { id: "x".into(), start_ns: 1, end_ns: 2 }, ..Default::default() };
+        ev.client.address = "192.0.2.1".into();
+        ev.geo = Some(Arc::new(sentinel_wire::event::Geo { country: Some(sentinel_wire::event::Place { iso_code: Some("ZZ".into()), name: None }), ..Default::default() }));
+        ev.threat = Some(Arc::new(sentinel_wire::event::Threat { score: 0, ..Default::default() }));
+        ev.redaction = Some(sentinel_wire::event::Redaction { fields: vec!["url.path".into()] });
+        let mut f = Vec::new();
+        ev.encode_into(&mut f).unwrap();
+        // Forwarding only, and with every stage on: neither keeps what the frame claimed.
+        for redaction in [None, sentinel_config::Config::default().redaction] {
+            let (p, _) = with_redaction(&sentinel_config::Config::default().enrichment, &redaction);
+            let mut frames = Frames::default();
+            frames.push(&f);
+            let batch = p.process(&frames, &mut WorkerScratch::default());
+            let line: serde_json::Value = serde_json::from_slice(batch.lines.split(|b| *b == b'\n').next().unwrap()).unwrap();
+            assert!(line.get("geo").is_none() && line.get("threat").is_none() && line.get("redaction").is_none(), "{line}");
+            assert_eq!(line["collector"]["host"], "h1");
+        }
+    }
 
     fn pipeline(enrichment: &Enrichment) -> (Pipeline, Arc<Metrics>) {
         with_redaction(enrichment, &sentinel_config::Config::default().redaction)
     }
 
-    pub(super) fn with_redaction(enrichment: &Enrichment, redaction: &Option<sentinel_config::Redaction>) -> (Pipeline, Arc<Metrics>) {
+    pub(crate) fn with_redaction(enrichment: &Enrichment, redaction: &Option<sentinel_config::Redaction>) -> (Pipeline, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let handle = Arc::new(EnrichmentHandle::start(enrichment, metrics.enrich.clone()).unwrap());
         let sampling = Arc::new(SamplingHandle::new(&sentinel_config::Config::default().sampling));

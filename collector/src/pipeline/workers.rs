@@ -58,6 +58,7 @@ impl Workers {
                         }
                     };
                     batch.ack = frames.ack.take();
+                    batch.held = frames.held.take();
                     if batch.events == 0 {
                         // Nothing to store (sampled out or malformed): handled, so acknowledged.
                         if let Some(a) = batch.ack.take() {
@@ -82,5 +83,40 @@ impl Workers {
         for t in self.threads {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::ack::AckTracker;
+    use crate::metrics::Malformed;
+
+    #[test]
+    fn a_panicking_stage_costs_its_batch_and_acknowledges_it_and_the_worker_goes_on() {
+        let (pipeline, metrics) = super::super::tests::with_redaction(&sentinel_config::Config::default().enrichment, &None);
+        let (out, done) = crossbeam_channel::bounded(4);
+        let (workers, tx) = Workers::start(1, 4, Arc::new(pipeline), out).unwrap();
+        let acks = Arc::new(AckTracker::default());
+        let mut bad = Frames::default();
+        bad.push(super::super::tests::PANIC_FRAME);
+        bad.push(b"a second frame of the same batch");
+        bad.ack = Some(acks.issue(2));
+        let mut good = Frames::default();
+        let mut ev = sentinel_wire::event::Event::default();
+        ev.event.id = "after".into();
+        let mut f = Vec::new();
+        ev.encode_into(&mut f).unwrap();
+        good.push(&f);
+        good.ack = Some(acks.issue(3));
+        tx.blocking_send(bad).unwrap();
+        tx.blocking_send(good).unwrap();
+        let batch = done.recv_timeout(std::time::Duration::from_secs(10)).expect("the worker went on after the panic");
+        assert_eq!(batch.events, 1);
+        assert_eq!(acks.acked(), 2, "the panicked batch's frames are acknowledged (the good one waits for the log)");
+        assert_eq!(metrics.malformed_count(Malformed::Panic), 2);
+        drop(tx);
+        drop(batch);
+        workers.join();
     }
 }

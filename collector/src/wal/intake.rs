@@ -46,7 +46,7 @@ pub fn spawn(mut writer: Writer, batches: Receiver<Batch>, taps: TapHub, stop: A
             }
             if taps.watching(Stage::Processed) {
                 for b in &group {
-                    taps.offer(Stage::Processed, &Arc::new(Batch { lines: b.lines.clone(), events: b.events, lines_crc: b.lines_crc, ack: None }));
+                    taps.offer(Stage::Processed, &Arc::new(Batch { lines: b.lines.clone(), events: b.events, lines_crc: b.lines_crc, ack: None, held: None }));
                 }
             }
             if !append(&mut writer, &group, &stop, &metrics) {

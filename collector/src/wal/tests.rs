@@ -367,7 +367,7 @@ fn the_intake_writes_readable_records_with_or_without_the_workers_checksum() {
         let lines = line(i);
         // As a worker sends them (checksummed), and as any other sender would (not).
         let lines_crc = (i % 2 == 0).then(|| crc32fast::hash(&lines));
-        tx.send(crate::ingest::Batch { lines, events: 1, lines_crc, ack: None }).unwrap();
+        tx.send(crate::ingest::Batch { lines, events: 1, lines_crc, ack: None, held: None }).unwrap();
     }
     drop(tx);
     intake.join().unwrap();
