@@ -149,6 +149,18 @@ impl Writer {
             if self.file.set_len(self.bytes).is_err() {
                 let _ = self.roll();
             }
+            if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                // The disk is full: spare segments hold blocks that nothing needs. Give them
+                // back so the retry (and the sinks' cursor files) can have them.
+                let mut st = self.wal.lock();
+                let mut freed = 0;
+                while self.wal.delete_spare(&mut st) {
+                    freed += 1;
+                }
+                if freed > 0 {
+                    tracing::warn!("the buffer's disk is full: deleted {freed} spare segments to make room");
+                }
+            }
             return Err(AppendError::Io(e));
         }
         let m = &self.wal.shared.metrics.wal;
