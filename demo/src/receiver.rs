@@ -30,8 +30,9 @@ struct State {
     bad_signatures: AtomicU64,
     /// Answers to give next, in order.
     script: Mutex<VecDeque<Answer>>,
-    /// Bodies of more lines than this are answered 413.
+    /// Bodies of more lines (or more bytes, once decompressed) than this are answered 413.
     max_lines: AtomicU64,
+    max_bytes: AtomicU64,
     /// Every request's method and path, in order.
     seen: Mutex<Vec<(String, String)>>,
     key: Option<Vec<u8>>,
@@ -67,6 +68,11 @@ pub struct Answer {
 impl Answer {
     pub fn status(status: u16) -> Answer {
         Answer { status, ..Answer::default() }
+    }
+
+    /// No forced answer: the request is taken (or refused) as usual.
+    pub fn pass() -> Answer {
+        Answer::default()
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Answer {
@@ -110,7 +116,7 @@ async fn answer(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
             return reply(StatusCode::UNAUTHORIZED, None, "bad signature");
         }
     }
-    let scripted = lock(&state.script).pop_front();
+    let scripted = lock(&state.script).pop_front().filter(|a| a.status != 0);
     if let Some(a) = scripted {
         let body = if a.body_bytes == usize::MAX { Endless.boxed() } else { Full::new(Bytes::from(vec![b'x'; a.body_bytes])).boxed() };
         let mut resp = Response::new(body);
@@ -130,6 +136,10 @@ async fn answer(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
     let max = state.max_lines.load(Relaxed);
     if max > 0 && text.lines().filter(|l| !l.is_empty()).count() as u64 > max {
         return reply(StatusCode::PAYLOAD_TOO_LARGE, None, "too many lines");
+    }
+    let max = state.max_bytes.load(Relaxed);
+    if max > 0 && text.len() as u64 > max {
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, None, "too large");
     }
     lock(&state.lines).extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
     state.accepted.fetch_add(1, Relaxed);
@@ -207,6 +217,12 @@ impl Receiver {
     /// From now on, bodies of more than `lines` lines are answered 413 (0: no limit).
     pub fn refuse_over(&self, lines: u64) {
         self.state.max_lines.store(lines, Relaxed);
+    }
+
+    /// From now on, bodies of more than `bytes` bytes (decompressed) are answered 413 (0: no
+    /// limit).
+    pub fn refuse_over_bytes(&self, bytes: u64) {
+        self.state.max_bytes.store(bytes, Relaxed);
     }
 
     /// Every request's method and path, in order.

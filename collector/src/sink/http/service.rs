@@ -246,6 +246,59 @@ mod tests {
         assert_eq!(at("soon"), None);
     }
 
+    fn service(url: String) -> HttpService {
+        let sink = sentinel_config::HttpSink {
+            url,
+            headers: Vec::new(),
+            gzip: true,
+            hmac_key: None,
+            signature_header: "x-sentinel-signature".into(),
+            timeout: Duration::from_secs(10),
+        };
+        HttpService::new(HttpSettings::check(&sink).unwrap(), "http", "h").unwrap()
+    }
+
+    fn batch(lines: &[String]) -> ReadBatch {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        ReadBatch { first: 0, end: 1, records: 1, events: lines.len() as u64, lines: text.into_bytes() }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_413_halves_the_batch_and_an_event_too_large_alone_is_dropped_and_counted() {
+        let receiver = sentinel_demo::receiver::Receiver::start(None).await.unwrap();
+        receiver.refuse_over_bytes(2_000);
+        let mut lines: Vec<String> = (0..40).map(|i| format!("{{\"n\":{i}}}")).collect();
+        lines[17] = format!("{{\"n\":17,\"pad\":\"{}\"}}", "x".repeat(5_000));
+        let mut s = service(receiver.url());
+        let got = s.send(&batch(&lines)).await.unwrap();
+        assert_eq!(got, Delivered::DurableExcept { dropped: 1 });
+        let mut n: Vec<u64> = receiver.events().iter().map(|e| e["n"].as_u64().unwrap()).collect();
+        n.sort_unstable();
+        assert_eq!(n, (0..40).filter(|i| *i != 17).collect::<Vec<u64>>(), "every other event arrived once");
+        assert!(receiver.seen().iter().all(|(m, p)| m == "POST" && p == "/ingest"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_split_batch_that_fails_midway_goes_on_from_where_it_got() {
+        use sentinel_demo::receiver::Answer;
+        let receiver = sentinel_demo::receiver::Receiver::start(None).await.unwrap();
+        receiver.refuse_over(10);
+        // The whole batch and its halves refused, the first part of 10 taken, the second met
+        // by a 503.
+        receiver.script_answers(&[Answer::status(413), Answer::status(413), Answer::pass(), Answer::status(503)]);
+        let lines: Vec<String> = (0..40).map(|i| format!("{{\"n\":{i}}}")).collect();
+        let b = batch(&lines);
+        let mut s = service(receiver.url());
+        assert!(matches!(s.send(&b).await, Err(SendError::Retry { .. })));
+        assert_eq!(receiver.events().len(), 10);
+        // The retry sends the three parts left, not the whole batch again.
+        assert_eq!(s.send(&b).await.unwrap(), Delivered::Durable);
+        let mut n: Vec<u64> = receiver.events().iter().map(|e| e["n"].as_u64().unwrap()).collect();
+        n.sort_unstable();
+        assert_eq!(n, (0..40).collect::<Vec<u64>>(), "each event once");
+        assert_eq!(receiver.requests(), 7);
+    }
+
     #[test]
     fn parts_end_at_line_ends() {
         let t = b"a\nbb\nccc\n";
