@@ -6,7 +6,7 @@ FILTERS    := target/filters
 WASM       := filter-wasm/target/wasm32-wasip2/release/sentinel_filter.wasm
 FILTER_BUILD = cd filter-wasm && $(2) $(CARGO) build --release --target wasm32-wasip2 --quiet $(1) && cd .. && cp $(WASM) $(FILTERS)/$(3)
 
-.PHONY: setup data servers filters test-filters build demo test bench bench-collector bench-collector-load bench-wal bench-sinks wrk clean
+.PHONY: fuzz setup data servers filters test-filters build demo test bench bench-collector bench-collector-load bench-wal bench-sinks wrk clean
 
 ## setup: the wasm target and the C tools some crates build with (cmake for Pingora's zlib-ng).
 setup:
@@ -86,3 +86,10 @@ wrk: build
 clean:
 	$(CARGO) clean
 	cd filter-wasm && $(CARGO) clean
+
+## fuzz: cargo-fuzz targets (fuzz/) over the frame reader, the event decoder against the one-pass
+## transcoder, the config loader, the tap filter, the enrichment data loaders and the redaction;
+## FUZZ_SECONDS each (default 60, CI 30), seeded from the test data. Prints the inputs each ran
+## and fails on a crash.
+fuzz: data
+	@scripts/fuzz.sh

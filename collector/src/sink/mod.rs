@@ -11,6 +11,7 @@ pub mod clickhouse;
 pub mod driver;
 pub mod file;
 pub mod http;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod latency;
 pub mod parquet;
@@ -53,7 +54,10 @@ pub fn check(spec: &Sink) -> Result<(), String> {
                 .map_err(|e| fail(format!("cannot write in {}: {e}", cfg.dir.display())))
         }
         SinkKind::Http(h) => http::HttpSettings::check(h).map(drop).map_err(fail),
+        #[cfg(feature = "kafka")]
         SinkKind::Kafka(k) => kafka::KafkaSettings::check(k).map(drop).map_err(fail),
+        #[cfg(not(feature = "kafka"))]
+        SinkKind::Kafka(_) => Err(fail("this build has no Kafka sink (the `kafka` feature is off)".into())),
         SinkKind::ClickHouse(c) => clickhouse::ClickHouseSettings::check(c).map(drop).map_err(fail),
         SinkKind::S3(s) => s3::S3Settings::check(s).map(drop).map_err(fail),
     }
@@ -82,6 +86,9 @@ async fn drive(spec: Sink, reader: Reader, metrics: Arc<Metrics>, stop: watch::R
             Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
             Err(e) => tracing::error!(sink = %spec.id, "{e}"),
         },
+        #[cfg(not(feature = "kafka"))]
+        SinkKind::Kafka(_) => tracing::error!(sink = %spec.id, "this build has no Kafka sink"),
+        #[cfg(feature = "kafka")]
         SinkKind::Kafka(k) => match kafka::KafkaSettings::check(k).and_then(kafka::KafkaService::new) {
             Ok(s) => driver::run(s, reader, spec.delivery.clone(), m, stop).await,
             Err(e) => tracing::error!(sink = %spec.id, "{e}"),

@@ -607,4 +607,34 @@ mod tests {
             assert!(!agrees(frame, Some("h")));
         }
     }
+
+    /// Writes the fuzzers' seed corpora (`fuzz/seeds/`): event frames in the filters' shape,
+    /// some damaged, for `event_transcode`, and streams of them after the hello for `frames`.
+    /// Run by `make fuzz`; ignored otherwise.
+    #[test]
+    #[ignore]
+    fn fuzz_seeds() {
+        use crate::frame::{self, FrameKind};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+        let (events, streams) = (root.join("event_transcode"), root.join("frames"));
+        std::fs::create_dir_all(&events).unwrap();
+        std::fs::create_dir_all(&streams).unwrap();
+        let mut rng = Rng(21);
+        let mut stream = frame::HELLO.to_vec();
+        for i in 0..300 {
+            let ev = if i % 5 == 4 { super::super::random::random_enriched_event(&mut rng) } else { random_event(&mut rng) };
+            let mut f = Vec::new();
+            ev.encode_into(&mut f).unwrap();
+            std::fs::write(events.join(format!("event-{i:03}")), &f).unwrap();
+            frame::write_frame(&mut stream, FrameKind::Event, &f);
+            if i % 20 == 19 {
+                std::fs::write(streams.join(format!("stream-{i:03}")), &stream).unwrap();
+                stream = frame::HELLO.to_vec();
+            }
+        }
+        let stats = crate::stats::HostStats { proxy: "seed".into(), ..Default::default() };
+        let mut s = frame::HELLO.to_vec();
+        frame::write_frame(&mut s, FrameKind::Stats, &stats.encode());
+        std::fs::write(streams.join("stats"), &s).unwrap();
+    }
 }
