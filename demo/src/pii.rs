@@ -234,6 +234,20 @@ impl Tally {
             .collect()
     }
 
+    /// What falls short: cells under `floor` (precision or recall), the positives missed and
+    /// the look-alikes changed; `None` when nothing does.
+    pub fn shortfalls(&self, floor: f64) -> Option<String> {
+        let low: Vec<String> = self
+            .scores()
+            .iter()
+            .filter(|s| s.2 < floor || s.3 < floor)
+            .map(|s| format!("{} / {}: precision {:.3}, recall {:.3}", s.0, s.1.name(), s.2, s.3))
+            .collect();
+        (!low.is_empty() || !self.touched_lookalikes.is_empty()).then(|| {
+            format!("{}\nmissed:\n{}\nlook-alikes changed:\n{}", low.join("\n"), self.missed.join("\n"), self.touched_lookalikes.join("\n"))
+        })
+    }
+
     /// A Markdown table: one row per kind, precision / recall per form.
     pub fn table(&self) -> String {
         let mut out = String::from("| kind |");
