@@ -92,7 +92,7 @@ struct Profile {
     plus: bool,
     dash: bool,
     space: bool,
-    /// `=` or `:` somewhere (a `key=value` or `"key": value` pair).
+    /// `=` or `:` after a name that may be a password's (see [`Profile::assign_at`]).
     assign: bool,
     /// Longest run of digits joined by one or two separators (` `, `-`, `.`, `(`, `)`).
     digit_run: usize,
@@ -175,51 +175,61 @@ impl Profile {
             } else {
                 (run, seps) = (0, 0);
             }
-            if c & (UPPER | DIGIT) != 0 {
-                up += 1;
-                p.upper_run = p.upper_run.max(up);
-            } else {
-                up = 0;
-            }
-            if c & B64 != 0 {
-                b64 += 1;
-                p.b64_run = p.b64_run.max(b64);
-            } else {
-                b64 = 0;
-            }
+            // Branch-free: runs grow or restart on every byte.
+            up = (up + 1) * usize::from(c & (UPPER | DIGIT) != 0);
+            b64 = (b64 + 1) * usize::from(c & B64 != 0);
+            p.upper_run = p.upper_run.max(up);
+            p.b64_run = p.b64_run.max(b64);
             recent = (recent << 2) | u32::from(c & (LETTER | DIGIT));
             p.iban_start |= recent & 0xff == IBAN_START;
             if c & PREFIX_END != 0 {
                 p.prefix_at(t, i);
+            }
+            if c & ASSIGN != 0 && !p.assign {
+                p.assign = Profile::assign_at(t, i);
             }
         }
         p.at = seen & AT != 0;
         p.plus = seen & PLUS != 0;
         p.dash = seen & DASH != 0;
         p.space = seen & SPACE != 0;
-        p.assign = seen & ASSIGN != 0;
         p
     }
 
-    /// Whether detector `k` can match a text of `len` bytes with this profile.
-    fn allows(&self, k: Kind, len: usize) -> bool {
-        match k {
-            Kind::Email => self.at,
-            Kind::Card => self.digit_run >= 13,
-            Kind::Jwt => self.jwt_start && len >= 30,
-            Kind::Credential => self.space,
-            Kind::AwsKey => self.upper_run >= 20,
-            Kind::GithubToken => self.github,
-            Kind::SlackToken => self.slack,
-            Kind::StripeKey => self.stripe,
-            Kind::UsSsn => self.dash && self.digit_run >= 9,
-            Kind::Iban => self.iban_start && len >= 15,
-            Kind::Phone => self.plus || self.digit_run >= 10,
-            Kind::GoogleKey => self.google,
-            Kind::AwsSecret => self.b64_run >= 40,
-            Kind::PrivateKey => self.dash && len >= 40,
-            Kind::Password => self.assign,
+    /// Whether the `=` or `:` at `t[i]` can end a password field's name: the name's last
+    /// letter (past closing quotes, a bracket or a space) is one a password name ends with
+    /// (see [`secret_name`]), and it is not a URL's scheme (`https://`).
+    #[inline]
+    fn assign_at(t: &[u8], i: usize) -> bool {
+        if t[i] == b':' && t.get(i + 1) == Some(&b'/') {
+            return false;
         }
+        let mut j = i;
+        while j > 0 && i - j < 3 && matches!(t[j - 1], b'"' | b'\'' | b']' | b' ') {
+            j -= 1;
+        }
+        j > 0 && matches!(t[j - 1].to_ascii_lowercase(), b'd' | b's' | b'e' | b't')
+    }
+
+    /// The detectors that can match a text of `len` bytes with this profile, one bit each (bit
+    /// `k as u32`): computed once, straight-line, instead of a branch per detector.
+    fn mask(&self, len: usize) -> u32 {
+        let bit = |k: Kind, on: bool| u32::from(on) << (k as u32);
+        bit(Kind::Email, self.at)
+            | bit(Kind::Card, self.digit_run >= 13)
+            | bit(Kind::Jwt, self.jwt_start && len >= 30)
+            | bit(Kind::Credential, self.space)
+            | bit(Kind::AwsKey, self.upper_run >= 20)
+            | bit(Kind::GithubToken, self.github)
+            | bit(Kind::SlackToken, self.slack)
+            | bit(Kind::StripeKey, self.stripe)
+            | bit(Kind::UsSsn, self.dash && self.digit_run >= 9)
+            | bit(Kind::Iban, self.iban_start && len >= 15)
+            | bit(Kind::Phone, self.plus || self.digit_run >= 10)
+            | bit(Kind::GoogleKey, self.google)
+            | bit(Kind::AwsSecret, self.b64_run >= 40)
+            | bit(Kind::PrivateKey, self.dash && len >= 40)
+            | bit(Kind::Password, self.assign)
     }
 
     /// Token prefixes, recognised at their last byte `t[i]`.
@@ -248,9 +258,12 @@ fn scan(t: &[u8], kinds: &[Kind], profiled: bool, out: &mut Vec<Span>) {
     if t.len() < 8 {
         return;
     }
-    let p = profiled.then(|| Profile::of(t));
+    let allowed = if profiled { Profile::of(t).mask(t.len()) } else { u32::MAX };
+    if allowed == 0 {
+        return;
+    }
     for &k in kinds {
-        if p.as_ref().is_some_and(|p| !p.allows(k, t.len())) {
+        if allowed & (1 << (k as u32)) == 0 {
             continue;
         }
         match k {
@@ -681,7 +694,7 @@ fn international(t: &[u8], i: usize) -> Option<usize> {
 }
 
 fn nanp(t: &[u8], i: usize) -> Option<usize> {
-    if i > 0 && matches!(t[i - 1], b'-' | b'.' | b'/' | b':') {
+    if i > 0 && matches!(t[i - 1], b'-' | b'.' | b':') {
         return None;
     }
     // An optional country code `1` and one separator.
@@ -715,7 +728,7 @@ fn national(t: &[u8], i: usize) -> Option<usize> {
     if t[i] != b'0' || !t.get(i + 1).is_some_and(|b| (b'1'..=b'9').contains(b)) {
         return None;
     }
-    if i > 0 && matches!(t[i - 1], b'-' | b'.' | b'/' | b':') {
+    if i > 0 && matches!(t[i - 1], b'-' | b'.' | b':') {
         return None;
     }
     let mut lens = Vec::new();
@@ -788,7 +801,9 @@ fn private_keys(t: &[u8], out: &mut Vec<Span>) {
 /// `pwd`, `pass`, `passphrase`, `client_secret`, ...), in any case.
 pub fn secret_name(name: &[u8]) -> bool {
     let mut buf = [0u8; 64];
-    if name.is_empty() || name.len() > buf.len() {
+    // Every name it takes ends in `d`, `s`, `e` or `t`: most names are refused by that alone.
+    let Some(last) = name.last().map(u8::to_ascii_lowercase) else { return false };
+    if !matches!(last, b'd' | b's' | b'e' | b't') || name.len() < 3 || name.len() > buf.len() {
         return false;
     }
     let n = &mut buf[..name.len()];
@@ -802,9 +817,12 @@ pub fn secret_name(name: &[u8]) -> bool {
 /// queries, `Password: ...` in text. The value is the span; the name stays.
 fn passwords(t: &[u8], out: &mut Vec<Span>) {
     for eq in memchr::memchr2_iter(b'=', b':', t) {
-        // The name before it: closing quotes, brackets and spaces skipped.
+        if !Profile::assign_at(t, eq) {
+            continue;
+        }
+        // The name before it: up to three closing quotes, brackets and spaces skipped.
         let mut e = eq;
-        while e > 0 && matches!(t[e - 1], b'"' | b'\'' | b']' | b' ') {
+        while e > 0 && eq - e < 3 && matches!(t[e - 1], b'"' | b'\'' | b']' | b' ') {
             e -= 1;
         }
         let name_len = t[..e].iter().rev().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')).count();

@@ -278,6 +278,12 @@ impl Redactor {
     /// The path with each segment scrubbed on its own (as written and decoded): a `/` ends
     /// a value, and `%2F` inside a segment is part of one.
     fn path(&self, path: &str, s: &mut Scratch) -> Option<String> {
+        // A path as written reads the same whole or segment by segment (every detector stops at
+        // a `/`, but the base64 of an AWS secret, which a whole path keeps in one piece): it is
+        // read whole, and remembered clean. Only decoding can put a `/` or a space inside one.
+        if !decode::is_encoded(path.as_bytes()) {
+            return self.scrub(path, s);
+        }
         let mut out: Option<String> = None;
         let mut at = 0;
         for segment in path.split('/') {
