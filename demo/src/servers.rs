@@ -47,16 +47,28 @@ impl Tansu {
         Ok(Tansu { addr: relay.addr.clone(), relay, bin, _child: child })
     }
 
-    /// Creates a topic with `partitions` partitions.
+    /// Creates a topic with `partitions` partitions. A broker that listens may not answer yet
+    /// (its first connections can end early): tried again for up to 10 s.
     pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
-        let out = Command::new(&self.bin)
-            .args(["topic", "create", "--broker", &format!("tcp://{}", self.addr), "--partitions", &partitions.to_string(), name])
-            .output()
-            .context("running tansu topic create")?;
-        if !out.status.success() {
-            bail!("tansu topic create {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new(&self.bin)
+                .args(["topic", "create", "--broker", &format!("tcp://{}", self.addr), "--partitions", &partitions.to_string(), name])
+                .output()
+                .context("running tansu topic create")?;
+            if out.status.success() {
+                return Ok(());
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            // An earlier try that was cut after the broker acted on it.
+            if err.contains("TopicAlreadyExists") {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline || !err.contains("early eof") {
+                bail!("tansu topic create {name}: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        Ok(())
     }
 }
 
