@@ -166,21 +166,11 @@ impl Service for HttpService {
     async fn send(&mut self, batch: &ReadBatch) -> Result<Delivered, SendError> {
         let key = format!("{}{}-{}", self.key_prefix, batch.first, batch.end);
         let lines = batch.events as usize;
-        let mut split = match self.split {
+        // A batch is sent whole, as one part; after a 413 in parts of half as many lines, and
+        // a retry goes on from where the last attempt got.
+        let mut split = match self.split.take() {
             Some(s) if s.first == batch.first && s.end == batch.end => s,
-            _ => {
-                self.split = None;
-                // The same records always make the same batch key, so a receiver can drop a
-                // retry of a batch it already stored.
-                match self.post(&batch.lines, key.clone()).await {
-                    Ok(()) => return Ok(Delivered::Durable),
-                    Err(Refusal::Retry(e)) => return Err(e),
-                    Err(Refusal::TooLarge(reason)) => {
-                        tracing::warn!("the batch of {lines} events was too large; sending it in halves: {reason}");
-                        Split { first: batch.first, end: batch.end, done: 0, part: lines.div_ceil(2).max(1), dropped: 0 }
-                    }
-                }
-            }
+            _ => Split { first: batch.first, end: batch.end, done: 0, part: lines.max(1), dropped: 0 },
         };
         // Parts of `part` lines, halved again at each 413; a single event still too large is
         // refused for good (counted), the others go on.
@@ -189,7 +179,9 @@ impl Service for HttpService {
         while split.done < lines && at < text.len() {
             let n = split.part.min(lines - split.done);
             let end = after_lines(text, at, n);
-            match self.post(&text[at..end], format!("{key}/{}+{n}", split.done)).await {
+            // The whole batch keeps the batch's key, so a receiver can drop a retry it stored.
+            let part_key = if n == lines { key.clone() } else { format!("{key}/{}+{n}", split.done) };
+            match self.post(&text[at..end], part_key).await {
                 Ok(()) => {
                     split.done += n;
                     at = end;
